@@ -1,0 +1,36 @@
+// swift-tools-version:5.10
+// luagan: GAN research in Lua 5.4 over a Swift tensor engine on OpenBLAS.
+import PackageDescription
+
+// Release builds drop Swift's runtime checks in the numeric targets: every index and size is
+// validated at the Lua boundary, and the kernels are hot loops.
+let fast: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-enforce-exclusivity=unchecked"], .when(configuration: .release))]
+
+let package = Package(
+  name: "luagan",
+  products: [.executable(name: "luagan", targets: ["luagan"])],
+  targets: [
+    // MARK: - System libraries (Debian packages, found through pkg-config)
+    .systemLibrary(name: "CLua", pkgConfig: "lua5.4", providers: [.apt(["liblua5.4-dev"])]),
+    .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+    .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
+    .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+
+    // MARK: - Libraries
+    // Tensors, kernels and autograd. Knows nothing of Lua.
+    .target(name: "Tensor", dependencies: ["COpenBLAS"], swiftSettings: fast),
+    // Modules, optimizers, images, data sets, checkpoints and metrics. Knows nothing of Lua.
+    .target(name: "Layers", dependencies: ["Tensor", "COpenBLAS", "CPNG", "CZlib"], swiftSettings: fast),
+    // The only bridge to Lua: bindings, the module system, the Lua-side libraries.
+    .target(
+      name: "Runtime", dependencies: ["CLua", "Tensor", "Layers"],
+      resources: [
+        .embedInCode("lua/prelude.lua"),
+      ]),
+    .executableTarget(name: "luagan", dependencies: ["Runtime"]),
+
+    // MARK: - Tests
+    .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
+    .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "Tensor"]),
+  ]
+)

@@ -1,0 +1,152 @@
+// luagan's C shim over Debian's Lua 5.4 (pkg-config lua5.4).
+//
+// Swift cannot see Lua's function-like macros or variadic functions, and must never be crossed
+// by Lua's longjmp (house decision 2). So this header gives:
+//   - static-inline versions of the macros Swift needs (lg_pop, lg_newtable, ...);
+//   - an allocator that aborts instead of returning NULL, so `m` API functions cannot raise;
+//   - the trampoline: every Swift binding runs inside lg_trampoline, *returns* an error code,
+//     and only then, with no Swift frame left on the stack, does C call lua_error;
+//   - protected helpers (lg_pnext, lg_docall) for the few operations that could raise.
+#ifndef LUAGAN_CLUA_SHIM_H
+#define LUAGAN_CLUA_SHIM_H
+
+#include <lua.h>
+#include <lauxlib.h>
+#include <lualib.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+// MARK: - Macros as functions
+
+static inline int lg_registryindex(void) { return LUA_REGISTRYINDEX; }
+static inline int lg_upvalueindex(int i) { return lua_upvalueindex(i); }
+static inline void lg_pop(lua_State *L, int n) { lua_settop(L, -(n)-1); }
+static inline void lg_newtable(lua_State *L) { lua_createtable(L, 0, 0); }
+static inline void lg_insert(lua_State *L, int idx) { lua_rotate(L, idx, 1); }
+static inline void lg_remove(lua_State *L, int idx) { lua_rotate(L, idx, -1); lua_settop(L, -2); }
+static inline int lg_isnoneornil(lua_State *L, int idx) { return lua_type(L, idx) <= 0; }
+static inline const char *lg_typename(lua_State *L, int idx) { return lua_typename(L, lua_type(L, idx)); }
+static inline void *lg_newuserdata(lua_State *L, size_t size, int nuv) { return lua_newuserdatauv(L, size, nuv); }
+static inline int lg_getuservalue(lua_State *L, int idx) { return lua_getiuservalue(L, idx, 1); }
+static inline int lg_setuservalue(lua_State *L, int idx) { return lua_setiuservalue(L, idx, 1); }
+
+// MARK: - Garbage collector (lua_gc is variadic in 5.4)
+
+/// Tells the collector that `kb` KiB were allocated outside its heap (tensor storage), so it
+/// paces itself by tensor allocation as well as by Lua allocation. Never call from a finalizer.
+static inline void lg_gc_step(lua_State *L, int kb) { lua_gc(L, LUA_GCSTEP, kb); }
+static inline void lg_gc_collect(lua_State *L) { lua_gc(L, LUA_GCCOLLECT, 0); }
+static inline int lg_gc_count_kb(lua_State *L) { return lua_gc(L, LUA_GCCOUNT, 0); }
+static inline int lg_gc_isrunning(lua_State *L) { return lua_gc(L, LUA_GCISRUNNING, 0); }
+
+// MARK: - A state whose allocator aborts (so `m` functions never longjmp)
+
+static inline void *lg_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  (void)ud; (void)osize;
+  if (nsize == 0) { free(ptr); return NULL; }
+  void *p = realloc(ptr, nsize);
+  if (p == NULL) { fputs("luagan: out of memory in the Lua heap\n", stderr); abort(); }
+  return p;
+}
+static inline int lg_panic(lua_State *L) {
+  const char *msg = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "(non-string error)";
+  fprintf(stderr, "luagan: unprotected Lua error: %s\n", msg);
+  abort();
+  return 0;
+}
+static inline lua_State *lg_newstate(void) {
+  lua_State *L = lua_newstate(lg_alloc, NULL);
+  if (L) lua_atpanic(L, lg_panic);
+  return L;
+}
+
+// MARK: - The trampoline
+
+/// A Swift binding body: returns the number of results, or one of the error codes below with
+/// the error value on top of the stack.
+typedef int (*lg_Dispatch)(lua_State *L, int id);
+enum { LG_ERROR = -1, LG_RETHROW = -2 };
+
+/// The one C function behind every Swift binding. Upvalue 1 is the binding's id. The Swift
+/// dispatcher lives in the state's extra space, so coroutines see it too.
+static inline int lg_trampoline(lua_State *L) {
+  lg_Dispatch dispatch = *(lg_Dispatch *)lua_getextraspace(L);
+  int id = (int)lua_tointeger(L, lua_upvalueindex(1));
+  int n = dispatch(L, id);  // Swift runs and returns: no Swift frame is left after this line
+  if (n == LG_ERROR) {      // message on top: prefix "chunk:line:" as luaL_error does
+    luaL_where(L, 1);
+    lua_rotate(L, -2, 1);
+    lua_concat(L, 2);
+    return lua_error(L);
+  }
+  if (n == LG_RETHROW) return lua_error(L);  // an error value from a protected call, as is
+  return n;
+}
+static inline void lg_setdispatch(lua_State *L, lg_Dispatch d) { *(lg_Dispatch *)lua_getextraspace(L) = d; }
+static inline void lg_pushbinding(lua_State *L, int id) {
+  lua_pushinteger(L, id);
+  lua_pushcclosure(L, lg_trampoline, 1);
+}
+
+// MARK: - Protected helpers
+
+/// lua_next is `v` (it raises on an invalid key); run it under lua_pcall so Swift never sees a
+/// longjmp. Stack in: table at t, key on top. Out: key, value (returns 1) or nothing (returns 0).
+static inline int lg_next_body(lua_State *L) {
+  // 1: table, 2: key
+  if (lua_next(L, 1)) return 2;
+  return 0;
+}
+static inline int lg_pnext(lua_State *L, int t) {
+  t = lua_absindex(L, t);
+  lua_pushcfunction(L, lg_next_body);
+  lua_pushvalue(L, t);
+  lua_rotate(L, -3, -1);              // fn, table, key
+  if (lua_pcall(L, 2, 2, 0) != LUA_OK) { lua_settop(L, -2); return 0; }
+  if (lua_type(L, -2) == LUA_TNIL) { lua_settop(L, -3); return 0; }
+  return 1;
+}
+
+/// The message handler of lua.c: add a traceback to string errors.
+static inline int lg_msghandler(lua_State *L) {
+  const char *msg = lua_tostring(L, 1);
+  if (msg == NULL) {
+    if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING) return 1;
+    msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+  }
+  luaL_traceback(L, L, msg, 1);
+  return 1;
+}
+
+/// Calls the function below `narg` arguments with a traceback handler (lua.c's docall).
+static inline int lg_docall(lua_State *L, int narg, int nres) {
+  int base = lua_gettop(L) - narg;
+  lua_pushcfunction(L, lg_msghandler);
+  lua_rotate(L, base, 1);
+  int status = lua_pcall(L, narg, nres, base);
+  lua_rotate(L, base, -1);
+  lua_settop(L, -2);
+  return status;
+}
+
+/// Calls without a handler (errors come back as values, for rethrow from bindings).
+static inline int lg_pcall(lua_State *L, int narg, int nres) { return lua_pcall(L, narg, nres, 0); }
+
+// MARK: - Ctrl-C: stop the script at the next Lua instruction, as lua.c does
+
+static lua_State *lg_sigstate = NULL;
+static inline void lg_stop_hook(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  lua_sethook(L, NULL, 0, 0);
+  luaL_error(L, "interrupted!");
+}
+static inline void lg_on_sigint(int sig) {
+  signal(sig, SIG_DFL);  // a second Ctrl-C kills the process
+  if (lg_sigstate) lua_sethook(lg_sigstate, lg_stop_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+}
+static inline void lg_catch_sigint(lua_State *L) { lg_sigstate = L; signal(SIGINT, lg_on_sigint); }
+static inline void lg_release_sigint(void) { signal(SIGINT, SIG_DFL); lg_sigstate = NULL; }
+
+#endif

@@ -1,0 +1,138 @@
+/// In-place writes, for optimizers, EMA, initializers and buffers. They never record onto
+/// the graph; writing into a tensor that is itself a graph node is refused, since the values
+/// saved for its backward would silently change.
+
+extension Tensor {
+  func checkWritable(_ op: String) throws {
+    if node != nil && GradMode.isEnabled {
+      throw TensorError("\(op): cannot write in place into a tensor that is part of a graph (result of '\(node!.op)'); use detach() or noGrad")
+    }
+  }
+
+  /// Copies `src` (broadcast to this shape, converted to this dtype) into this tensor or view.
+  /// Reference: torch.Tensor.copy_.
+  @discardableResult
+  public func copy_(_ src: Tensor) throws -> Tensor {
+    try checkWritable("copy")
+    _ = try broadcastShapes(shape, src.shape, op: "copy")
+    guard try broadcastShapes(shape, src.shape, op: "copy") == shape else {
+      throw TensorError("copy: source shape \(formatShape(src.shape)) cannot be broadcast to destination \(formatShape(shape))")
+    }
+    var s = try src.detach().to(dtype)
+    if s.storage === storage { s = try s.clone() }  // overlapping views: read before writing
+    switch dtype {
+    case .float32: copyInto(self, s, Float.self)
+    case .float64: copyInto(self, s, Double.self)
+    }
+    bumpVersion()
+    return self
+  }
+
+  /// Sets every element to `value`.
+  @discardableResult
+  public func fill_(_ value: Double) throws -> Tensor {
+    try checkWritable("fill")
+    try copy_(Tensor.scalar(value, dtype: dtype))
+    return self
+  }
+
+  /// self += alpha·other (other broadcast to self).
+  @discardableResult
+  public func add_(_ other: Tensor, alpha: Double = 1) throws -> Tensor {
+    try checkWritable("add_")
+    let o = try (alpha == 1 ? other.detach() : other.detach().mul(Tensor.scalar(alpha, dtype: other.dtype))).to(dtype)
+    guard try broadcastShapes(shape, o.shape, op: "add_") == shape else {
+      throw TensorError("add_: cannot add shape \(formatShape(o.shape)) into \(formatShape(shape))")
+    }
+    switch dtype {
+    case .float32: addInto(self, o, Float.self)
+    case .float64: addInto(self, o, Double.self)
+    }
+    bumpVersion()
+    return self
+  }
+
+  /// self *= s.
+  @discardableResult
+  public func mul_(_ s: Double) throws -> Tensor {
+    try checkWritable("mul_")
+    try copy_(detach().mul(Tensor.scalar(s, dtype: dtype)))
+    return self
+  }
+
+  /// Gradient accumulation into an existing leaf gradient.
+  func addInPlace(_ g: Tensor) throws {
+    let s = try g.detach().to(dtype)
+    switch dtype {
+    case .float32: addInto(self, s, Float.self)
+    case .float64: addInto(self, s, Double.self)
+    }
+    bumpVersion()
+  }
+
+  /// One Adam step on a contiguous parameter, following torch.optim.Adam's single-tensor
+  /// implementation operation by operation (in the parameter's precision), so trajectories
+  /// match PyTorch's:
+  ///   g ← g + wd·p;  m ← lerp(m, g, 1-β1);  v ← v·β2 + (1-β2)·g·g
+  ///   p ← p - (lr/(1-β1ᵗ)) · m / (√v/√(1-β2ᵗ) + eps)
+  public static func adamStep(param p: Tensor, grad g: Tensor, expAvg m: Tensor, expAvgSq v: Tensor, step t: Int,
+                              lr: Double, beta1: Double, beta2: Double, eps: Double, weightDecay: Double) throws {
+    guard p.isContiguous, m.isContiguous, v.isContiguous, p.shape == g.shape, m.shape == p.shape, v.shape == p.shape,
+          m.dtype == p.dtype, v.dtype == p.dtype else {
+      throw TensorError("adam: parameter, gradient and state shapes differ (\(formatShape(p.shape)), \(formatShape(g.shape)))")
+    }
+    let gc = try g.detach().to(p.dtype).contiguous()
+    let bc1 = 1 - Foundation.pow(beta1, Double(t)), bc2 = 1 - Foundation.pow(beta2, Double(t))
+    let stepSize = lr / bc1, bc2Sqrt = bc2.squareRoot()
+    func go<T: TensorScalar>(_: T.Type) {
+      let pp = p.pointer(T.self), pg = gc.pointer(T.self), pm = m.pointer(T.self), pv = v.pointer(T.self)
+      let wd = T(weightDecay), w1 = T(1 - beta1), b2 = T(beta2), w2 = T(1 - beta2)
+      let ss = T(-stepSize), b2s = T(bc2Sqrt), ep = T(eps)
+      Parallel.forChunks(p.numel, grain: Parallel.elementGrain) { r in
+        for i in r {
+          var gi = pg[i]
+          if weightDecay != 0 { gi = gi + wd * pp[i] }
+          // torch.lerp: start + w·(end - start) for w < 0.5, else end - (end - start)·(1 - w)
+          let mi = w1 < 0.5 ? pm[i] + w1 * (gi - pm[i]) : gi - (gi - pm[i]) * (1 - w1)
+          let vi = pv[i] * b2 + w2 * gi * gi
+          let denom = T.sqrt(vi) / b2s + ep
+          pp[i] = pp[i] + ss * mi / denom
+          pm[i] = mi
+          pv[i] = vi
+        }
+      }
+    }
+    switch p.dtype { case .float32: go(Float.self); case .float64: go(Double.self) }
+    p.bumpVersion(); m.bumpVersion(); v.bumpVersion()
+  }
+
+  /// One SGD step as torch.optim.SGD: d = g + wd·p; with momentum, buf ← buf·μ + (1-dampening)·d
+  /// (buf = d on the first step); p ← p - lr·(nesterov ? d + μ·buf : buf).
+  public static func sgdStep(param p: Tensor, grad g: Tensor, momentumBuffer buf: Tensor?, firstStep: Bool, lr: Double,
+                             momentum: Double, dampening: Double, weightDecay: Double, nesterov: Bool) throws {
+    guard p.isContiguous, p.shape == g.shape else {
+      throw TensorError("sgd: parameter and gradient shapes differ (\(formatShape(p.shape)), \(formatShape(g.shape)))")
+    }
+    let gc = try g.detach().to(p.dtype).contiguous()
+    func go<T: TensorScalar>(_: T.Type) {
+      let pp = p.pointer(T.self), pg = gc.pointer(T.self), pb = buf?.pointer(T.self)
+      let wd = T(weightDecay), mu = T(momentum), damp = T(1 - dampening), mlr = T(-lr)
+      Parallel.forChunks(p.numel, grain: Parallel.elementGrain) { r in
+        for i in r {
+          var d = pg[i]
+          if weightDecay != 0 { d = d + wd * pp[i] }
+          if let pb {
+            let b = firstStep ? d : pb[i] * mu + damp * d
+            pb[i] = b
+            d = nesterov ? d + mu * b : b
+          }
+          pp[i] = pp[i] + mlr * d
+        }
+      }
+    }
+    switch p.dtype { case .float32: go(Float.self); case .float64: go(Double.self) }
+    p.bumpVersion(); buf?.bumpVersion()
+  }
+}
+
+import Foundation

@@ -1,0 +1,41 @@
+import Dispatch
+import COpenBLAS
+
+/// The worker pool: how many threads kernels use, shared with OpenBLAS so the two never
+/// oversubscribe the cores. Work is always split into chunks whose boundaries depend only on
+/// the problem size, never on the thread count, so results are the same for any `threads`.
+public enum Parallel {
+  nonisolated(unsafe) private static var _threads = defaultThreads()
+
+  public static var threads: Int {
+    get { _threads }
+    set {
+      _threads = Swift.max(1, newValue)
+      openblas_set_num_threads(Int32(_threads))
+    }
+  }
+
+  static func defaultThreads() -> Int {
+    let n = Int(openblas_get_num_procs())
+    let t = Swift.max(1, n)
+    openblas_set_num_threads(Int32(t))
+    return t
+  }
+
+  /// Runs `body` over `0..<count` split into chunks of `grain` items (the last may be short).
+  /// Chunks run concurrently when there are several and more than one thread is allowed.
+  @inline(__always)
+  static func forChunks(_ count: Int, grain: Int, _ body: (Range<Int>) -> Void) {
+    if count <= 0 { return }
+    let g = Swift.max(1, grain)
+    let chunks = (count + g - 1) / g
+    if chunks == 1 || _threads == 1 {
+      for c in 0..<chunks { body(c * g..<Swift.min(count, (c + 1) * g)) }
+    } else {
+      DispatchQueue.concurrentPerform(iterations: chunks) { c in body(c * g..<Swift.min(count, (c + 1) * g)) }
+    }
+  }
+
+  /// Elementwise work below this many elements is not worth a thread hop.
+  static let elementGrain = 1 << 15
+}

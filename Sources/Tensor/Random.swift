@@ -1,0 +1,163 @@
+import Foundation
+
+/// The one seeded generator (house decision 7): xoshiro256** seeded through splitmix64.
+/// Draws happen on the calling thread in a fixed order, so the stream is the same for any
+/// thread count, and its 256-bit state can be saved and restored for bit-exact resume.
+public final class Generator {
+  public private(set) var state: (UInt64, UInt64, UInt64, UInt64)
+
+  public init(seed: UInt64) {
+    state = (0, 0, 0, 0)
+    self.seed(seed)
+  }
+
+  /// Restarts the stream from `seed` (tensor.manualSeed).
+  public func seed(_ seed: UInt64) {
+    var z = seed
+    func splitmix() -> UInt64 {
+      z &+= 0x9E37_79B9_7F4A_7C15
+      var r = z
+      r = (r ^ (r >> 30)) &* 0xBF58_476D_1CE4_E5B9
+      r = (r ^ (r >> 27)) &* 0x94D0_49BB_1331_11EB
+      return r ^ (r >> 31)
+    }
+    state = (splitmix(), splitmix(), splitmix(), splitmix())
+  }
+
+  /// The state as four words (for checkpoints) and back.
+  public var words: [UInt64] {
+    get { [state.0, state.1, state.2, state.3] }
+    set { if newValue.count == 4 { state = (newValue[0], newValue[1], newValue[2], newValue[3]) } }
+  }
+
+  @inline(__always) public func next() -> UInt64 {
+    let result = rotl(state.1 &* 5, 7) &* 9
+    let t = state.1 << 17
+    state.2 ^= state.0
+    state.3 ^= state.1
+    state.1 ^= state.2
+    state.0 ^= state.3
+    state.2 ^= t
+    state.3 = rotl(state.3, 45)
+    return result
+  }
+  @inline(__always) private func rotl(_ x: UInt64, _ k: UInt64) -> UInt64 { (x << k) | (x >> (64 - k)) }
+
+  /// Uniform in [0, 1) with 53 random bits.
+  @inline(__always) public func uniform() -> Double { Double(next() >> 11) * 0x1.0p-53 }
+  /// Uniform in (0, 1].
+  @inline(__always) func uniformOpenZero() -> Double { (Double(next() >> 11) + 1) * 0x1.0p-53 }
+
+  /// A standard normal pair by Box–Muller.
+  @inline(__always) public func normalPair() -> (Double, Double) {
+    let r = (-2 * Foundation.log(uniformOpenZero())).squareRoot()
+    let theta = 2 * Double.pi * uniform()
+    return (r * Foundation.cos(theta), r * Foundation.sin(theta))
+  }
+
+  /// A standard normal draw (uses one pair; the second value is discarded, so every call
+  /// consumes the same amount of stream).
+  public func normal() -> Double { normalPair().0 }
+
+  /// Uniform integer in lo...hi.
+  public func integer(_ lo: Int, _ hi: Int) -> Int {
+    let span = UInt64(hi - lo) &+ 1
+    if span == 0 { return lo &+ Int(bitPattern: UInt(next())) }
+    // Lemire's nearly divisionless method, with rejection for exact uniformity.
+    var m = next().multipliedFullWidth(by: span)
+    if m.low < span {
+      let t = (0 &- span) % span
+      while m.low < t { m = next().multipliedFullWidth(by: span) }
+    }
+    return lo + Int(m.high)
+  }
+
+  /// A uniformly random permutation of 0..<n (Fisher–Yates).
+  public func permutation(_ n: Int) -> [Int] {
+    var p = Array(0..<n)
+    if n > 1 { for i in stride(from: n - 1, to: 0, by: -1) { p.swapAt(i, integer(0, i)) } }
+    return p
+  }
+
+  /// The process-wide generator behind tensor.rand, randn and every initializer.
+  nonisolated(unsafe) public static let global = Generator(seed: 0x5EED)
+}
+
+extension Tensor {
+  /// Uniform values in [lo, hi). Reference: torch.rand.
+  public static func rand(_ shape: [Int], lo: Double = 0, hi: Double = 1, dtype: DType = .float32, generator: Generator = .global) throws -> Tensor {
+    let n = try checkedCount(shape)
+    var v = [Double](repeating: 0, count: n)
+    for i in 0..<n { v[i] = lo + (hi - lo) * generator.uniform() }
+    return try from(v, shape: shape, dtype: dtype)
+  }
+
+  /// Standard normal values (times std, plus mean). Reference: torch.randn.
+  public static func randn(_ shape: [Int], mean: Double = 0, std: Double = 1, dtype: DType = .float32, generator: Generator = .global) throws -> Tensor {
+    let n = try checkedCount(shape)
+    var v = [Double](repeating: 0, count: n)
+    var i = 0
+    while i < n {
+      let (a, b) = generator.normalPair()
+      v[i] = mean + std * a
+      if i + 1 < n { v[i + 1] = mean + std * b }
+      i += 2
+    }
+    return try from(v, shape: shape, dtype: dtype)
+  }
+
+  /// Standard normal values with every |x| > threshold resampled: the truncated normal of
+  /// BigGAN's truncation trick (a threshold on |z|, not a rescaling). Sampling never loops
+  /// unboundedly: small thresholds use a uniform proposal, whose acceptance is >= 60%.
+  public static func truncNormal(_ shape: [Int], threshold: Double, dtype: DType = .float32, generator: Generator = .global) throws -> Tensor {
+    guard threshold > 0, threshold.isFinite || threshold == .infinity else {
+      throw TensorError("truncNormal: threshold must be positive, got \(threshold)")
+    }
+    let n = try checkedCount(shape)
+    var v = [Double](repeating: 0, count: n)
+    for i in 0..<n {
+      if threshold >= 1 {
+        var x = generator.normal()
+        while Swift.abs(x) > threshold { x = generator.normal() }
+        v[i] = x
+      } else {
+        while true {
+          let x = threshold * (2 * generator.uniform() - 1)
+          if generator.uniform() <= Foundation.exp(-0.5 * x * x) { v[i] = x; break }
+        }
+      }
+    }
+    return try from(v, shape: shape, dtype: dtype)
+  }
+
+  /// Uniform integers in lo...hi (inclusive, like Lua's math.random), as float values.
+  public static func randint(_ lo: Int, _ hi: Int, _ shape: [Int], dtype: DType = .float32, generator: Generator = .global) throws -> Tensor {
+    guard lo <= hi else { throw TensorError("randint: empty range \(lo)..\(hi)") }
+    let n = try checkedCount(shape)
+    return try from((0..<n).map { _ in Double(generator.integer(lo, hi)) }, shape: shape, dtype: dtype)
+  }
+
+  /// start, start+step, ... up to but excluding end. Reference: torch.arange.
+  public static func arange(_ start: Double, _ end: Double, step: Double = 1, dtype: DType = .float32) throws -> Tensor {
+    guard step != 0, step.isFinite, start.isFinite, end.isFinite else {
+      throw TensorError("arange: step must be nonzero and bounds finite, got start \(start), end \(end), step \(step)")
+    }
+    let count = Swift.max(0, Int((Foundation.ceil((end - start) / step))))
+    _ = try checkedCount([count])
+    guard count <= MemoryAccounting.maxAllocationBytes / dtype.byteSize else { throw TensorError("arange: \(count) elements do not fit in memory") }
+    return try from((0..<count).map { start + Double($0) * step }, shape: [count], dtype: dtype)
+  }
+
+  /// The n×m identity matrix. Reference: torch.eye.
+  public static func eye(_ n: Int, _ m: Int? = nil, dtype: DType = .float32) throws -> Tensor {
+    let cols = m ?? n
+    let t = try zeros([n, cols], dtype: dtype)
+    for i in 0..<Swift.min(n, cols) {
+      switch dtype {
+      case .float32: t.pointer(Float.self)[i * cols + i] = 1
+      case .float64: t.pointer(Double.self)[i * cols + i] = 1
+      }
+    }
+    return t
+  }
+}

@@ -1,0 +1,168 @@
+import Foundation
+
+/// The safetensors format (huggingface/safetensors): an 8-byte little-endian header length, a
+/// JSON header mapping names to {dtype, shape, data_offsets}, then the raw little-endian bytes.
+/// Python's safetensors package reads what this writes and vice versa. Every field of a file
+/// being read is validated, so a truncated or corrupt file is an error, never a crash.
+public enum Safetensors {
+  /// Writes `tensors` (and string metadata) to `path` atomically: a temporary file in the same
+  /// folder, flushed, then renamed over the destination.
+  public static func save(_ tensors: [(String, Tensor)], to path: String, metadata: [String: String] = [:]) throws {
+    let data = try encode(tensors, metadata: metadata)
+    try writeAtomically(data, to: path)
+  }
+
+  public static func encode(_ tensors: [(String, Tensor)], metadata: [String: String] = [:]) throws -> Data {
+    var seen = Set<String>()
+    for (name, _) in tensors {
+      guard !name.isEmpty, name != "__metadata__" else { throw TensorError("safetensors: invalid tensor name '\(name)'") }
+      guard seen.insert(name).inserted else { throw TensorError("safetensors: duplicate tensor name '\(name)'") }
+    }
+    var header = "{"
+    if !metadata.isEmpty {
+      header += "\"__metadata__\":{" + metadata.sorted { $0.key < $1.key }.map { "\(jsonString($0.key)):\(jsonString($0.value))" }.joined(separator: ",") + "},"
+    }
+    var offset = 0
+    var entries: [String] = []
+    for (name, t) in tensors {
+      let bytes = t.numel * t.dtype.byteSize
+      let dt = t.dtype == .float32 ? "F32" : "F64"
+      entries.append("\(jsonString(name)):{\"dtype\":\"\(dt)\",\"shape\":[\(t.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + bytes)]}")
+      offset += bytes
+    }
+    header += entries.joined(separator: ",") + "}"
+    while (header.utf8.count + 8) % 8 != 0 { header += " " }
+    var data = Data()
+    var len = UInt64(header.utf8.count).littleEndian
+    withUnsafeBytes(of: &len) { data.append(contentsOf: $0) }
+    data.append(contentsOf: Array(header.utf8))
+    data.reserveCapacity(data.count + offset)
+    for (_, t) in tensors {
+      let c = t.contiguousData()
+      data.append(Data(bytesNoCopy: c.storage.raw + c.offset * t.dtype.byteSize, count: t.numel * t.dtype.byteSize, deallocator: .none))
+    }
+    return data
+  }
+
+  /// Reads every tensor in the file (float types become float32/float64 tensors; integer and
+  /// half types are converted to float32), plus the metadata, in file order.
+  public static func load(_ path: String) throws -> (tensors: [(String, Tensor)], metadata: [String: String]) {
+    guard FileManager.default.fileExists(atPath: path) else { throw TensorError("safetensors: no such file '\(path)'") }
+    guard let data = FileManager.default.contents(atPath: path) else { throw TensorError("safetensors: cannot read '\(path)'") }
+    return try decode(data, name: path)
+  }
+
+  public static func decode(_ data: Data, name: String = "data") throws -> (tensors: [(String, Tensor)], metadata: [String: String]) {
+    func bad(_ why: String) -> TensorError { TensorError("safetensors: '\(name)' is not a valid safetensors file: \(why)") }
+    guard data.count >= 8 else { throw bad("\(data.count) bytes, shorter than the 8-byte header length") }
+    let n = data.prefix(8).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self).littleEndian }
+    guard n <= UInt64(data.count - 8), n <= 100_000_000 else { throw bad("header length \(n) exceeds the file size \(data.count)") }
+    let headerData = data.subdata(in: 8..<(8 + Int(n)))
+    guard let json = try? JSONSerialization.jsonObject(with: headerData), let dict = json as? [String: Any] else {
+      throw bad("the header is not a JSON object")
+    }
+    let base = 8 + Int(n), payload = data.count - base
+    var metadata: [String: String] = [:]
+    if let m = dict["__metadata__"] {
+      guard let md = m as? [String: Any] else { throw bad("__metadata__ is not an object") }
+      for (k, v) in md { metadata[k] = v as? String ?? "\(v)" }
+    }
+    var entries: [(String, Int, Tensor)] = []
+    for (key, value) in dict where key != "__metadata__" {
+      guard let info = value as? [String: Any], let dt = info["dtype"] as? String,
+            let shapeAny = info["shape"] as? [Any], let offs = info["data_offsets"] as? [Any], offs.count == 2 else {
+        throw bad("entry '\(key)' lacks dtype, shape or data_offsets")
+      }
+      let shape = try shapeAny.map { v -> Int in
+        guard let i = (v as? NSNumber)?.intValue, i >= 0, Double(i) == (v as? NSNumber)?.doubleValue else { throw bad("entry '\(key)' has an invalid shape") }
+        return i
+      }
+      guard let b = (offs[0] as? NSNumber)?.intValue, let e = (offs[1] as? NSNumber)?.intValue, b >= 0, e >= b, e <= payload else {
+        throw bad("entry '\(key)' has data offsets outside the \(payload)-byte payload")
+      }
+      let size: Int
+      switch dt {
+      case "F32", "I32", "U32": size = 4
+      case "F64", "I64", "U64": size = 8
+      case "F16", "BF16", "I16", "U16": size = 2
+      case "I8", "U8", "BOOL": size = 1
+      default: throw bad("entry '\(key)' has unsupported dtype \(dt)")
+      }
+      guard let count = try? Tensor.checkedCount(shape), count.multipliedReportingOverflow(by: size) == (e - b, false) else {
+        throw bad("entry '\(key)' has \(e - b) bytes but shape \(formatShape(shape)) of \(dt) needs a different size")
+      }
+      let t = try Tensor.empty(shape, dtype: dt == "F64" ? .float64 : .float32)
+      data.withUnsafeBytes { raw in
+        let src = raw.baseAddress! + base + b
+        switch dt {
+        case "F32": memcpy(t.storage.raw, src, count * 4)
+        case "F64": memcpy(t.storage.raw, src, count * 8)
+        default:
+          let dst = t.pointer(Float.self)
+          for i in 0..<count {
+            let p = src + i * size
+            switch dt {
+            case "I64": dst[i] = Float(p.loadUnaligned(as: Int64.self))
+            case "U64": dst[i] = Float(p.loadUnaligned(as: UInt64.self))
+            case "I32": dst[i] = Float(p.loadUnaligned(as: Int32.self))
+            case "U32": dst[i] = Float(p.loadUnaligned(as: UInt32.self))
+            case "I16": dst[i] = Float(p.loadUnaligned(as: Int16.self))
+            case "U16": dst[i] = Float(p.loadUnaligned(as: UInt16.self))
+            case "I8": dst[i] = Float(p.loadUnaligned(as: Int8.self))
+            case "U8", "BOOL": dst[i] = Float(p.loadUnaligned(as: UInt8.self))
+            case "F16": dst[i] = Float(Float16(bitPattern: p.loadUnaligned(as: UInt16.self)))
+            default: dst[i] = Float(bitPattern: UInt32(p.loadUnaligned(as: UInt16.self)) << 16)  // BF16
+            }
+          }
+        }
+      }
+      entries.append((key, b, t))
+    }
+    entries.sort { $0.1 != $1.1 ? $0.1 < $1.1 : $0.0 < $1.0 }
+    return (entries.map { ($0.0, $0.2) }, metadata)
+  }
+
+  static func jsonString(_ s: String) -> String {
+    var out = "\""
+    for u in s.unicodeScalars {
+      switch u {
+      case "\"": out += "\\\""
+      case "\\": out += "\\\\"
+      case "\n": out += "\\n"
+      case "\r": out += "\\r"
+      case "\t": out += "\\t"
+      default:
+        if u.value < 0x20 { out += String(format: "\\u%04x", u.value) } else { out.unicodeScalars.append(u) }
+      }
+    }
+    return out + "\""
+  }
+}
+
+/// Writes `data` to a temporary file beside `path`, syncs it, and renames it into place, so a
+/// crash leaves either the old file or the new one, never a torn one.
+public func writeAtomically(_ data: Data, to path: String) throws {
+  let url = URL(fileURLWithPath: path)
+  let dir = url.deletingLastPathComponent().path
+  guard FileManager.default.fileExists(atPath: dir.isEmpty ? "." : dir) else {
+    throw TensorError("cannot write '\(path)': folder '\(dir)' does not exist")
+  }
+  let tmp = path + ".tmp-\(getpid())"
+  let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+  guard fd >= 0 else { throw TensorError("cannot write '\(path)': \(String(cString: strerror(errno)))") }
+  var ok = true
+  data.withUnsafeBytes { raw in
+    var off = 0
+    while off < raw.count {
+      let w = write(fd, raw.baseAddress! + off, raw.count - off)
+      if w <= 0 { ok = false; break }
+      off += w
+    }
+  }
+  if ok { ok = fsync(fd) == 0 }
+  close(fd)
+  guard ok, rename(tmp, path) == 0 else {
+    unlink(tmp)
+    throw TensorError("cannot write '\(path)': \(String(cString: strerror(errno)))")
+  }
+}

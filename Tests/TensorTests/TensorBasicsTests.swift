@@ -1,0 +1,63 @@
+import XCTest
+import Tensor
+
+final class TensorBasicsTests: XCTestCase {
+  func testBroadcastAddAndSum() throws {
+    let a = try Tensor.from([1, 2, 3, 4, 5, 6], shape: [2, 3])
+    let b = try Tensor.from([10, 20, 30], shape: [3])
+    XCTAssertEqual(try (a + b).toArray(), [11, 22, 33, 14, 25, 36])
+    XCTAssertEqual(try a.sum(dims: [0]).toArray(), [5, 7, 9])
+    XCTAssertEqual(try a.sum(dims: [1], keepDim: true).shape, [2, 1])
+    XCTAssertEqual(try a.sum().item(), 21)
+  }
+
+  func testConvMatchesDirectLoop() throws {
+    let g = Generator(seed: 3)
+    let x = try Tensor.randn([2, 3, 6, 5], dtype: .float64, generator: g)
+    let w = try Tensor.randn([4, 3, 3, 3], dtype: .float64, generator: g)
+    let y = try Tensor.conv2d(x, w, spec: ConvSpec(stride: (2, 1), padding: (1, 1)))
+    XCTAssertEqual(y.shape, [2, 4, 3, 5])
+    let xv = x.toArray(), wv = w.toArray(), yv = y.toArray()
+    for n in 0..<2 { for o in 0..<4 { for i in 0..<3 { for j in 0..<5 {
+      var s = 0.0
+      for c in 0..<3 { for ki in 0..<3 { for kj in 0..<3 {
+        let ih = i * 2 - 1 + ki, iw = j - 1 + kj
+        if ih >= 0 && ih < 6 && iw >= 0 && iw < 5 { s += xv[((n * 3 + c) * 6 + ih) * 5 + iw] * wv[((o * 3 + c) * 3 + ki) * 3 + kj] }
+      }}}
+      XCTAssertEqual(yv[((n * 4 + o) * 3 + i) * 5 + j], s, accuracy: 1e-12)
+    }}}}
+  }
+
+  func testBackwardAccumulatesAndFreesGraph() throws {
+    let x = try Tensor.from([1, 2, 3], shape: [3], dtype: .float64)
+    x.requiresGrad = true
+    let y = try x.mul(x).sum()
+    try y.backward()
+    XCTAssertEqual(x.grad?.toArray(), [2, 4, 6])
+    XCTAssertThrowsError(try y.backward())  // graph freed
+    let z = try x.mul(x).sum()
+    try z.backward()
+    XCTAssertEqual(x.grad?.toArray(), [4, 8, 12])  // accumulated
+  }
+
+  func testDoubleBackward() throws {
+    // f = Σ x³; df/dx = 3x²; d/dx Σ(df/dx) = 6x
+    let x = try Tensor.from([1, -2], shape: [2], dtype: .float64)
+    x.requiresGrad = true
+    let g = try Tensor.grad(outputs: [x.pow(3).sum()], inputs: [x], createGraph: true)[0]
+    XCTAssertEqual(g.toArray(), [3, 12])
+    let gg = try Tensor.grad(outputs: [g.sum()], inputs: [x])[0]
+    XCTAssertEqual(gg.toArray(), [6, -12])
+  }
+}
+
+final class DTypeTests: XCTestCase {
+  func testGradientFlowsThroughCasts() throws {
+    let x = try Tensor.from([1, 2], shape: [2])
+    x.requiresGrad = true
+    let y = try x.to(.float64).mul(Tensor.scalar(3, dtype: .float64)).sum()
+    try y.backward()
+    XCTAssertEqual(x.grad?.dtype, .float32)
+    XCTAssertEqual(x.grad?.toArray(), [3, 3])
+  }
+}
