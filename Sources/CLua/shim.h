@@ -69,13 +69,21 @@ static inline lua_State *lg_newstate(void) {
 typedef int (*lg_Dispatch)(lua_State *L, int id);
 enum { LG_ERROR = -1, LG_RETHROW = -2 };
 
-/// The one C function behind every Swift binding. Upvalue 1 is the binding's id. The Swift
-/// dispatcher lives in the state's extra space, so coroutines see it too.
+/// Per-state host context, reached through the state's extra space (which every coroutine
+/// inherits from the main thread): the Swift dispatcher and the collector's pacing state.
+typedef struct lg_Context {
+  lg_Dispatch dispatch;
+  long long gcCarry;    /* tensor bytes allocated but not yet reported to the collector */
+  long long softLimit;  /* live tensor bytes that trigger a full collection (a backstop) */
+} lg_Context;
+static inline lg_Context *lg_context(lua_State *L) { return *(lg_Context **)lua_getextraspace(L); }
+static inline void lg_setcontext(lua_State *L, lg_Context *c) { *(lg_Context **)lua_getextraspace(L) = c; }
+
+/// The one C function behind every Swift binding. Upvalue 1 is the binding's id.
 static inline int lg_trampoline(lua_State *L) {
-  lg_Dispatch dispatch = *(lg_Dispatch *)lua_getextraspace(L);
   int id = (int)lua_tointeger(L, lua_upvalueindex(1));
-  int n = dispatch(L, id);  // Swift runs and returns: no Swift frame is left after this line
-  if (n == LG_ERROR) {      // message on top: prefix "chunk:line:" as luaL_error does
+  int n = lg_context(L)->dispatch(L, id);  // Swift runs and returns: no Swift frame is left after this
+  if (n == LG_ERROR) {                      // message on top: prefix "chunk:line:" as luaL_error does
     luaL_where(L, 1);
     lua_rotate(L, -2, 1);
     lua_concat(L, 2);
@@ -84,10 +92,36 @@ static inline int lg_trampoline(lua_State *L) {
   if (n == LG_RETHROW) return lua_error(L);  // an error value from a protected call, as is
   return n;
 }
-static inline void lg_setdispatch(lua_State *L, lg_Dispatch d) { *(lg_Dispatch *)lua_getextraspace(L) = d; }
 static inline void lg_pushbinding(lua_State *L, int id) {
   lua_pushinteger(L, id);
   lua_pushcclosure(L, lg_trampoline, 1);
+}
+
+/// __index for userdata: upvalue 1 is the method table, looked up first (the fast path for
+/// `t:method()`); anything else goes to the fallback in upvalue 2 (numeric indices, fields).
+static inline int lg_index(lua_State *L) {
+  if (lua_type(L, 2) == LUA_TSTRING) {
+    lua_pushvalue(L, 2);
+    if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;
+    lua_settop(L, 2);
+  }
+  lua_pushvalue(L, lua_upvalueindex(2));
+  lua_rotate(L, 1, 1);
+  lua_call(L, 2, 1);
+  return 1;
+}
+/// Pushes lg_index closed over the method table and fallback on top of the stack.
+static inline void lg_pushindex(lua_State *L) { lua_pushcclosure(L, lg_index, 2); }
+
+/// Frame information for luaL_argerror-style messages: the name the function was called by,
+/// and whether it was called as a method (then argument 1 is self).
+static inline const char *lg_callname(lua_State *L, int *isMethod) {
+  lua_Debug ar;
+  *isMethod = 0;
+  if (!lua_getstack(L, 0, &ar)) return NULL;
+  lua_getinfo(L, "n", &ar);
+  if (ar.namewhat && strcmp(ar.namewhat, "method") == 0) *isMethod = 1;
+  return ar.name;
 }
 
 // MARK: - Protected helpers

@@ -75,7 +75,7 @@ struct ValueFormatter {
     }
     var w = 1
     for x in finite { w = Swift.max(w, ValueFormatter.raw(x, mode).count) }
-    width = Swift.max(w, 3)
+    width = w
   }
 
   static func raw(_ x: Double, _ mode: Mode) -> String {

@@ -39,3 +39,8 @@ public enum Parallel {
   /// Elementwise work below this many elements is not worth a thread hop.
   static let elementGrain = 1 << 15
 }
+
+extension Parallel {
+  /// OpenBLAS's build description (core type, threading), for --version.
+  public static var blasDescription: String { String(cString: openblas_get_config()) }
+}

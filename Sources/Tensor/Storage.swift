@@ -37,11 +37,81 @@ public enum MemoryAccounting {
   }()
 }
 
+/// Where storage memory comes from. Blocks of 64 KiB and more are rounded up to a size class
+/// (at most 12.5% slack) and, when freed, kept for reuse by the next request of that class,
+/// up to a cap that follows the peak of live tensor memory. Training loops allocate the same
+/// shapes every iteration, and on virtual machines first-touching fresh pages costs ~13 µs
+/// per 4 KiB page (0.3 GB/s measured here, against 13 GB/s for reused memory).
+public enum StorageAllocator {
+  static let lock = NSLock()
+  nonisolated(unsafe) static var pool: [Int: [UnsafeMutableRawPointer]] = [:]
+  nonisolated(unsafe) static var cached = 0
+  static let minCachedBytes = 64 << 10
+
+  /// Bytes held in the reuse pool right now.
+  public static var cachedBytes: Int { lock.lock(); defer { lock.unlock() }; return cached }
+
+  /// The pool may hold up to half the peak of live tensor bytes, within [128 MiB, 4 GiB].
+  static var cap: Int { Swift.min(4 << 30, Swift.max(128 << 20, MemoryAccounting.peakBytes / 2)) }
+
+  /// The size class of a request: multiples of 64 below 64 KiB, else (8...15)·2^e.
+  static func sizeClass(_ bytes: Int) -> Int {
+    if bytes < minCachedBytes { return Swift.max(64, (bytes + 63) & ~63) }
+    let e = (Int.bitWidth - bytes.leadingZeroBitCount) - 4  // bytes < 2^(e+4)
+    let step = 1 << e
+    return ((bytes + step - 1) / step) * step
+  }
+
+  static func allocate(_ size: Int) -> UnsafeMutableRawPointer? {
+    if size >= minCachedBytes {
+      lock.lock()
+      if let p = pool[size]?.popLast() {
+        cached -= size
+        lock.unlock()
+        return p
+      }
+      lock.unlock()
+    }
+    var p: UnsafeMutableRawPointer? = nil
+    if posix_memalign(&p, 64, size) != 0 {
+      // Out of memory: give the pool back to the system and try once more.
+      emptyCache()
+      if posix_memalign(&p, 64, size) != 0 { return nil }
+    }
+    return p
+  }
+
+  static func release(_ p: UnsafeMutableRawPointer, _ size: Int) {
+    if size >= minCachedBytes {
+      lock.lock()
+      if cached + size <= cap {
+        pool[size, default: []].append(p)
+        cached += size
+        lock.unlock()
+        return
+      }
+      lock.unlock()
+    }
+    free(p)
+  }
+
+  /// Returns every pooled block to the system.
+  public static func emptyCache() {
+    lock.lock()
+    let blocks = pool.values.flatMap { $0 }
+    pool = [:]
+    cached = 0
+    lock.unlock()
+    for b in blocks { free(b) }
+  }
+}
+
 /// A flat, 64-byte aligned buffer of `count` elements of one dtype, shared by every view of it.
 public final class Storage {
   public let dtype: DType
   public let count: Int
   let raw: UnsafeMutableRawPointer
+  let allocatedBytes: Int
   /// Bumped by every in-place write, so saved tensors can tell they were overwritten.
   public internal(set) var version = 0
 
@@ -53,20 +123,21 @@ public final class Storage {
     if overflow || bytes > MemoryAccounting.maxAllocationBytes {
       throw TensorError("cannot allocate \(count) elements of \(dtype.rawValue) (\(Storage.humanBytes(overflow ? Int.max : bytes))): more than this machine's memory")
     }
-    var p: UnsafeMutableRawPointer? = nil
-    if posix_memalign(&p, 64, Swift.max(bytes, 64)) != 0 || p == nil {
+    let size = StorageAllocator.sizeClass(bytes)
+    guard let p = StorageAllocator.allocate(size) else {
       throw TensorError("out of memory allocating \(Storage.humanBytes(bytes)) for a tensor")
     }
-    raw = p!
+    raw = p
+    allocatedBytes = size
     if zeroed { memset(raw, 0, bytes) }
     self.count = count
     self.dtype = dtype
-    MemoryAccounting.allocated(bytes)
+    MemoryAccounting.allocated(size)
   }
 
   deinit {
-    free(raw)
-    MemoryAccounting.freed(count * dtype.byteSize)
+    StorageAllocator.release(raw, allocatedBytes)
+    MemoryAccounting.freed(allocatedBytes)
   }
 
   @inline(__always) func pointer<T>(_: T.Type) -> UnsafeMutablePointer<T> { raw.assumingMemoryBound(to: T.self) }

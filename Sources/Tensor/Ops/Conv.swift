@@ -151,6 +151,9 @@ func regroup<T: TensorScalar>(_ src: UnsafePointer<T>, _ dst: UnsafeMutablePoint
 /// y = conv(x, w): x (n, cin, h, w) contiguous, w (cout, ck) contiguous.
 func convForwardKernel<T: TensorScalar>(_: T.Type, _ x: Tensor, _ w: Tensor, _ g: ConvGeometry, _ y: Tensor) throws {
   let px = UnsafePointer(x.pointer(T.self)), pw = UnsafePointer(w.pointer(T.self)), py = y.pointer(T.self)
+  if Winograd.applies(g) {
+    return try Winograd.forward(T.self, x: px, w: pw, N: g.n, C: g.cin, K: g.cout, H: g.h, W: g.w, flip: false, y: py)
+  }
   let gs = g.groupSize(MemoryLayout<T>.stride)
   try Scratch.with(T.self, count: g.ck * gs * g.howo + (gs > 1 ? g.cout * gs * g.howo : 0)) { buf in
     let cols = buf, tmp = buf + g.ck * gs * g.howo
@@ -172,6 +175,9 @@ func convForwardKernel<T: TensorScalar>(_: T.Type, _ x: Tensor, _ w: Tensor, _ g
 /// dx = convᵀ(dy, w): dy (n, cout, ho, wo), w (cout, ck); dx zero-initialised (n, cin, h, w).
 func convBackwardInputKernel<T: TensorScalar>(_: T.Type, _ dy: Tensor, _ w: Tensor, _ g: ConvGeometry, _ dx: Tensor) throws {
   let pdy = UnsafePointer(dy.pointer(T.self)), pw = UnsafePointer(w.pointer(T.self)), pdx = dx.pointer(T.self)
+  if Winograd.applies(g) {  // the input gradient is the forward with the kernel flipped
+    return try Winograd.forward(T.self, x: pdy, w: pw, N: g.n, C: g.cout, K: g.cin, H: g.h, W: g.w, flip: true, y: pdx)
+  }
   let gs = g.groupSize(MemoryLayout<T>.stride)
   try Scratch.with(T.self, count: g.ck * gs * g.howo + (gs > 1 ? g.cout * gs * g.howo : 0)) { buf in
     let cols = buf, tmp = buf + g.ck * gs * g.howo
@@ -192,6 +198,9 @@ func convBackwardInputKernel<T: TensorScalar>(_: T.Type, _ dy: Tensor, _ w: Tens
 /// dw = Σ_n dy_n · im2col(x_n)ᵀ: x (n, cin, h, w), dy (n, cout, ho, wo); dw (cout, ck).
 func convBackwardWeightKernel<T: TensorScalar>(_: T.Type, _ x: Tensor, _ dy: Tensor, _ g: ConvGeometry, _ dw: Tensor) throws {
   let px = UnsafePointer(x.pointer(T.self)), pdy = UnsafePointer(dy.pointer(T.self)), pdw = dw.pointer(T.self)
+  if Winograd.applies(g) {
+    return try Winograd.backwardWeight(T.self, x: px, dy: pdy, N: g.n, C: g.cin, K: g.cout, H: g.h, W: g.w, dw: pdw)
+  }
   let gs = g.groupSize(MemoryLayout<T>.stride)
   try Scratch.with(T.self, count: g.ck * gs * g.howo + (gs > 1 ? g.cout * gs * g.howo : 0)) { buf in
     let cols = buf, tmp = buf + g.ck * gs * g.howo

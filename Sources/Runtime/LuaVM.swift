@@ -1,0 +1,310 @@
+import CLua
+import Foundation
+import Tensor
+
+/// A Lua 5.4 state with luagan's libraries: `tensor`, `nn`, `optim`, `gan`, `image`, `data`,
+/// `metrics` as preloaded globals (and `require`-able). Owns the state; runs scripts, chunks
+/// and the REPL, always under lua_pcall with a traceback handler.
+public final class LuaVM {
+  let L: LuaState
+  private let context: UnsafeMutablePointer<lg_Context>
+  private var closed = false
+
+  /// Registry keys (string keys, read with rawget so no metamethod can run).
+  static let tensorMeta = "luagan.Tensor"
+  static let tensorMap = "luagan.tensorMap"
+
+  /// Live tensor bytes that trigger a full collection, as a backstop to step pacing (Torch7's
+  /// soft limit); it grows with what survives a collection.
+  static let softLimitBase: Int64 = 512 << 20
+
+  /// Creates a state, opens the standard libraries and luagan's, and sets `package.path` to
+  /// search `scriptDir` and the project's `scripts/lib`.
+  public init(scriptDir: String? = nil) throws {
+    guard let L = lg_newstate() else { throw LuaError(message: "cannot create a Lua state") }
+    self.L = L
+    context = .allocate(capacity: 1)
+    context.initialize(to: lg_Context(dispatch: Bridge.dispatch, gcCarry: 0, softLimit: LuaVM.softLimitBase))
+    lg_setcontext(L, context)
+    luaL_openlibs(L)
+    installTensorType()
+    TensorLib.install(L)
+    try setPackagePath(scriptDir: scriptDir)
+    try runPrelude()
+  }
+
+  deinit { close() }
+
+  /// Closes the state: every tensor it still holds is released.
+  public func close() {
+    guard !closed else { return }
+    closed = true
+    lua_close(L)
+    context.deallocate()
+  }
+
+  // MARK: - Running code
+
+  /// The outcome of running a chunk: nil on success, or the error message with traceback.
+  public typealias Failure = String
+
+  /// Runs a script file with `arg` and `...` set as the standalone `lua` does.
+  public func runScript(_ path: String, args: [String], interpreter: String = "luagan") -> Failure? {
+    setArgTable(script: path, args: args, interpreter: interpreter)
+    guard luaL_loadfilex(L, path, nil) == LUA_OK else { return popString() }
+    for a in args { lua_pushstring(L, a) }
+    lg_catch_sigint(L)
+    defer { lg_release_sigint() }
+    return lg_docall(L, Int32(args.count), 0) == LUA_OK ? nil : popString()
+  }
+
+  /// Runs a chunk of Lua source (for -e and tests).
+  public func run(_ source: String, name: String = "=(command line)") -> Failure? {
+    guard luaL_loadbufferx(L, source, source.utf8.count, name, nil) == LUA_OK else { return popString() }
+    lg_catch_sigint(L)
+    defer { lg_release_sigint() }
+    return lg_docall(L, 0, 0) == LUA_OK ? nil : popString()
+  }
+
+  /// Runs `require(name)` (for -l).
+  public func require(_ name: String) -> Failure? {
+    run("require(\(Safetensors.luaQuote(name)))", name: "=(require)")
+  }
+
+  /// One REPL step: evaluates `line` (as an expression first, as lua.c does) and returns the
+  /// printed results, an error, or `.incomplete` when more input is needed.
+  public enum ReplResult { case ok(String), error(String), incomplete }
+  public func evaluate(_ source: String) -> ReplResult {
+    let base = lua_gettop(L)
+    var status = luaL_loadbufferx(L, "return " + source, source.utf8.count + 7, "=stdin", nil)
+    if status != LUA_OK {
+      lg_pop(L, 1)
+      status = luaL_loadbufferx(L, source, source.utf8.count, "=stdin", nil)
+    }
+    if status == LUA_ERRSYNTAX {
+      let msg = popString()
+      return msg.hasSuffix("<eof>") ? .incomplete : .error(msg)
+    }
+    if status != LUA_OK { return .error(popString()) }
+    lg_catch_sigint(L)
+    defer { lg_release_sigint() }
+    guard lg_docall(L, 0, LUA_MULTRET) == LUA_OK else { return .error(popString()) }
+    let n = lua_gettop(L) - base
+    guard n > 0 else { return .ok("") }
+    // Format the results with Lua's own tostring, under protection.
+    var parts: [String] = []
+    for i in 1...n {
+      lua_rawgeti(L, lg_registryindex(), lua_Integer(LUA_RIDX_GLOBALS))
+      lua_pushstring(L, "tostring")
+      lua_rawget(L, -2)
+      lg_remove(L, -2)
+      lua_pushvalue(L, base + i)
+      if lg_pcall(L, 1, 1) == LUA_OK && lua_type(L, -1) == LUA_TSTRING { parts.append(LuaVM.string(L, -1)) } else { parts.append("?") }
+      lg_pop(L, 1)
+    }
+    lua_settop(L, base)
+    return .ok(parts.joined(separator: "\t"))
+  }
+
+  private func popString() -> String {
+    let s = lua_type(L, -1) == LUA_TSTRING ? LuaVM.string(L, -1) : "(error object is a \(LuaVM.typeName(L, -1)) value)"
+    lg_pop(L, 1)
+    return s
+  }
+
+  // MARK: - Set-up
+
+  /// arg[0] is the script, arg[1..n] its arguments, arg[-1] the interpreter (lua.c).
+  private func setArgTable(script: String, args: [String], interpreter: String) {
+    lua_createtable(L, Int32(args.count), 2)
+    lua_pushstring(L, interpreter)
+    lua_rawseti(L, -2, -1)
+    lua_pushstring(L, script)
+    lua_rawseti(L, -2, 0)
+    for (i, a) in args.enumerated() {
+      lua_pushstring(L, a)
+      lua_rawseti(L, -2, lua_Integer(i + 1))
+    }
+    setGlobal("arg")
+  }
+
+  /// globals[name] = top (pops it), without metamethods.
+  func setGlobal(_ name: String) {
+    lua_rawgeti(L, lg_registryindex(), lua_Integer(LUA_RIDX_GLOBALS))
+    lua_pushstring(L, name)
+    lua_rotate(L, -3, -1)  // globals, name, value
+    lua_rawset(L, -3)
+    lg_pop(L, 1)
+  }
+
+  /// Pushes globals[name].
+  func getGlobal(_ name: String) {
+    lua_rawgeti(L, lg_registryindex(), lua_Integer(LUA_RIDX_GLOBALS))
+    lua_pushstring(L, name)
+    lua_rawget(L, -2)
+    lg_remove(L, -2)
+  }
+
+  /// The project's root: $LUAGAN_HOME, else the nearest folder above the executable (or, as
+  /// a fallback, above this source file) that holds scripts/lib.
+  public static var projectRoot: String? = {
+    if let env = ProcessInfo.processInfo.environment["LUAGAN_HOME"] { return env }
+    var starts: [URL] = []
+    if let exe = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
+      starts.append(URL(fileURLWithPath: exe).deletingLastPathComponent())
+    }
+    starts.append(URL(fileURLWithPath: #filePath).deletingLastPathComponent())
+    for start in starts {
+      var dir = start
+      for _ in 0..<8 {
+        if FileManager.default.fileExists(atPath: dir.appendingPathComponent("scripts/lib").path) { return dir.path }
+        dir = dir.deletingLastPathComponent()
+      }
+    }
+    return nil
+  }()
+
+  private func setPackagePath(scriptDir: String?) throws {
+    var prefix: [String] = []
+    if let d = scriptDir { prefix += ["\(d)/?.lua", "\(d)/?/init.lua"] }
+    if let root = LuaVM.projectRoot { prefix += ["\(root)/scripts/lib/?.lua", "\(root)/scripts/lib/?/init.lua"] }
+    getGlobal("package")
+    lua_pushstring(L, "path")
+    lua_rawget(L, -2)
+    let old = lua_type(L, -1) == LUA_TSTRING ? LuaVM.string(L, -1) : ""
+    lg_pop(L, 1)
+    lua_pushstring(L, "path")
+    lua_pushstring(L, (prefix + [old]).joined(separator: ";"))
+    lua_rawset(L, -3)
+    lg_pop(L, 1)
+  }
+
+  /// The Lua half of the libraries (module system, gan, ...), compiled into the binary.
+  private func runPrelude() throws {
+    let source = String(decoding: PackageResources.prelude_lua, as: UTF8.self)
+    if let failure = run(source, name: "=prelude.lua") { throw LuaError(message: "prelude: \(failure)") }
+  }
+
+  // MARK: - The tensor userdata
+
+  /// The metatable of tensors: methods first (fast C __index), then fields; arithmetic
+  /// metamethods accept a number on either side; __gc and __close release the Swift tensor.
+  private func installTensorType() {
+    // Weak-valued map from Swift tensor to its userdata, so one tensor has one Lua identity.
+    lua_pushstring(L, LuaVM.tensorMap)
+    lua_createtable(L, 0, 0)
+    lua_createtable(L, 0, 1)
+    lua_pushstring(L, "v")
+    LuaCall(L, "").setField(-2, "__mode")
+    lua_setmetatable(L, -2)
+    lua_rawset(L, lg_registryindex())
+    _ = luaL_newmetatable(L, LuaVM.tensorMeta)
+    lg_pop(L, 1)
+  }
+
+  static func pushRegistry(_ L: LuaState, _ key: String) {
+    lua_pushstring(L, key)
+    lua_rawget(L, lg_registryindex())
+  }
+
+  /// True when the value at i is a userdata whose metatable is registry[meta].
+  static func isUserdata(_ L: LuaState, _ i: Int32, _ meta: String) -> Bool {
+    guard lua_type(L, i) == LUA_TUSERDATA else { return false }
+    let idx = lua_absindex(L, i)
+    guard lua_getmetatable(L, idx) != 0 else { return false }
+    pushRegistry(L, meta)
+    let same = lua_rawequal(L, -1, -2) != 0
+    lg_pop(L, 2)
+    return same
+  }
+
+  /// The tensor at i, nil if it is not a tensor; throws if it was closed.
+  static func toTensor(_ L: LuaState, _ i: Int32) throws -> Tensor? {
+    guard isUserdata(L, i, tensorMeta), let ud = lua_touserdata(L, i) else { return nil }
+    guard let p = ud.load(as: UnsafeMutableRawPointer?.self) else {
+      throw LuaError(message: "attempt to use a closed tensor (released by <close> or free())")
+    }
+    return Unmanaged<Tensor>.fromOpaque(p).takeUnretainedValue()
+  }
+
+  /// Pushes the userdata for `t`, reusing the existing one if Lua already holds it.
+  static func pushTensor(_ L: LuaState, _ t: Tensor) {
+    let key = Unmanaged.passUnretained(t).toOpaque()
+    pushRegistry(L, tensorMap)
+    lua_pushlightuserdata(L, key)
+    if lua_rawget(L, -2) == LUA_TUSERDATA {
+      lg_remove(L, -2)
+      return
+    }
+    lg_pop(L, 1)
+    let ud = lg_newuserdata(L, MemoryLayout<UnsafeMutableRawPointer?>.size, 0)!
+    ud.storeBytes(of: Unmanaged.passRetained(t).toOpaque(), as: UnsafeMutableRawPointer?.self)
+    pushRegistry(L, tensorMeta)
+    lua_setmetatable(L, -2)
+    lua_pushlightuserdata(L, key)
+    lua_pushvalue(L, -2)
+    lua_rawset(L, -4)
+    lg_remove(L, -2)
+  }
+
+  /// Releases the Swift tensor behind the userdata at i (idempotent; __gc, __close, free).
+  static func releaseTensor(_ L: LuaState, _ i: Int32, unmap: Bool) {
+    guard isUserdata(L, i, tensorMeta), let ud = lua_touserdata(L, i),
+          let p = ud.load(as: UnsafeMutableRawPointer?.self) else { return }
+    if unmap {
+      pushRegistry(L, tensorMap)
+      lua_pushlightuserdata(L, p)
+      lua_pushnil(L)
+      lua_rawset(L, -3)
+      lg_pop(L, 1)
+    }
+    ud.storeBytes(of: nil, as: UnsafeMutableRawPointer?.self)
+    Unmanaged<Tensor>.fromOpaque(p).release()
+  }
+
+  static func string(_ L: LuaState, _ i: Int32) -> String {
+    var len = 0
+    guard let p = lua_tolstring(L, i, &len) else { return "" }
+    return String(decoding: UnsafeRawBufferPointer(start: p, count: len), as: UTF8.self)
+  }
+
+  static func typeName(_ L: LuaState, _ i: Int32) -> String {
+    let t = lua_type(L, i)
+    if t == LUA_TUSERDATA || t == LUA_TTABLE, lua_getmetatable(L, i) != 0 {
+      lua_pushstring(L, "__name")
+      lua_rawget(L, -2)
+      defer { lg_pop(L, 2) }
+      if lua_type(L, -1) == LUA_TSTRING { return string(L, -1) }
+    }
+    return String(cString: lua_typename(L, t))
+  }
+
+  // MARK: - Collector pacing (house decision 3)
+
+  /// Turns tensor bytes allocated since the last call into collector debt; runs a full
+  /// collection when live tensor bytes pass the soft limit.
+  static func reportAllocations(_ L: LuaState) {
+    let bytes = MemoryAccounting.takePendingBytes()
+    guard bytes > 0 else { return }
+    let ctx = lg_context(L)!
+    ctx.pointee.gcCarry += Int64(bytes)
+    if ctx.pointee.gcCarry >= 64 << 10 {
+      let kb = ctx.pointee.gcCarry >> 10
+      ctx.pointee.gcCarry &= 1023
+      lg_gc_step(L, Int32(clamping: kb))
+    }
+    let live = Int64(MemoryAccounting.liveBytes)
+    if live > ctx.pointee.softLimit {
+      lg_gc_collect(L)
+      let after = Int64(MemoryAccounting.liveBytes)
+      ctx.pointee.softLimit = Swift.max(softLimitBase, after + after / 2)
+    }
+  }
+}
+
+extension Safetensors {
+  /// A Lua string literal for `s`.
+  static func luaQuote(_ s: String) -> String {
+    "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"").replacingOccurrences(of: "\n", with: "\\n") + "\""
+  }
+}

@@ -1,0 +1,57 @@
+import XCTest
+import Tensor
+
+/// Winograd F(2×2,3×3) against im2col + GEMM, for all three convolution passes, on odd and
+/// even sizes, in float64 (near-exact agreement) and float32 (a few ulps).
+final class WinogradTests: XCTestCase {
+  func compare(dtype: DType, n: Int, c: Int, k: Int, h: Int, w: Int, tol: Double) throws {
+    let g = Generator(seed: 11)
+    let x = try Tensor.randn([n, c, h, w], dtype: dtype, generator: g)
+    let wt = try Tensor.randn([k, c, 3, 3], dtype: dtype, generator: g)
+    let gy = try Tensor.randn([n, k, h, w], dtype: dtype, generator: g)
+    func passes() throws -> [[Double]] {
+      let xv = x.detach(), wv = wt.detach()
+      xv.requiresGrad = true; wv.requiresGrad = true
+      let y = try Tensor.conv2d(xv, wv, spec: ConvSpec(padding: (1, 1)))
+      try y.backward(gy)
+      return [y.toArray(), xv.grad!.toArray(), wv.grad!.toArray()]
+    }
+    let saved = ConvolutionSettings.winograd
+    defer { ConvolutionSettings.winograd = saved }
+    ConvolutionSettings.winogradMinChannels = 1
+    defer { ConvolutionSettings.winogradMinChannels = 16 }
+    ConvolutionSettings.winograd = false
+    let reference = try passes()
+    ConvolutionSettings.winograd = true
+    let fast = try passes()
+    for (name, (a, b)) in zip(["output", "input grad", "weight grad"], zip(reference, fast)) {
+      let scale = a.map { abs($0) }.max()!
+      let err = zip(a, b).map { abs($0 - $1) }.max()!
+      XCTAssertLessThanOrEqual(err / scale, tol, "\(dtype) \(name) n\(n) c\(c) k\(k) \(h)x\(w): max error \(err) of \(scale)")
+    }
+  }
+
+  func testMatchesIm2colFloat64() throws {
+    try compare(dtype: .float64, n: 2, c: 3, k: 4, h: 5, w: 7, tol: 1e-13)
+    try compare(dtype: .float64, n: 1, c: 5, k: 2, h: 4, w: 4, tol: 1e-13)
+    try compare(dtype: .float64, n: 3, c: 2, k: 3, h: 1, w: 3, tol: 1e-13)
+  }
+
+  func testMatchesIm2colFloat32() throws {
+    try compare(dtype: .float32, n: 4, c: 64, k: 32, h: 8, w: 8, tol: 2e-6)
+    try compare(dtype: .float32, n: 2, c: 32, k: 48, h: 9, w: 6, tol: 2e-6)
+  }
+
+  /// Second-order gradients through the Winograd path.
+  func testGradGradThroughWinograd() throws {
+    ConvolutionSettings.winogradMinChannels = 1
+    defer { ConvolutionSettings.winogradMinChannels = 16 }
+    let g = Generator(seed: 5)
+    let x = try Tensor.randn([1, 2, 4, 3], dtype: .float64, generator: g)
+    let w = try Tensor.randn([2, 2, 3, 3], dtype: .float64, generator: g)
+    let f: ([Tensor]) throws -> Tensor = { try Tensor.conv2d($0[0], $0[1], spec: ConvSpec(padding: (1, 1))).tanh() }
+    XCTAssertTrue(try GradCheck.check(f, inputs: [x, w]).passed)
+    let r = try GradCheck.checkSecondOrder(f, inputs: [x, w])
+    XCTAssertTrue(r.passed, r.description)
+  }
+}
