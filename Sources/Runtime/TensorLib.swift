@@ -259,8 +259,8 @@ enum TensorLib {
       ("fill", { c in c.push(try c.tensor(1).fill_(c.number(2))); return 1 }),
       ("zero", { c in c.push(try c.tensor(1).fill_(0)); return 1 }),
       ("free", { c in
-        _ = try c.tensor(1)
-        LuaVM.releaseTensor(c.L, 1, unmap: true)
+        guard LuaVM.isUserdata(c.L, 1, LuaVM.tensorMeta) else { throw c.typeError(1, "luagan.Tensor") }
+        LuaVM.releaseTensor(c.L, 1, unmap: true)  // idempotent: a closed tensor stays closed
         return 0
       }),
     ]
@@ -608,8 +608,8 @@ enum TensorLib {
       }),
       ("randperm", { c in
         let n = try c.integer(1)
-        guard n >= 0 && n <= 1 << 31 else { throw c.argError(1, "size must be in 0..2^31, got \(n)") }
-        c.push(try Tensor.from(Generator.global.permutation(n).map { Double($0 + 1) }, shape: [n]))
+        guard n >= 0 else { throw c.argError(1, "size must be >= 0, got \(n)") }
+        c.push(try Tensor.randperm(n).add(Tensor.scalar(1)))
         return 1
       }),
       ("arange", { c in

@@ -1,4 +1,5 @@
 import Dispatch
+import Foundation
 import COpenBLAS
 
 /// The worker pool: how many threads kernels use, shared with OpenBLAS so the two never

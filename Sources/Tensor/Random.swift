@@ -84,57 +84,65 @@ public final class Generator {
 }
 
 extension Tensor {
+  /// A fresh tensor of `shape` filled by `next()`, element by element in order. The tensor is
+  /// allocated first, so an absurd size fails before any work is done.
+  static func generated(_ shape: [Int], dtype: DType, _ next: () -> Double) throws -> Tensor {
+    let t = try empty(shape, dtype: dtype)
+    switch dtype {
+    case .float32: let p = t.pointer(Float.self); for i in 0..<t.numel { p[i] = Float(next()) }
+    case .float64: let p = t.pointer(Double.self); for i in 0..<t.numel { p[i] = next() }
+    }
+    return t
+  }
+
   /// Uniform values in [lo, hi). Reference: torch.rand.
   public static func rand(_ shape: [Int], lo: Double = 0, hi: Double = 1, dtype: DType = .float32, generator: Generator = .global) throws -> Tensor {
-    let n = try checkedCount(shape)
-    var v = [Double](repeating: 0, count: n)
-    for i in 0..<n { v[i] = lo + (hi - lo) * generator.uniform() }
-    return try from(v, shape: shape, dtype: dtype)
+    try generated(shape, dtype: dtype) { lo + (hi - lo) * generator.uniform() }
   }
 
   /// Standard normal values (times std, plus mean). Reference: torch.randn.
   public static func randn(_ shape: [Int], mean: Double = 0, std: Double = 1, dtype: DType = .float32, generator: Generator = .global) throws -> Tensor {
-    let n = try checkedCount(shape)
-    var v = [Double](repeating: 0, count: n)
-    var i = 0
-    while i < n {
+    var spare: Double? = nil  // Box–Muller gives pairs; the second half feeds the next element
+    return try generated(shape, dtype: dtype) {
+      if let s = spare { spare = nil; return mean + std * s }
       let (a, b) = generator.normalPair()
-      v[i] = mean + std * a
-      if i + 1 < n { v[i + 1] = mean + std * b }
-      i += 2
+      spare = b
+      return mean + std * a
     }
-    return try from(v, shape: shape, dtype: dtype)
   }
 
   /// Standard normal values with every |x| > threshold resampled: the truncated normal of
   /// BigGAN's truncation trick (a threshold on |z|, not a rescaling). Sampling never loops
   /// unboundedly: small thresholds use a uniform proposal, whose acceptance is >= 60%.
   public static func truncNormal(_ shape: [Int], threshold: Double, dtype: DType = .float32, generator: Generator = .global) throws -> Tensor {
-    guard threshold > 0, threshold.isFinite || threshold == .infinity else {
+    guard threshold > 0, !threshold.isNaN else {
       throw TensorError("truncNormal: threshold must be positive, got \(threshold)")
     }
-    let n = try checkedCount(shape)
-    var v = [Double](repeating: 0, count: n)
-    for i in 0..<n {
+    return try generated(shape, dtype: dtype) {
       if threshold >= 1 {
         var x = generator.normal()
         while Swift.abs(x) > threshold { x = generator.normal() }
-        v[i] = x
-      } else {
-        while true {
-          let x = threshold * (2 * generator.uniform() - 1)
-          if generator.uniform() <= Foundation.exp(-0.5 * x * x) { v[i] = x; break }
-        }
+        return x
+      }
+      while true {
+        let x = threshold * (2 * generator.uniform() - 1)
+        if generator.uniform() <= Foundation.exp(-0.5 * x * x) { return x }
       }
     }
-    return try from(v, shape: shape, dtype: dtype)
   }
 
   /// Uniform integers in lo...hi (inclusive, like Lua's math.random), as float values.
   public static func randint(_ lo: Int, _ hi: Int, _ shape: [Int], dtype: DType = .float32, generator: Generator = .global) throws -> Tensor {
     guard lo <= hi else { throw TensorError("randint: empty range \(lo)..\(hi)") }
-    let n = try checkedCount(shape)
-    return try from((0..<n).map { _ in Double(generator.integer(lo, hi)) }, shape: shape, dtype: dtype)
+    return try generated(shape, dtype: dtype) { Double(generator.integer(lo, hi)) }
+  }
+
+  /// A random permutation of 0..<n as float values. Reference: torch.randperm.
+  public static func randperm(_ n: Int, dtype: DType = .float32, generator: Generator = .global) throws -> Tensor {
+    let t = try empty([n], dtype: dtype)  // sized first: refuses absurd n before building the permutation
+    let p = generator.permutation(n)
+    var i = 0
+    return try generated([n], dtype: dtype) { defer { i += 1 }; _ = t; return Double(p[i]) }
   }
 
   /// start, start+step, ... up to but excluding end. Reference: torch.arange.
@@ -142,10 +150,11 @@ extension Tensor {
     guard step != 0, step.isFinite, start.isFinite, end.isFinite else {
       throw TensorError("arange: step must be nonzero and bounds finite, got start \(start), end \(end), step \(step)")
     }
-    let count = Swift.max(0, Int((Foundation.ceil((end - start) / step))))
-    _ = try checkedCount([count])
-    guard count <= MemoryAccounting.maxAllocationBytes / dtype.byteSize else { throw TensorError("arange: \(count) elements do not fit in memory") }
-    return try from((0..<count).map { start + Double($0) * step }, shape: [count], dtype: dtype)
+    let steps = Foundation.ceil((end - start) / step)
+    guard steps < 1e15 else { throw TensorError("arange: \(steps) elements do not fit in memory") }
+    let count = Swift.max(0, Int(steps))
+    var i = 0
+    return try generated([count], dtype: dtype) { defer { i += 1 }; return start + Double(i) * step }
   }
 
   /// The n×m identity matrix. Reference: torch.eye.

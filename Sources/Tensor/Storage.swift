@@ -29,6 +29,18 @@ public enum MemoryAccounting {
   }
   static func freed(_ bytes: Int) { live.wrappingSubtract(bytes, ordering: .relaxed) }
 
+  /// MemAvailable from /proc/meminfo: what can be allocated without swapping. Big requests
+  /// are checked against it, because Linux overcommits: a huge malloc succeeds and the OOM
+  /// killer ends the process later, when the pages are touched.
+  public static func availableBytes() -> Int? {
+    guard let text = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8) else { return nil }
+    for line in text.split(separator: "\n") where line.hasPrefix("MemAvailable:") {
+      let parts = line.split(separator: " ")
+      if parts.count >= 2, let kb = Int(parts[1]) { return kb * 1024 }
+    }
+    return nil
+  }
+
   /// The largest single allocation accepted: the machine's physical memory. Larger requests are
   /// refused with an error instead of being left to the kernel's OOM killer.
   public static let maxAllocationBytes: Int = {
@@ -45,6 +57,9 @@ public enum MemoryAccounting {
 public enum StorageAllocator {
   static let lock = NSLock()
   nonisolated(unsafe) static var pool: [Int: [UnsafeMutableRawPointer]] = [:]
+  /// Pooled blocks, least recently released first: when the pool is full, the oldest go, so
+  /// sizes from an earlier phase (a one-off GEMM) never crowd out the sizes in use now.
+  nonisolated(unsafe) static var order: [(pointer: UnsafeMutableRawPointer, size: Int)] = []
   nonisolated(unsafe) static var cached = 0
   static let minCachedBytes = 64 << 10
 
@@ -67,6 +82,7 @@ public enum StorageAllocator {
       lock.lock()
       if let p = pool[size]?.popLast() {
         cached -= size
+        if let i = order.lastIndex(where: { $0.pointer == p }) { order.remove(at: i) }
         lock.unlock()
         return p
       }
@@ -83,14 +99,23 @@ public enum StorageAllocator {
 
   static func release(_ p: UnsafeMutableRawPointer, _ size: Int) {
     if size >= minCachedBytes {
-      lock.lock()
-      if cached + size <= cap {
+      let limit = cap
+      if size <= limit {
+        var evicted: [UnsafeMutableRawPointer] = []
+        lock.lock()
+        while cached + size > limit, let oldest = order.first {
+          order.removeFirst()
+          if let i = pool[oldest.size]?.firstIndex(of: oldest.pointer) { pool[oldest.size]!.remove(at: i) }
+          cached -= oldest.size
+          evicted.append(oldest.pointer)
+        }
         pool[size, default: []].append(p)
+        order.append((p, size))
         cached += size
         lock.unlock()
+        for e in evicted { free(e) }
         return
       }
-      lock.unlock()
     }
     free(p)
   }
@@ -100,6 +125,7 @@ public enum StorageAllocator {
     lock.lock()
     let blocks = pool.values.flatMap { $0 }
     pool = [:]
+    order = []
     cached = 0
     lock.unlock()
     for b in blocks { free(b) }
@@ -122,6 +148,9 @@ public final class Storage {
     let (bytes, overflow) = count.multipliedReportingOverflow(by: dtype.byteSize)
     if overflow || bytes > MemoryAccounting.maxAllocationBytes {
       throw TensorError("cannot allocate \(count) elements of \(dtype.rawValue) (\(Storage.humanBytes(overflow ? Int.max : bytes))): more than this machine's memory")
+    }
+    if bytes >= 256 << 20, let available = MemoryAccounting.availableBytes(), bytes > available + StorageAllocator.cachedBytes {
+      throw TensorError("cannot allocate \(Storage.humanBytes(bytes)) for a tensor: only \(Storage.humanBytes(available)) of memory is available")
     }
     let size = StorageAllocator.sizeClass(bytes)
     guard let p = StorageAllocator.allocate(size) else {

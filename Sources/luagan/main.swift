@@ -75,7 +75,7 @@ for (isChunk, text) in chunks {
 
 if let s = script {
   if let failure = vm.runScript(s, args: argv) { fail(failure, status: 1) }
-} else if readStdin || (chunks.isEmpty && isatty(0) == 0) {
+} else if readStdin || (chunks.isEmpty && !interactive && isatty(0) == 0) {
   let source = String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
   let body = source.hasPrefix("#") ? "--" + source : source  // allow a shebang line
   if let failure = vm.run(body, name: "=stdin") { fail(failure, status: 1) }

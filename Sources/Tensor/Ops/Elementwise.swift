@@ -8,8 +8,8 @@ extension Tensor {
   @inline(__always)
   func unary<F: UnaryFn>(_ f: F) throws -> Tensor {
     switch dtype {
-    case .float32: return try mapKernel(self, Float.self) { f.apply($0) }
-    case .float64: return try mapKernel(self, Double.self) { f.apply($0) }
+    case .float32: return try mapKernel(self, Float.self, f)
+    case .float64: return try mapKernel(self, Double.self, f)
     }
   }
 
@@ -23,8 +23,8 @@ extension Tensor {
   @inline(__always)
   func binary<F: BinaryFn>(_ other: Tensor, _ shape: [Int], _ f: F) throws -> Tensor {
     switch dtype {
-    case .float32: return try zipKernel(self, other, shape, Float.self) { f.apply($0, $1) }
-    case .float64: return try zipKernel(self, other, shape, Double.self) { f.apply($0, $1) }
+    case .float32: return try zipKernel(self, other, shape, Float.self, f)
+    case .float64: return try zipKernel(self, other, shape, Double.self, f)
     }
   }
 

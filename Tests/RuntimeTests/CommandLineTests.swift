@@ -1,0 +1,89 @@
+import Foundation
+import XCTest
+
+/// The luagan command: arguments, exit statuses, -e, stdin, the REPL, package.path.
+final class CommandLineTests: XCTestCase {
+  var tmp: URL!
+
+  override func setUpWithError() throws {
+    tmp = FileManager.default.temporaryDirectory.appendingPathComponent("luagan-cli-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
+  }
+  override func tearDownWithError() throws { try? FileManager.default.removeItem(at: tmp) }
+
+  func write(_ name: String, _ text: String) throws -> URL {
+    let u = tmp.appendingPathComponent(name)
+    try text.write(to: u, atomically: true, encoding: .utf8)
+    return u
+  }
+
+  func testChunkVersionAndHelp() throws {
+    let r = try Luagan.run(["-e", "print(tensor.randn(2,3):shape()[2], 1 + 1)"])
+    XCTAssertEqual(r.status, 0, r.stderr)
+    XCTAssertEqual(r.stdout, "3\t2\n")
+    let v = try Luagan.run(["--version"])
+    XCTAssertEqual(v.status, 0)
+    XCTAssertTrue(v.stdout.hasPrefix("luagan "), v.stdout)
+    let h = try Luagan.run(["--help"])
+    XCTAssertTrue(h.stdout.contains("usage: luagan"), h.stdout)
+    let bad = try Luagan.run(["--frobnicate"])
+    XCTAssertEqual(bad.status, 2)
+    XCTAssertTrue(bad.stderr.contains("unrecognized option"), bad.stderr)
+  }
+
+  func testArgTableAndVarargs() throws {
+    let s = try write("args.lua", "print(arg[0]:match('args.lua$') ~= nil, arg[1], arg[2], select('#', ...), ...)")
+    let r = try Luagan.run([s.path, "a b", "--key=value"])
+    XCTAssertEqual(r.status, 0, r.stderr)
+    XCTAssertEqual(r.stdout, "true\ta b\t--key=value\t2\ta b\t--key=value\n")
+    XCTAssertEqual(try Luagan.run(["-e", "print(arg == nil)"]).stdout, "true\n")
+  }
+
+  func testErrorsAndMissingScripts() throws {
+    let s = try write("boom.lua", "local function f() error('boom') end\nf()\n")
+    let r = try Luagan.run([s.path])
+    XCTAssertEqual(r.status, 1)
+    XCTAssertTrue(r.stderr.contains("boom.lua:1: boom"), r.stderr)
+    XCTAssertTrue(r.stderr.contains("stack traceback:"), r.stderr)
+    let t = try write("tensorerr.lua", "local x = tensor.zeros(2) + tensor.zeros(3)\n")
+    let r2 = try Luagan.run([t.path])
+    XCTAssertEqual(r2.status, 1)
+    XCTAssertTrue(r2.stderr.contains("tensorerr.lua:1: add: shapes {2} and {3} cannot be broadcast"), r2.stderr)
+    let m = try Luagan.run(["/no/such/script.lua"])
+    XCTAssertEqual(m.status, 2)
+    XCTAssertTrue(m.stderr.contains("cannot open script '/no/such/script.lua'"), m.stderr)
+    let syntax = try write("syntax.lua", "x = = 1\n")
+    XCTAssertEqual(try Luagan.run([syntax.path]).status, 1)
+  }
+
+  func testLibrariesArePreloadedAndRequirable() throws {
+    let r = try Luagan.run(["-e", """
+      for _, n in ipairs{'tensor','nn','optim','gan','image','data','metrics'} do
+        assert(type(_G[n]) == 'table' and require(n) == _G[n], n)
+      end
+      print('ok')
+      """])
+    XCTAssertEqual(r.stdout, "ok\n", r.stderr)
+  }
+
+  func testPackagePathHasScriptFolderAndScriptsLib() throws {
+    _ = try write("helper.lua", "return { answer = 42 }")
+    let main = try write("main.lua", "print(require('helper').answer, type(require('testing').test))")
+    let r = try Luagan.run([main.path], cwd: FileManager.default.temporaryDirectory)
+    XCTAssertEqual(r.status, 0, r.stderr)
+    XCTAssertEqual(r.stdout, "42\tfunction\n")
+  }
+
+  func testStdinAndRepl() throws {
+    let piped = try Luagan.run(["-"], stdin: "print(tensor.ones(3):sum():item())\n")
+    XCTAssertEqual(piped.stdout, "3.0\n", piped.stderr)
+    let implicit = try Luagan.run([], stdin: "print('from stdin')\n")
+    XCTAssertEqual(implicit.stdout, "from stdin\n", implicit.stderr)
+    let repl = try Luagan.run(["-i"], stdin: "1 + 2\nx = tensor.ones(2)\nfor i = 1, 2 do\nx = x * 2\nend\nx:sum():item()\nerror('oops')\n2 * 3\n")
+    XCTAssertEqual(repl.status, 0)
+    XCTAssertTrue(repl.stdout.contains("3\n"), repl.stdout)
+    XCTAssertTrue(repl.stdout.contains("8.0\n"), "multi-line input continues: " + repl.stdout)
+    XCTAssertTrue(repl.stderr.contains("oops"), repl.stderr)
+    XCTAssertTrue(repl.stdout.contains("6\n"), "the REPL goes on after an error: " + repl.stdout)
+  }
+}

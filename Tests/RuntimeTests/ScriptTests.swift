@@ -1,0 +1,20 @@
+import Foundation
+import XCTest
+
+/// The Lua-level tests in scripts/tests, each run by the luagan executable.
+final class ScriptTests: XCTestCase {
+  static let listed = ["tensor_basics", "autograd", "bridge", "misuse", "memory", "fixtures_ops"]
+
+  func testEveryScriptIsListed() throws {
+    let dir = Luagan.root.appendingPathComponent("scripts/tests")
+    let found = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasSuffix(".lua") }.map { String($0.dropLast(4)) }
+    XCTAssertEqual(Set(found), Set(Self.listed), "scripts/tests and ScriptTests.listed disagree")
+  }
+
+  func testTensorBasics() throws { try Luagan.runTestScript("tensor_basics") }
+  func testAutograd() throws { try Luagan.runTestScript("autograd") }
+  func testBridge() throws { try Luagan.runTestScript("bridge") }
+  func testMisuse() throws { try Luagan.runTestScript("misuse") }
+  func testMemoryStaysFlat() throws { try Luagan.runTestScript("memory") }
+  func testPyTorchFixturesForOps() throws { try Luagan.runTestScript("fixtures_ops") }
+}

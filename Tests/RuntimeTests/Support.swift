@@ -1,0 +1,61 @@
+import Foundation
+import XCTest
+
+/// Runs the built `luagan` executable as a subprocess, so a crash in one script is isolated
+/// and shows up as a failure with its output instead of taking the test runner down.
+enum Luagan {
+  /// The project root (this file is Tests/RuntimeTests/Support.swift).
+  static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+  /// The luagan binary next to the test bundle (swift build puts both in the same folder).
+  static var binary: URL {
+    let here = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+    var dir = here.deletingLastPathComponent()
+    if dir.lastPathComponent.hasSuffix(".xctest") { dir = dir.deletingLastPathComponent() }
+    for candidate in [dir, dir.deletingLastPathComponent(), root.appendingPathComponent(".build/release")] {
+      let b = candidate.appendingPathComponent("luagan")
+      if FileManager.default.isExecutableFile(atPath: b.path) { return b }
+    }
+    return dir.appendingPathComponent("luagan")
+  }
+
+  struct Result { let status: Int32; let stdout: String; let stderr: String }
+
+  static func run(_ args: [String], stdin: String? = nil, cwd: URL? = nil, environment: [String: String] = [:]) throws -> Result {
+    guard FileManager.default.isExecutableFile(atPath: binary.path) else {
+      throw NSError(domain: "luagan", code: 1, userInfo: [NSLocalizedDescriptionKey: "no luagan executable at \(binary.path): run `swift build -c release` first"])
+    }
+    let p = Process()
+    p.executableURL = binary
+    p.arguments = args
+    p.currentDirectoryURL = cwd ?? root
+    var env = ProcessInfo.processInfo.environment
+    for (k, v) in environment { env[k] = v }
+    p.environment = env
+    let out = Pipe(), err = Pipe(), inp = Pipe()
+    p.standardOutput = out
+    p.standardError = err
+    p.standardInput = inp
+    try p.run()
+    if let stdin { inp.fileHandleForWriting.write(stdin.data(using: .utf8)!) }
+    try inp.fileHandleForWriting.close()
+    // Read both pipes before waiting, so a chatty child never blocks on a full pipe.
+    var outData = Data(), errData = Data()
+    let group = DispatchGroup()
+    group.enter()
+    DispatchQueue.global().async { outData = out.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+    errData = err.fileHandleForReading.readDataToEndOfFile()
+    group.wait()
+    p.waitUntilExit()
+    return Result(status: p.terminationStatus, stdout: String(decoding: outData, as: UTF8.self), stderr: String(decoding: errData, as: UTF8.self))
+  }
+
+  /// Runs scripts/tests/<name>.lua and fails the calling test unless it exits 0.
+  static func runTestScript(_ name: String, file: StaticString = #filePath, line: UInt = #line) throws {
+    let r = try run(["scripts/tests/\(name).lua"])
+    print(r.stdout, terminator: "")
+    if r.status != 0 {
+      XCTFail("scripts/tests/\(name).lua exited with \(r.status)\n--- stdout\n\(r.stdout)\n--- stderr\n\(r.stderr)", file: file, line: line)
+    }
+  }
+}
