@@ -26,6 +26,9 @@ let package = Package(
       name: "Runtime", dependencies: ["CLua", "Tensor", "Layers"],
       resources: [
         .embedInCode("lua/prelude.lua"),
+        .embedInCode("lua/nn.lua"),
+        .embedInCode("lua/optim.lua"),
+        .embedInCode("lua/gan.lua"),
       ]),
     .executableTarget(name: "luagan", dependencies: ["Runtime"]),
 

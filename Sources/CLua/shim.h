@@ -113,6 +113,29 @@ static inline int lg_index(lua_State *L) {
 /// Pushes lg_index closed over the method table and fallback on top of the stack.
 static inline void lg_pushindex(lua_State *L) { lua_pushcclosure(L, lg_index, 2); }
 
+/// __index for module userdata: the instance's own fields (its user value table), then its
+/// class (field __class of that table, inheritance through the class's own metatable), then
+/// the fallback in upvalue 1 (parameters, buffers and children registered on the Swift side).
+static inline int lg_module_index(lua_State *L) {
+  if (lua_getiuservalue(L, 1, 1) == LUA_TTABLE) {
+    lua_pushvalue(L, 2);
+    if (lua_rawget(L, 3) != LUA_TNIL) return 1;
+    lua_settop(L, 3);
+    lua_pushliteral(L, "__class");
+    if (lua_rawget(L, 3) == LUA_TTABLE) {
+      lua_pushvalue(L, 2);
+      if (lua_gettable(L, 4) != LUA_TNIL) return 1;
+    }
+  }
+  lua_settop(L, 2);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_rotate(L, 1, 1);
+  lua_call(L, 2, 1);
+  return 1;
+}
+/// Pushes lg_module_index closed over the fallback on top of the stack.
+static inline void lg_pushmoduleindex(lua_State *L) { lua_pushcclosure(L, lg_module_index, 1); }
+
 /// Frame information for luaL_argerror-style messages: the name the function was called by,
 /// and whether it was called as a method (then argument 1 is self).
 static inline const char *lg_callname(lua_State *L, int *isMethod) {

@@ -29,6 +29,8 @@ public final class LuaVM {
     luaL_openlibs(L)
     installTensorType()
     TensorLib.install(L)
+    NNLib.install(L)
+    OptimLib.install(L)
     try setPackagePath(scriptDir: scriptDir)
     try runPrelude()
   }
@@ -181,8 +183,11 @@ public final class LuaVM {
 
   /// The Lua half of the libraries (module system, gan, ...), compiled into the binary.
   private func runPrelude() throws {
-    let source = String(decoding: PackageResources.prelude_lua, as: UTF8.self)
-    if let failure = run(source, name: "=prelude.lua") { throw LuaError(message: "prelude: \(failure)") }
+    let parts: [(String, [UInt8])] = [("prelude.lua", PackageResources.prelude_lua), ("nn.lua", PackageResources.nn_lua),
+                                      ("optim.lua", PackageResources.optim_lua), ("gan.lua", PackageResources.gan_lua)]
+    for (name, bytes) in parts {
+      if let failure = run(String(decoding: bytes, as: UTF8.self), name: "=" + name) { throw LuaError(message: "\(name): \(failure)") }
+    }
   }
 
   // MARK: - The tensor userdata

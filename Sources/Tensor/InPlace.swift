@@ -136,3 +136,19 @@ extension Tensor {
 }
 
 import Foundation
+
+extension Tensor {
+  /// target ← target·decay + source·(1 − decay), in place (BigGAN's EMA, in that operation order).
+  public static func emaStep(target t: Tensor, source s: Tensor, decay: Double) throws {
+    guard t.isContiguous, t.shape == s.shape else {
+      throw TensorError("ema: shapes differ (\(formatShape(t.shape)) and \(formatShape(s.shape)))")
+    }
+    let sc = try s.detach().to(t.dtype).contiguous()
+    func go<T: TensorScalar>(_: T.Type) {
+      let pt = t.pointer(T.self), ps = sc.pointer(T.self), d = T(decay), e = T(1 - decay)
+      Parallel.forChunks(t.numel, grain: Parallel.elementGrain) { r in for i in r { pt[i] = pt[i] * d + ps[i] * e } }
+    }
+    switch t.dtype { case .float32: go(Float.self); case .float64: go(Double.self) }
+    t.bumpVersion()
+  }
+}

@@ -45,6 +45,9 @@ public final class Tensor {
     return Tensor(storage: try Storage(count: n, dtype: dtype, zeroed: true), shape: shape, strides: contiguousStrides(shape), offset: 0)
   }
 
+  /// A fresh contiguous tensor of ones.
+  public static func ones(_ shape: [Int], dtype: DType = .float32) throws -> Tensor { try full(shape, 1, dtype: dtype) }
+
   /// A tensor filled with `value`.
   public static func full(_ shape: [Int], _ value: Double, dtype: DType = .float32) throws -> Tensor {
     let t = try empty(shape, dtype: dtype)

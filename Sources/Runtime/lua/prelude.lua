@@ -16,7 +16,8 @@ function tensor.noGrad(fn, ...)
   return table.unpack(results, 2, results.n)
 end
 
--- The libraries every script sees as globals and can also require.
+-- The libraries every script sees as globals and can also require (nn and optim come from
+-- Swift; gan, image, data and metrics start empty and are filled by the files that follow).
 for _, name in ipairs { "nn", "optim", "gan", "image", "data", "metrics" } do
   local lib = rawget(_G, name) or {}
   rawset(_G, name, lib)

@@ -1,0 +1,178 @@
+import Tensor
+
+/// Batch normalization over (N, H, W) per channel, without affine: training mode uses the
+/// batch's biased variance to normalise and updates the running estimates with momentum and
+/// the unbiased variance; eval mode uses the running estimates.
+/// Reference: torch.nn.functional.batch_norm.
+func batchNormalize(_ x: Tensor, _ module: Module, channels: Int, momentum: Double, eps: Double) throws -> Tensor {
+  guard x.rank == 4, x.shape[1] == channels else {
+    throw TensorError("\(module.typeName): input must be (N, \(channels), H, W), got \(formatShape(x.shape))")
+  }
+  let rm = try module.requireBuffer("running_mean"), rv = try module.requireBuffer("running_var")
+  let c = channels
+  if module.training {
+    let n = x.shape[0] * x.shape[2] * x.shape[3]
+    guard n > 1 else {
+      throw TensorError("\(module.typeName): expected more than 1 value per channel when training, got input \(formatShape(x.shape))")
+    }
+    let mean = try x.mean(dims: [0, 2, 3], keepDim: true)            // (1, C, 1, 1)
+    let centered = try x.sub(mean)
+    let variance = try centered.mul(centered).mean(dims: [0, 2, 3], keepDim: true)  // biased
+    try GradMode.withDisabled {
+      let m = Tensor.scalar(momentum, dtype: rm.dtype), keep = Tensor.scalar(1 - momentum, dtype: rm.dtype)
+      let unbiased = try variance.detach().reshape([c]).mul(Tensor.scalar(Double(n) / Double(n - 1), dtype: rv.dtype))
+      _ = try rm.copy_(mean.detach().reshape([c]).mul(m).add(rm.mul(keep)))
+      _ = try rv.copy_(unbiased.mul(m).add(rv.mul(keep)))
+      if let t = module.buffer("num_batches_tracked") { _ = try t.add_(Tensor.scalar(1, dtype: t.dtype)) }
+    }
+    return try centered.mul(variance.add(Tensor.scalar(eps, dtype: variance.dtype)).rsqrt())
+  }
+  let mean = try rm.reshape([1, c, 1, 1]), variance = try rv.reshape([1, c, 1, 1])
+  return try x.sub(mean).mul(variance.add(Tensor.scalar(eps, dtype: variance.dtype)).rsqrt())
+}
+
+/// Batch normalization with a learnable per-channel weight and bias (affine).
+/// Reference: torch.nn.BatchNorm2d.
+public final class BatchNorm2d: Module {
+  public let channels: Int, eps: Double, momentum: Double, affine: Bool
+
+  public init(_ channels: Int, eps: Double = 1e-5, momentum: Double = 0.1, affine: Bool = true) throws {
+    guard channels > 0 else { throw TensorError("BatchNorm2d: channel count must be positive, got \(channels)") }
+    guard eps > 0, momentum >= 0, momentum <= 1 else { throw TensorError("BatchNorm2d: eps must be > 0 and momentum in [0, 1]") }
+    self.channels = channels; self.eps = eps; self.momentum = momentum; self.affine = affine
+    super.init(typeName: "BatchNorm2d")
+    if affine {
+      let w = try Tensor.ones([channels]); w.requiresGrad = true
+      setParameter("weight", w)
+      setParameter("bias", try newParameter([channels]))
+    }
+    setBuffer("running_mean", try Tensor.zeros([channels]))
+    setBuffer("running_var", try Tensor.ones([channels]))
+    setBuffer("num_batches_tracked", try Tensor.zeros([]))
+  }
+
+  public override func forward(_ inputs: [Tensor]) throws -> Tensor {
+    try expectInputs(inputs, 1, "1 input (N, \(channels), H, W)")
+    let y = try batchNormalize(inputs[0], self, channels: channels, momentum: momentum, eps: eps)
+    guard affine else { return y }
+    return try y.mul(requireParameter("weight").reshape([1, channels, 1, 1])).add(requireParameter("bias").reshape([1, channels, 1, 1]))
+  }
+
+  public override var summary: String { "(\(channels), eps=\(eps), momentum=\(momentum)\(affine ? "" : ", affine=false"))" }
+  public override func makeShell() throws -> Module { try BatchNorm2d(channels, eps: eps, momentum: momentum, affine: affine) }
+}
+
+/// BigGAN's class-conditional batch norm (ccbn): BN without an affine of its own, then
+///   out = BN(x)·(1 + gain(c)) + bias(c)
+/// where gain and bias are per-class embeddings (`classes`), or linear maps of a conditioning
+/// vector c (the shared class embedding concatenated with a z chunk), spectrally normalized
+/// in BigGAN. The gain is centred at 1 (compare_gan #54: without the +1 the model starts
+/// multiplied by zero). Running statistics: momentum 0.1, unbiased variance.
+/// Reference: ajbrock/BigGAN-PyTorch layers.py ccbn.
+public final class ConditionalBatchNorm2d: Module {
+  public enum Condition: Equatable {
+    case classes(Int)
+    case vector(inputSize: Int, spectralNorm: Bool, snEps: Double)
+  }
+  public let channels: Int, condition: Condition, eps: Double, momentum: Double
+
+  public init(_ channels: Int, condition: Condition, eps: Double = 1e-5, momentum: Double = 0.1, generator: Generator = .global) throws {
+    guard channels > 0 else { throw TensorError("ConditionalBatchNorm2d: channel count must be positive, got \(channels)") }
+    self.channels = channels; self.condition = condition; self.eps = eps; self.momentum = momentum
+    super.init(typeName: "ConditionalBatchNorm2d")
+    switch condition {
+    case .classes(let k):
+      guard k > 0 else { throw TensorError("ConditionalBatchNorm2d: numClasses must be positive, got \(k)") }
+      setChild("gain", try Embedding(k, channels, generator: generator))
+      setChild("bias", try Embedding(k, channels, generator: generator))
+    case .vector(let inputSize, let sn, let snEps):
+      guard inputSize > 0 else { throw TensorError("ConditionalBatchNorm2d: inputSize must be positive, got \(inputSize)") }
+      let g = try Linear(inputSize, channels, bias: false, generator: generator)
+      let b = try Linear(inputSize, channels, bias: false, generator: generator)
+      if sn {
+        try g.applySpectralNorm(eps: snEps, generator: generator)
+        try b.applySpectralNorm(eps: snEps, generator: generator)
+      }
+      setChild("gain", g)
+      setChild("bias", b)
+    }
+    setBuffer("running_mean", try Tensor.zeros([channels]))
+    setBuffer("running_var", try Tensor.ones([channels]))
+  }
+
+  public override var indexInputs: [Int] { if case .classes = condition { return [1] } else { return [] } }
+
+  public override func forward(_ inputs: [Tensor]) throws -> Tensor {
+    switch condition {
+    case .classes: try expectInputs(inputs, 2, "2 inputs (x (N, \(channels), H, W), class indices (N))")
+    case .vector(let n, _, _): try expectInputs(inputs, 2, "2 inputs (x (N, \(channels), H, W), condition (N, \(n)))")
+    }
+    let x = inputs[0], y = inputs[1]
+    guard x.rank == 4, y.shape.first == x.shape.first else {
+      throw TensorError("ConditionalBatchNorm2d: x \(formatShape(x.shape)) and condition \(formatShape(y.shape)) must share the batch size")
+    }
+    let normalized = try batchNormalize(x, self, channels: channels, momentum: momentum, eps: eps)
+    let n = x.shape[0]
+    let gain = try requireChild("gain").forward([y]).reshape([n, channels, 1, 1])
+    let bias = try requireChild("bias").forward([y]).reshape([n, channels, 1, 1])
+    return try normalized.mul(gain.add(Tensor.scalar(1, dtype: gain.dtype))).add(bias)
+  }
+
+  public override var summary: String {
+    switch condition {
+    case .classes(let k): return "(\(channels), numClasses=\(k), eps=\(eps))"
+    case .vector(let n, let sn, _): return "(\(channels), inputSize=\(n)\(sn ? ", spectralNorm" : ""), eps=\(eps))"
+    }
+  }
+  public override func makeShell() throws -> Module {
+    try ConditionalBatchNorm2d(channels, condition: condition, eps: eps, momentum: momentum, generator: Generator(seed: 0))
+  }
+}
+
+/// PGGAN's pixelwise feature normalization: x / √(mean over channels of x² + eps), per pixel.
+/// Reference: tkarras/progressive_growing_of_gans networks.py pixel_norm.
+public final class PixelNorm: Module {
+  public let eps: Double
+  public init(eps: Double = 1e-8) { self.eps = eps; super.init(typeName: "PixelNorm") }
+  public override func forward(_ inputs: [Tensor]) throws -> Tensor {
+    try expectInputs(inputs, 1, "1 input (N, C, ...)")
+    let x = inputs[0]
+    guard x.rank >= 2 else { throw TensorError("PixelNorm: input must have a channel dim, got \(formatShape(x.shape))") }
+    return try x.mul(x.mul(x).mean(dims: [1], keepDim: true).add(Tensor.scalar(eps, dtype: x.dtype)).rsqrt())
+  }
+  public override var summary: String { "(eps=\(eps))" }
+  public override func makeShell() throws -> Module { PixelNorm(eps: eps) }
+}
+
+/// PGGAN's minibatch standard deviation: samples are grouped with stride (n belongs to group
+/// n mod N/G), the biased standard deviation over each group (+1e-8 under the root) is averaged
+/// over C, H, W to one value per group and appended as an extra channel.
+/// Reference: tkarras/progressive_growing_of_gans networks.py minibatch_stddev_layer.
+public final class MinibatchStdDev: Module {
+  public let groupSize: Int
+  public init(groupSize: Int = 4) throws {
+    guard groupSize >= 1 else { throw TensorError("MinibatchStdDev: group size must be >= 1, got \(groupSize)") }
+    self.groupSize = groupSize
+    super.init(typeName: "MinibatchStdDev")
+  }
+  public override func forward(_ inputs: [Tensor]) throws -> Tensor {
+    try expectInputs(inputs, 1, "1 input (N, C, H, W)")
+    let x = inputs[0]
+    guard x.rank == 4 else { throw TensorError("MinibatchStdDev: input must be (N, C, H, W), got \(formatShape(x.shape))") }
+    let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+    let g = Swift.min(groupSize, n)
+    guard g > 0, n % g == 0 else {
+      throw TensorError("MinibatchStdDev: batch size \(n) is not divisible by the group size \(g)")
+    }
+    let m = n / g
+    var y = try x.reshape([g, m, c, h, w])                               // [G, M, C, H, W]
+    y = try y.sub(y.mean(dims: [0], keepDim: true))
+    y = try y.mul(y).mean(dims: [0])                                     // [M, C, H, W] biased variance
+    y = try y.add(Tensor.scalar(1e-8, dtype: y.dtype)).sqrt()
+    y = try y.mean(dims: [1, 2, 3], keepDim: true)                       // [M, 1, 1, 1]
+    y = try y.reshape([1, m, 1, 1, 1]).expand([g, m, 1, h, w]).reshape([n, 1, h, w])
+    return try Tensor.cat([x, y], dim: 1)
+  }
+  public override var summary: String { "(groupSize=\(groupSize))" }
+  public override func makeShell() throws -> Module { try MinibatchStdDev(groupSize: groupSize) }
+}

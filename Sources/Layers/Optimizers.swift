@@ -1,0 +1,227 @@
+import Foundation
+import Tensor
+
+/// An optimizer over groups of parameters, each group with its own options, and per-parameter
+/// state (step count and named tensors), as torch.optim keeps them. Parameters without a
+/// gradient are skipped by `step`, as in PyTorch.
+open class Optimizer {
+  public struct Group {
+    public var params: [Tensor]
+    public var options: [String: Double]
+    public init(params: [Tensor], options: [String: Double]) { self.params = params; self.options = options }
+  }
+  public struct ParamState {
+    public var step = 0
+    public var tensors: [String: Tensor] = [:]
+    public init() {}
+  }
+
+  public let typeName: String
+  public private(set) var groups: [Group]
+  public var state: [ObjectIdentifier: ParamState] = [:]
+
+  /// Options every group of this optimizer has, with defaults.
+  open class var defaults: [String: Double] { [:] }
+  /// The tensors each parameter's state holds, in stateDict order.
+  open class var stateTensorNames: [String] { [] }
+
+  public init(typeName: String, groups: [Group]) throws {
+    self.typeName = typeName
+    guard !groups.isEmpty else { throw TensorError("\(typeName): no parameters to optimize") }
+    var seen = Set<ObjectIdentifier>()
+    var filled: [Group] = []
+    for (gi, g) in groups.enumerated() {
+      guard !g.params.isEmpty else { throw TensorError("\(typeName): parameter group \(gi + 1) is empty") }
+      for (pi, p) in g.params.enumerated() {
+        guard p.requiresGrad, p.isLeaf else {
+          throw TensorError("\(typeName): group \(gi + 1) entry \(pi + 1) is not a parameter (a leaf tensor with requiresGrad set)")
+        }
+        guard seen.insert(ObjectIdentifier(p)).inserted else {
+          throw TensorError("\(typeName): group \(gi + 1) entry \(pi + 1) appears more than once among the parameters")
+        }
+      }
+      var opts = Self.defaults
+      for (k, v) in g.options {
+        guard opts[k] != nil else {
+          throw TensorError("\(typeName): unknown option '\(k)' (options are \(Self.defaults.keys.sorted().joined(separator: ", ")))")
+        }
+        opts[k] = v
+      }
+      try Self.validate(opts)
+      filled.append(Group(params: g.params, options: opts))
+    }
+    self.groups = filled
+  }
+
+  open class func validate(_ options: [String: Double]) throws {}
+
+  /// One update of every parameter that has a gradient.
+  public func step() throws {
+    try GradMode.withDisabled {
+      for g in groups {
+        for p in g.params {
+          guard let grad = p.grad else { continue }
+          let id = ObjectIdentifier(p)
+          var s = state[id] ?? ParamState()
+          s.step += 1
+          try update(p, grad, &s, g.options)
+          state[id] = s
+        }
+      }
+    }
+  }
+
+  open func update(_ p: Tensor, _ g: Tensor, _ s: inout ParamState, _ o: [String: Double]) throws {}
+
+  /// Clears every parameter's gradient (set to nil, PyTorch's default).
+  public func zeroGrad() { for g in groups { for p in g.params { p.grad = nil } } }
+
+  /// Forgets all state (PGGAN resets Adam when the resolution changes).
+  public func resetState() { state = [:] }
+
+  public func setOption(_ name: String, _ value: Double, group: Int? = nil) throws {
+    guard Self.defaults[name] != nil else { throw TensorError("\(typeName): unknown option '\(name)'") }
+    for i in groups.indices where group == nil || group == i { groups[i].options[name] = value }
+    for g in groups { try Self.validate(g.options) }
+  }
+
+  /// Every parameter in group order (the numbering stateDict uses, from 0).
+  public var allParameters: [Tensor] { groups.flatMap { $0.params } }
+
+  /// Per parameter (by position across groups): its step and state tensors, or nil if none yet.
+  public func stateEntries() -> [(step: Int, tensors: [(String, Tensor)])?] {
+    allParameters.map { p in
+      guard let s = state[ObjectIdentifier(p)] else { return nil }
+      return (s.step, Self.stateTensorNames.compactMap { n in s.tensors[n].map { (n, $0) } })
+    }
+  }
+
+  /// Restores state saved by `stateEntries` (and group options), checking counts and shapes.
+  public func load(entries: [(step: Int, tensors: [String: Tensor])?], groupOptions: [[String: Double]]) throws {
+    let params = allParameters
+    guard entries.count == params.count else {
+      throw TensorError("\(typeName).loadStateDict: the state has \(entries.count) parameters, this optimizer \(params.count)")
+    }
+    guard groupOptions.count == groups.count else {
+      throw TensorError("\(typeName).loadStateDict: the state has \(groupOptions.count) parameter groups, this optimizer \(groups.count)")
+    }
+    var newState: [ObjectIdentifier: ParamState] = [:]
+    for (i, (p, e)) in zip(params, entries).enumerated() {
+      guard let e else { continue }
+      var s = ParamState()
+      s.step = e.step
+      for (name, t) in e.tensors {
+        guard Self.stateTensorNames.contains(name) else {
+          throw TensorError("\(typeName).loadStateDict: parameter \(i + 1) has unexpected state '\(name)'")
+        }
+        guard t.shape == p.shape else {
+          throw TensorError("\(typeName).loadStateDict: state '\(name)' of parameter \(i + 1) has shape \(formatShape(t.shape)), the parameter \(formatShape(p.shape))")
+        }
+        s.tensors[name] = try t.detach().to(p.dtype).clone()
+      }
+      newState[ObjectIdentifier(p)] = s
+    }
+    for (i, o) in groupOptions.enumerated() {
+      for (k, v) in o {
+        guard Self.defaults[k] != nil else { throw TensorError("\(typeName).loadStateDict: unknown option '\(k)' in group \(i + 1)") }
+        groups[i].options[k] = v
+      }
+    }
+    state = newState
+  }
+}
+
+/// Adam (Kingma & Ba 2015) exactly as torch.optim.Adam (amsgrad off): weight decay added to the
+/// gradient, bias-corrected moments, eps added after dividing √v by √(1-β2ᵗ).
+public final class Adam: Optimizer {
+  public override class var defaults: [String: Double] { ["lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weightDecay": 0] }
+  public override class var stateTensorNames: [String] { ["exp_avg", "exp_avg_sq"] }
+  public init(groups: [Group]) throws { try super.init(typeName: "Adam", groups: groups) }
+
+  public override class func validate(_ o: [String: Double]) throws {
+    guard o["lr"]! >= 0 else { throw TensorError("Adam: lr must be >= 0, got \(o["lr"]!)") }
+    guard (0..<1).contains(o["beta1"]!), (0..<1).contains(o["beta2"]!) else {
+      throw TensorError("Adam: betas must be in [0, 1), got {\(o["beta1"]!), \(o["beta2"]!)}")
+    }
+    guard o["eps"]! >= 0, o["weightDecay"]! >= 0 else { throw TensorError("Adam: eps and weightDecay must be >= 0") }
+  }
+
+  public override func update(_ p: Tensor, _ g: Tensor, _ s: inout ParamState, _ o: [String: Double]) throws {
+    if s.tensors["exp_avg"] == nil {
+      s.tensors["exp_avg"] = try Tensor.zeros(p.shape, dtype: p.dtype)
+      s.tensors["exp_avg_sq"] = try Tensor.zeros(p.shape, dtype: p.dtype)
+    }
+    try Tensor.adamStep(param: p, grad: g, expAvg: s.tensors["exp_avg"]!, expAvgSq: s.tensors["exp_avg_sq"]!, step: s.step,
+                        lr: o["lr"]!, beta1: o["beta1"]!, beta2: o["beta2"]!, eps: o["eps"]!, weightDecay: o["weightDecay"]!)
+  }
+}
+
+/// Stochastic gradient descent with optional momentum, dampening, Nesterov and weight decay,
+/// as torch.optim.SGD.
+public final class SGD: Optimizer {
+  public override class var defaults: [String: Double] { ["lr": 1e-3, "momentum": 0, "dampening": 0, "weightDecay": 0, "nesterov": 0] }
+  public override class var stateTensorNames: [String] { ["momentum_buffer"] }
+  public init(groups: [Group]) throws { try super.init(typeName: "SGD", groups: groups) }
+
+  public override class func validate(_ o: [String: Double]) throws {
+    guard o["lr"]! >= 0, o["momentum"]! >= 0, o["weightDecay"]! >= 0 else {
+      throw TensorError("SGD: lr, momentum and weightDecay must be >= 0")
+    }
+    if o["nesterov"]! != 0 && (o["momentum"]! <= 0 || o["dampening"]! != 0) {
+      throw TensorError("SGD: Nesterov momentum requires a momentum and zero dampening")
+    }
+  }
+
+  public override func update(_ p: Tensor, _ g: Tensor, _ s: inout ParamState, _ o: [String: Double]) throws {
+    let momentum = o["momentum"]!
+    var first = false
+    if momentum != 0 && s.tensors["momentum_buffer"] == nil {
+      s.tensors["momentum_buffer"] = try Tensor.zeros(p.shape, dtype: p.dtype)
+      first = true
+    }
+    try Tensor.sgdStep(param: p, grad: g, momentumBuffer: momentum != 0 ? s.tensors["momentum_buffer"] : nil, firstStep: first,
+                       lr: o["lr"]!, momentum: momentum, dampening: o["dampening"]!, weightDecay: o["weightDecay"]!,
+                       nesterov: o["nesterov"]! != 0)
+  }
+}
+
+/// An exponential moving average of a model's parameters and buffers, as BigGAN keeps G_ema:
+/// a deep copy whose every state entry becomes decay·ema + (1 − decay)·model after each
+/// update; before `startIter` the copy is exact (decay 0). BN running statistics and
+/// spectral-norm vectors are averaged too (BigGAN averages its whole state dict); counters
+/// (num_batches_tracked) are copied. Reference: ajbrock/BigGAN-PyTorch utils.py ema.
+public final class EMA {
+  public let model: Module
+  public var decay: Double
+  public var startIter: Int
+
+  public convenience init(_ source: Module, decay: Double = 0.9999, startIter: Int = 0) throws {
+    try self.init(average: source.copy(), decay: decay, startIter: startIter)
+  }
+
+  /// An EMA that keeps `average` (already a copy of the model) up to date.
+  public init(average: Module, decay: Double = 0.9999, startIter: Int = 0) throws {
+    guard (0...1).contains(decay) else { throw TensorError("EMA: decay must be in [0, 1], got \(decay)") }
+    model = average
+    self.decay = decay
+    self.startIter = startIter
+    for p in model.parameters() { p.requiresGrad = false }
+  }
+
+  /// Blends `source`'s state into the average; `iteration` below startIter copies exactly.
+  public func update(_ source: Module, iteration: Int? = nil) throws {
+    let d = (iteration.map { $0 < startIter } ?? false) ? 0 : decay
+    let src = source.stateDict(), dst = model.stateDict()
+    guard src.count == dst.count else {
+      throw TensorError("EMA.update: the model has \(src.count) state entries, the average \(dst.count)")
+    }
+    try GradMode.withDisabled {
+      for ((sn, s), (dn, t)) in zip(src, dst) {
+        guard sn == dn, s.shape == t.shape else {
+          throw TensorError("EMA.update: state '\(sn)' \(formatShape(s.shape)) does not match the average's '\(dn)' \(formatShape(t.shape))")
+        }
+        if d == 0 || sn.hasSuffix("num_batches_tracked") { _ = try t.copy_(s) } else { try Tensor.emaStep(target: t, source: s, decay: d) }
+      }
+    }
+  }
+}
