@@ -34,6 +34,7 @@ let package = Package(
 
     // MARK: - Tests
     .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
+    .testTarget(name: "LayersTests", dependencies: ["Layers", "Tensor"]),
     .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "Tensor"]),
   ]
 )

@@ -240,6 +240,14 @@ enum OptimLib {
             let gti = lua_gettop(c.L)
             guard lua_type(c.L, gti) == LUA_TTABLE else { throw c.argError(2, "paramGroups[\(g + 1)] must be a table") }
             var opts: [String: Double] = [:]
+            lua_pushstring(c.L, "params")
+            if lua_rawget(c.L, gti) == LUA_TTABLE {
+              let saved = Int(lua_rawlen(c.L, -1))
+              if g < o.groups.count && saved != o.groups[g].params.count {
+                throw c.argError(2, "the state has \(saved) parameters in group \(g + 1), this optimizer \(o.groups[g].params.count)")
+              }
+            }
+            lg_pop(c.L, 1)
             lua_pushnil(c.L)
             while lg_pnext(c.L, gti) != 0 {
               let key = lua_type(c.L, -2) == LUA_TSTRING ? LuaVM.string(c.L, -2) : ""

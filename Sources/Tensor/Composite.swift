@@ -37,8 +37,18 @@ extension Tensor {
   /// self + w·(end - self). Reference: torch.lerp.
   public func lerp(_ end: Tensor, _ w: Tensor) throws -> Tensor { try add(w.mul(end.sub(self))) }
 
-  /// Squared Euclidean norm over everything or dims, square-rooted.
+  /// Euclidean norm √Σx² over everything or `dims`. A primitive so that its gradient at a
+  /// zero vector is 0 (PyTorch's subgradient) rather than the 0/0 of the √ composite: a
+  /// gradient penalty must not turn NaN when D's gradient vanishes. Reference: torch.norm.
   public func norm(dims: [Int]? = nil, keepDim: Bool = false) throws -> Tensor {
-    try mul(self).sum(dims: dims, keepDim: keepDim).sqrt()
+    let out = try GradMode.withDisabled { try detach().mul(detach()).sum(dims: dims, keepDim: keepDim).sqrt() }
+    let mask = try reduceMask(dims, "norm")
+    let kept = zip(shape, mask).map { $1 ? 1 : $0 }
+    return record("norm", out, [self]) { [x = self] g, _ in
+      // d‖x‖/dx = x/‖x‖, taken as 0 where ‖x‖ = 0 (x is 0 there too)
+      let n = try x.norm(dims: dims, keepDim: true)
+      let safe = try Tensor.where(n.eq(n.constant(0)), n.constant(1), n)
+      return [try g.reshape(kept).mul(x).div(safe)]
+    }
   }
 }

@@ -67,7 +67,8 @@ public enum GradCheck {
   /// Checks the gradient of the gradient: the function (x..., v) ↦ cat(∂⟨f(x), v⟩/∂x_k) must
   /// itself pass `check`. v is a fixed random tensor of f's output shape.
   public static func checkSecondOrder(_ f: @escaping ([Tensor]) throws -> Tensor, inputs: [Tensor], seed: UInt64 = 7) throws -> Report {
-    let shapeOut = try GradMode.withDisabled { try f(inputs.map { try $0.detach().to(.float64) }).shape }
+    // Not under noGrad: f may itself differentiate (a gradient penalty).
+    let shapeOut = try f(inputs.map { try $0.detach().to(.float64) }).shape
     let v = try Tensor.randn(shapeOut, dtype: .float64, generator: Generator(seed: seed))
     let n = inputs.count
     let backwardFn: ([Tensor]) throws -> Tensor = { args in

@@ -3,7 +3,9 @@ import XCTest
 
 /// The Lua-level tests in scripts/tests, each run by the luagan executable.
 final class ScriptTests: XCTestCase {
-  static let listed = ["tensor_basics", "autograd", "bridge", "misuse", "memory", "fixtures_ops"]
+  static let listed = ["tensor_basics", "autograd", "bridge", "misuse", "memory", "fixtures_ops", "fixtures_layers",
+                       "fixtures_optim", "fixtures_gan", "fixtures_exchange", "nn_modules", "misuse_nn", "gan2d",
+                       "option_parsing"]
 
   func testEveryScriptIsListed() throws {
     let dir = Luagan.root.appendingPathComponent("scripts/tests")
@@ -17,4 +19,12 @@ final class ScriptTests: XCTestCase {
   func testMisuse() throws { try Luagan.runTestScript("misuse") }
   func testMemoryStaysFlat() throws { try Luagan.runTestScript("memory") }
   func testPyTorchFixturesForOps() throws { try Luagan.runTestScript("fixtures_ops") }
+  func testPyTorchFixturesForLayers() throws { try Luagan.runTestScript("fixtures_layers") }
+  func testPyTorchFixturesForOptimizers() throws { try Luagan.runTestScript("fixtures_optim") }
+  func testPyTorchFixturesForLosses() throws { try Luagan.runTestScript("fixtures_gan") }
+  func testStateExchangeWithPyTorch() throws { try Luagan.runTestScript("fixtures_exchange") }
+  func testModulesLayersOptimizers() throws { try Luagan.runTestScript("nn_modules") }
+  func testToolkitMisuse() throws { try Luagan.runTestScript("misuse_nn") }
+  func testGan2dCoversTheModes() throws { try Luagan.runTestScript("gan2d") }
+  func testOptionParsing() throws { try Luagan.runTestScript("option_parsing") }
 }

@@ -52,4 +52,73 @@ function M.check(f, fns)
   end)
 end
 
+--- The entries of `f` under "prefix.", with the prefix removed (a state dict in a fixture).
+function M.prefixed(f, prefix)
+  local out, n = {}, #prefix + 1
+  for k, v in pairs(f) do
+    if k:sub(1, n) == prefix .. "." then out[k:sub(n + 1)] = v end
+  end
+  return out
+end
+
+--- Module cases: for each name, `cases[name] = { make = function() return module end,
+-- train = bool }`. The module gets the fixture's state (strict), runs forward on its inputs
+-- (in1.., then index inputs c1..) in the given mode; output, input gradients, parameter
+-- gradients (by name) and buffers after the forward (running statistics, spectral-norm
+-- vectors) are compared with PyTorch's.
+function M.checkModules(f, cases)
+  local seen = {}
+  for key in pairs(f) do
+    local name = key:match("^(.-)%.out$")
+    if name then seen[name] = true end
+  end
+  for name, case in pairs(cases) do
+    T.test("fixture " .. name, function()
+      T.check(seen[name], "no fixture named " .. name)
+      local m = case.make()
+      m:loadStateDict(M.prefixed(f, name .. ".state"))
+      if case.train == false then m:eval() else m:train() end
+      local args, ins = {}, {}
+      local i = 1
+      while f[name .. ".in" .. i] or f[name .. ".c" .. i] do
+        if f[name .. ".in" .. i] then
+          local x = f[name .. ".in" .. i]:clone():requiresGrad(true)
+          ins[i] = x
+          args[i] = x
+        else
+          args[i] = f[name .. ".c" .. i]
+        end
+        i = i + 1
+      end
+      local out = m(table.unpack(args, 1, i - 1))
+      T.close(out, f[name .. ".out"], M.forward.atol, M.forward.rtol, name .. " output")
+      m:zeroGrad()
+      out:backward(f[name .. ".gout"])
+      for k, x in pairs(ins) do
+        T.close(x.grad, f[name .. ".grad.in" .. k], M.backward.atol, M.backward.rtol, ("%s gradient of input %d"):format(name, k))
+      end
+      local grads = M.prefixed(f, name .. ".grad")
+      for pname, p in m:namedParameters() do
+        T.close(p.grad or tensor.zeros(p:shape()), grads[pname], M.backward.atol, M.backward.rtol, name .. " gradient of " .. pname)
+      end
+      local after = M.prefixed(f, name .. ".after")
+      local nb = 0
+      for bname, b in m:namedBuffers() do
+        T.check(after[bname] ~= nil, name .. ": PyTorch has no buffer " .. bname)
+        T.close(b, after[bname], M.forward.atol, M.forward.rtol, name .. " buffer " .. bname .. " after forward")
+        nb = nb + 1
+      end
+      local expected = 0
+      for _ in pairs(after) do expected = expected + 1 end
+      T.check(nb == expected, ("%s: %d buffers, PyTorch has %d"):format(name, nb, expected))
+    end)
+  end
+  T.test("every module fixture has a check", function()
+    local missing = {}
+    for name in pairs(seen) do if not cases[name] then missing[#missing + 1] = name end end
+    table.sort(missing)
+    T.check(#missing == 0, "fixtures without a check: " .. table.concat(missing, ", "))
+  end)
+end
+
 return M

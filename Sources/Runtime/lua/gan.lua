@@ -65,16 +65,17 @@ end
 --   x̂ = real + u·(fake - real), one u ~ U(0, 1) per sample,
 --   λ/γ² · mean((‖∇D(x̂)‖·gradScale - γ)²)
 -- computed by double backprop, so its gradient reaches D's parameters. opts: lambda (10),
--- target γ (1), gradScale (1; PGGAN at native resolution uses 1/2^floor(lod)). Extra
--- arguments are passed to D. Returns the penalty and the per-sample norms.
+-- target γ (1), gradScale (1; PGGAN at native resolution uses 1/2^floor(lod)), u (the
+-- interpolation weights, shape (N); drawn from tensor.rand when absent). Extra arguments are
+-- passed to D. Returns the penalty and the per-sample norms.
 function gan.gradientPenalty(D, real, fake, opts, ...)
   checkD("gradientPenalty", D)
-  opts = checkOpts("gradientPenalty", opts, { lambda = true, target = true, gradScale = true })
+  opts = checkOpts("gradientPenalty", opts, { lambda = true, target = true, gradScale = true, u = true })
   local lambda, target, scale = opts.lambda or 10, opts.target or 1, opts.gradScale or 1
   real, fake = real:detach(), fake:detach()
   local shape = { real:size(1) }
   for i = 2, real:dim() do shape[i] = 1 end
-  local u = tensor.rand(shape, { dtype = real:dtype() })
+  local u = opts.u and opts.u:detach():reshape(shape) or tensor.rand(shape, { dtype = real:dtype() })
   local mixed = (real + (fake - real) * u):requiresGrad(true)
   local g = tensor.grad(D(mixed, ...):sum(), mixed, { createGraph = true })[1]
   local norms = g:reshape(real:size(1), -1):norm(2) * scale
