@@ -29,6 +29,9 @@ let package = Package(
         .embedInCode("lua/nn.lua"),
         .embedInCode("lua/optim.lua"),
         .embedInCode("lua/gan.lua"),
+        .embedInCode("lua/data.lua"),
+        .embedInCode("lua/ckpt.lua"),
+        .embedInCode("lua/log.lua"),
       ]),
     .executableTarget(name: "luagan", dependencies: ["Runtime"]),
 

@@ -79,12 +79,26 @@ typedef struct lg_Context {
 static inline lg_Context *lg_context(lua_State *L) { return *(lg_Context **)lua_getextraspace(L); }
 static inline void lg_setcontext(lua_State *L, lg_Context *c) { *(lg_Context **)lua_getextraspace(L) = c; }
 
+/// Pushes "chunk:line: " for the innermost frame outside luagan's own Lua code (chunks named
+/// "=[luagan] ..."), so an error inside nn.Module:loadStateDict points at the script's line.
+static inline void lg_where(lua_State *L) {
+  lua_Debug ar;
+  for (int level = 1; lua_getstack(L, level, &ar); level++) {
+    lua_getinfo(L, "Sl", &ar);
+    if (ar.currentline > 0 && strncmp(ar.source, "=[luagan]", 9) != 0) {
+      lua_pushfstring(L, "%s:%d: ", ar.short_src, ar.currentline);
+      return;
+    }
+  }
+  lua_pushliteral(L, "");
+}
+
 /// The one C function behind every Swift binding. Upvalue 1 is the binding's id.
 static inline int lg_trampoline(lua_State *L) {
   int id = (int)lua_tointeger(L, lua_upvalueindex(1));
   int n = lg_context(L)->dispatch(L, id);  // Swift runs and returns: no Swift frame is left after this
   if (n == LG_ERROR) {                      // message on top: prefix "chunk:line:" as luaL_error does
-    luaL_where(L, 1);
+    lg_where(L);
     lua_rotate(L, -2, 1);
     lua_concat(L, 2);
     return lua_error(L);

@@ -31,6 +31,7 @@ public final class LuaVM {
     TensorLib.install(L)
     NNLib.install(L)
     OptimLib.install(L)
+    MediaLib.install(L)
     try setPackagePath(scriptDir: scriptDir)
     try runPrelude()
   }
@@ -184,9 +185,11 @@ public final class LuaVM {
   /// The Lua half of the libraries (module system, gan, ...), compiled into the binary.
   private func runPrelude() throws {
     let parts: [(String, [UInt8])] = [("prelude.lua", PackageResources.prelude_lua), ("nn.lua", PackageResources.nn_lua),
-                                      ("optim.lua", PackageResources.optim_lua), ("gan.lua", PackageResources.gan_lua)]
+                                      ("optim.lua", PackageResources.optim_lua), ("gan.lua", PackageResources.gan_lua),
+                                      ("data.lua", PackageResources.data_lua), ("ckpt.lua", PackageResources.ckpt_lua),
+                                      ("log.lua", PackageResources.log_lua)]
     for (name, bytes) in parts {
-      if let failure = run(String(decoding: bytes, as: UTF8.self), name: "=" + name) { throw LuaError(message: "\(name): \(failure)") }
+      if let failure = run(String(decoding: bytes, as: UTF8.self), name: "=[luagan] " + name) { throw LuaError(message: "\(name): \(failure)") }
     }
   }
 

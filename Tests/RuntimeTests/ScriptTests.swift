@@ -5,7 +5,7 @@ import XCTest
 final class ScriptTests: XCTestCase {
   static let listed = ["tensor_basics", "autograd", "bridge", "misuse", "memory", "fixtures_ops", "fixtures_layers",
                        "fixtures_optim", "fixtures_gan", "fixtures_exchange", "nn_modules", "misuse_nn", "gan2d",
-                       "option_parsing"]
+                       "option_parsing", "images", "datasets", "checkpoints", "logs_plots", "misuse_io"]
 
   func testEveryScriptIsListed() throws {
     let dir = Luagan.root.appendingPathComponent("scripts/tests")
@@ -27,4 +27,9 @@ final class ScriptTests: XCTestCase {
   func testToolkitMisuse() throws { try Luagan.runTestScript("misuse_nn") }
   func testGan2dCoversTheModes() throws { try Luagan.runTestScript("gan2d") }
   func testOptionParsing() throws { try Luagan.runTestScript("option_parsing") }
+  func testImages() throws { try Luagan.runTestScript("images") }
+  func testDatasetsAndLoaders() throws { try Luagan.runTestScript("datasets") }
+  func testCheckpoints() throws { try Luagan.runTestScript("checkpoints") }
+  func testLogsAndPlots() throws { try Luagan.runTestScript("logs_plots") }
+  func testImagesDataCheckpointsMisuse() throws { try Luagan.runTestScript("misuse_io") }
 }

@@ -94,13 +94,13 @@ function Module:train(mode)
   return self
 end
 function Module:eval() S.train(self, false); return self end
-function Module:zeroGrad() S.zeroGrad(self) end
+function Module:zeroGrad() return S.zeroGrad(self) end
 --- name -> tensor (the live tensors), names as torch.nn's state_dict gives them.
 function Module:stateDict() return S.stateDict(self) end
 --- The stateDict names in PyTorch's order.
 function Module:stateDictNames() return S.stateDictNames(self) end
 --- Copies a state dict in; {strict = false} ignores missing and unexpected names.
-function Module:loadStateDict(sd, opts) S.loadStateDict(self, sd, opts) end
+function Module:loadStateDict(sd, opts) return S.loadStateDict(self, sd, opts) end
 --- Calls fn on every descendant, then on this module (torch.nn.Module.apply's order).
 function Module:apply(fn)
   if type(fn) ~= "function" then error(("bad argument #1 to 'apply' (function expected, got %s)"):format(type(fn)), 2) end
@@ -108,8 +108,8 @@ function Module:apply(fn)
   fn(self)
   return self
 end
-function Module:registerBuffer(name, t, opts) S.registerBuffer(self, name, t, opts) end
-function Module:registerParameter(name, t) S.registerParameter(self, name, t) end
+function Module:registerBuffer(name, t, opts) return S.registerBuffer(self, name, t, opts) end
+function Module:registerParameter(name, t) return S.registerParameter(self, name, t) end
 function Module:numParameters() return S.parameterCount(self) end
 function Module:typeName() return S.typeName(self) end
 
@@ -149,7 +149,8 @@ end
 
 S.setModuleMetamethod("__call", function(self, ...) return self:forward(...) end)
 
--- Built-in layers (Swift): their class's forward is the Swift one.
+-- Built-in layers (Swift): their class's forward is the Swift one. (Wrappers above call their
+-- bindings in tail position, so an error reports the caller's line, not this file's.)
 local function builtin(name, constructor)
   local cls = newClass(name, Module, constructor)
   rawset(cls, "forward", S.forward)

@@ -1,0 +1,219 @@
+import CZlib
+import Foundation
+import Tensor
+
+/// An image-classification data set held in memory as 8-bit pixels (N, C, H, W), with 0-based
+/// class labels and class names. `images()` gives floats in [0, 1].
+public final class Dataset {
+  public let name: String
+  public let count: Int, channels: Int, height: Int, width: Int
+  public let pixels: [UInt8]
+  public let labels: [Int]
+  public let classNames: [String]
+  private var cachedImages: Tensor?
+
+  public init(name: String, count: Int, channels: Int, height: Int, width: Int, pixels: [UInt8], labels: [Int], classNames: [String]) throws {
+    guard pixels.count == count * channels * height * width, labels.count == count else {
+      throw TensorError("\(name): \(pixels.count) pixel bytes and \(labels.count) labels for \(count) images of \(channels)x\(height)x\(width)")
+    }
+    for (i, l) in labels.enumerated() where l < 0 || l >= classNames.count {
+      throw TensorError("\(name): label \(l) of image \(i + 1) is not one of the \(classNames.count) classes")
+    }
+    self.name = name; self.count = count; self.channels = channels; self.height = height; self.width = width
+    self.pixels = pixels; self.labels = labels; self.classNames = classNames
+  }
+
+  /// All images as a float (N, C, H, W) tensor in [0, 1] (made once, then shared).
+  public func images() throws -> Tensor {
+    if let c = cachedImages { return c }
+    let made = try Tensor.from(pixels.map { Float($0) / 255 }, shape: [count, channels, height, width])
+    cachedImages = made
+    return made
+  }
+
+  /// Pixel mean and standard deviation over the whole set, in [0, 1] units.
+  public func pixelStatistics() -> (mean: Double, std: Double) {
+    var s = 0.0, s2 = 0.0
+    for p in pixels { let v = Double(p) / 255; s += v; s2 += v * v }
+    let n = Double(pixels.count)
+    let mean = s / n
+    return (mean, (s2 / n - mean * mean).squareRoot())
+  }
+}
+
+/// Readers for the data sets luagan knows.
+public enum Datasets {
+  public static let fashionMNISTClasses = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+  public static let cifar10Classes = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+  /// Where Debian's dataset-fashion-mnist package puts the files (`dpkg -L dataset-fashion-mnist`).
+  public static let fashionMNISTRoot = "/usr/share/datasets/fashion-mnist"
+
+  /// The whole content of a file, gunzipped if it is gzip (zlib reads plain files as they are).
+  public static func readMaybeGzip(_ path: String) throws -> [UInt8] {
+    guard FileManager.default.fileExists(atPath: path) else { throw TensorError("no such file '\(path)'") }
+    guard let f = gzopen(path, "rb") else { throw TensorError("cannot open '\(path)'") }
+    defer { gzclose(f) }
+    var out: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 1 << 20)
+    while true {
+      let n = chunk.withUnsafeMutableBytes { gzread(f, $0.baseAddress, UInt32($0.count)) }
+      if n < 0 {
+        var code: Int32 = 0
+        let msg = gzerror(f, &code).map { String(cString: $0) } ?? "read error"
+        throw TensorError("'\(path)' is corrupt: \(msg)")
+      }
+      if n == 0 { break }
+      out.append(contentsOf: chunk[0..<Int(n)])
+    }
+    // A truncated gzip stream reads as a short file without an error; zlib flags it at EOF.
+    var code: Int32 = 0
+    _ = gzerror(f, &code)
+    if code != Z_OK && code != Z_STREAM_END { throw TensorError("'\(path)' is truncated or corrupt (zlib error \(code))") }
+    return out
+  }
+
+  static func bigEndian32(_ b: [UInt8], _ at: Int) -> Int {
+    Int(b[at]) << 24 | Int(b[at + 1]) << 16 | Int(b[at + 2]) << 8 | Int(b[at + 3])
+  }
+
+  /// An IDX image file (magic 0x803: N×rows×cols unsigned bytes) and its label file (0x801).
+  public static func idx(images imagesPath: String, labels labelsPath: String, name: String, classNames: [String]) throws -> Dataset {
+    let img: [UInt8], lab: [UInt8]
+    do { img = try readMaybeGzip(imagesPath); lab = try readMaybeGzip(labelsPath) } catch let e as TensorError {
+      throw TensorError("\(name): \(e.message)")
+    }
+    guard img.count >= 16, bigEndian32(img, 0) == 0x803 else {
+      throw TensorError("\(name): '\(imagesPath)' is not an IDX image file (expected magic 0x00000803)")
+    }
+    guard lab.count >= 8, bigEndian32(lab, 0) == 0x801 else {
+      throw TensorError("\(name): '\(labelsPath)' is not an IDX label file (expected magic 0x00000801)")
+    }
+    let n = bigEndian32(img, 4), rows = bigEndian32(img, 8), cols = bigEndian32(img, 12)
+    guard n > 0, rows > 0, cols > 0, img.count == 16 + n * rows * cols else {
+      throw TensorError("\(name): '\(imagesPath)' declares \(n) images of \(rows)x\(cols) but holds \(img.count - 16) pixel bytes (truncated?)")
+    }
+    let nl = bigEndian32(lab, 4)
+    guard nl == n, lab.count == 8 + n else {
+      throw TensorError("\(name): '\(labelsPath)' has \(lab.count - 8) labels (declares \(nl)) for \(n) images")
+    }
+    return try Dataset(name: name, count: n, channels: 1, height: rows, width: cols, pixels: Array(img[16...]),
+                       labels: lab[8...].map { Int($0) }, classNames: classNames)
+  }
+
+  static func findFile(_ root: String, _ candidates: [String]) -> String? {
+    for c in candidates {
+      let p = (root as NSString).appendingPathComponent(c)
+      if FileManager.default.fileExists(atPath: p) { return p }
+    }
+    return nil
+  }
+
+  /// MNIST-format files (Fashion-MNIST or MNIST) for a split, gzipped or not.
+  static func mnistFormat(root: String, split: String, name: String, classNames: [String], hint: String) throws -> Dataset {
+    guard split == "train" || split == "test" else { throw TensorError("\(name): split must be 'train' or 'test', got '\(split)'") }
+    let prefix = split == "train" ? "train" : "t10k"
+    let imgNames = ["\(prefix)-images-idx3-ubyte.gz", "\(prefix)-images-idx3-ubyte", "\(prefix)-images.idx3-ubyte"]
+    let labNames = ["\(prefix)-labels-idx1-ubyte.gz", "\(prefix)-labels-idx1-ubyte", "\(prefix)-labels.idx1-ubyte"]
+    guard let ip = findFile(root, imgNames), let lp = findFile(root, labNames) else {
+      throw TensorError("\(name): no \(split) files in '\(root)' (expected \(imgNames[0]) and \(labNames[0])); \(hint)")
+    }
+    return try idx(images: ip, labels: lp, name: name, classNames: classNames)
+  }
+
+  public static func fashionMNIST(root: String = fashionMNISTRoot, split: String = "train") throws -> Dataset {
+    try mnistFormat(root: root, split: split, name: "data.fashionMNIST", classNames: fashionMNISTClasses,
+                    hint: "install Debian's dataset-fashion-mnist (sudo apt-get install dataset-fashion-mnist) or pass root=")
+  }
+
+  public static func mnist(root: String, split: String = "train") throws -> Dataset {
+    try mnistFormat(root: root, split: split, name: "data.mnist", classNames: (0...9).map(String.init),
+                    hint: "download MNIST's four IDX files into that folder")
+  }
+
+  /// CIFAR-10's binary version: data_batch_1..5.bin (train) or test_batch.bin, records of one
+  /// label byte and 3072 pixel bytes (R, G, B planes of 32×32), in `root` or its
+  /// cifar-10-batches-bin subfolder.
+  public static func cifar10(root: String, split: String = "train") throws -> Dataset {
+    guard split == "train" || split == "test" else { throw TensorError("data.cifar10: split must be 'train' or 'test', got '\(split)'") }
+    var dir = root
+    if findFile(root, ["data_batch_1.bin", "test_batch.bin"]) == nil,
+       findFile((root as NSString).appendingPathComponent("cifar-10-batches-bin"), ["data_batch_1.bin", "test_batch.bin"]) != nil {
+      dir = (root as NSString).appendingPathComponent("cifar-10-batches-bin")
+    }
+    let files = split == "train" ? (1...5).map { "data_batch_\($0).bin" } : ["test_batch.bin"]
+    var pixels: [UInt8] = [], labels: [Int] = []
+    for f in files {
+      let path = (dir as NSString).appendingPathComponent(f)
+      guard FileManager.default.fileExists(atPath: path) else {
+        throw TensorError("data.cifar10: missing '\(path)' (download the CIFAR-10 binary version, cifar-10-binary.tar.gz, and pass its folder as root=)")
+      }
+      let bytes: [UInt8]
+      do { bytes = try readMaybeGzip(path) } catch let e as TensorError { throw TensorError("data.cifar10: \(e.message)") }
+      guard bytes.count > 0, bytes.count % 3073 == 0 else {
+        throw TensorError("data.cifar10: '\(path)' has \(bytes.count) bytes, not a whole number of 3073-byte records (truncated?)")
+      }
+      for r in 0..<(bytes.count / 3073) {
+        let base = r * 3073
+        guard bytes[base] < 10 else { throw TensorError("data.cifar10: '\(path)' record \(r + 1) has label \(bytes[base]), expected 0..9") }
+        labels.append(Int(bytes[base]))
+        pixels.append(contentsOf: bytes[(base + 1)..<(base + 3073)])
+      }
+    }
+    var names = cifar10Classes
+    if let meta = try? String(contentsOfFile: (dir as NSString).appendingPathComponent("batches.meta.txt"), encoding: .utf8) {
+      let lines = meta.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+      if lines.count == 10 { names = lines }
+    }
+    return try Dataset(name: "data.cifar10", count: labels.count, channels: 3, height: 32, width: 32, pixels: pixels, labels: labels, classNames: names)
+  }
+
+  /// Every PNG under root/<class>/ (recursively), converted to `channels` (1: luminance
+  /// 0.299R + 0.587G + 0.114B; 3: gray replicated, alpha dropped) and resized to size×size
+  /// (box averaging when shrinking, bilinear when growing). Classes are the sub-folder names,
+  /// sorted; files are sorted within each class.
+  public static func imageFolder(root: String, size: Int, channels: Int) throws -> Dataset {
+    guard size > 0, size <= 4096 else { throw TensorError("data.imageFolder: size must be in 1..4096, got \(size)") }
+    guard channels == 1 || channels == 3 else { throw TensorError("data.imageFolder: channels must be 1 or 3, got \(channels)") }
+    var isDir: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: root, isDirectory: &isDir), isDir.boolValue else {
+      throw TensorError("data.imageFolder: no folder '\(root)'")
+    }
+    let classes = try FileManager.default.contentsOfDirectory(atPath: root).filter { name in
+      var d: ObjCBool = false
+      return !name.hasPrefix(".") && FileManager.default.fileExists(atPath: (root as NSString).appendingPathComponent(name), isDirectory: &d) && d.boolValue
+    }.sorted()
+    var files: [(String, Int)] = []
+    for (k, cls) in classes.enumerated() {
+      let dir = (root as NSString).appendingPathComponent(cls)
+      let found = (FileManager.default.enumerator(atPath: dir)?.allObjects as? [String] ?? [])
+        .filter { $0.lowercased().hasSuffix(".png") }.sorted()
+      files += found.map { ((dir as NSString).appendingPathComponent($0), k) }
+    }
+    guard !files.isEmpty else {
+      throw TensorError("data.imageFolder: no PNG files under '\(root)' (expected \(root)/<class>/*.png)")
+    }
+    var pixels = [UInt8](), labels = [Int]()
+    pixels.reserveCapacity(files.count * channels * size * size)
+    for (path, k) in files {
+      var img = try Images.load(path)
+      let c = img.shape[0]
+      if channels == 1 && c >= 3 {
+        img = try img.narrow(dim: 0, start: 0, length: 1).mul(Tensor.scalar(0.299))
+          .add(img.narrow(dim: 0, start: 1, length: 1).mul(Tensor.scalar(0.587)))
+          .add(img.narrow(dim: 0, start: 2, length: 1).mul(Tensor.scalar(0.114)))
+      } else if channels == 1 {
+        img = try img.narrow(dim: 0, start: 0, length: 1)
+      } else if c < 3 {
+        img = try img.narrow(dim: 0, start: 0, length: 1).expand([3, img.shape[1], img.shape[2]])
+      } else {
+        img = try img.narrow(dim: 0, start: 0, length: 3)
+      }
+      let shrink = img.shape[1] >= size && img.shape[2] >= size
+      img = try Images.resize(img, height: size, width: size, mode: shrink ? .box : .bilinear)
+      pixels += img.toArray().map { UInt8(Swift.min(255, Swift.max(0, ($0 * 255).rounded()))) }
+      labels.append(k)
+    }
+    return try Dataset(name: "data.imageFolder", count: files.count, channels: channels, height: size, width: size,
+                       pixels: pixels, labels: labels, classNames: classes)
+  }
+}

@@ -1,0 +1,170 @@
+import CPNG
+import Foundation
+import Tensor
+
+/// PNG images in and out (libpng), sheets of samples, and resizing.
+public enum Images {
+  /// Reads a PNG as a float (C, H, W) tensor in [0, 1]; C is 1 (gray), 2 (gray + alpha),
+  /// 3 (RGB) or 4 (RGBA). A missing, corrupt or truncated file is an error, never a crash.
+  public static func load(_ path: String) throws -> Tensor {
+    var w: Int32 = 0, h: Int32 = 0, c: Int32 = 0
+    var data: UnsafeMutablePointer<UInt8>? = nil
+    var err = [CChar](repeating: 0, count: 512)
+    guard lg_png_read(path, &w, &h, &c, &data, &err, err.count) == 0, let pixels = data else {
+      throw TensorError("image.load: \(String(cString: err))")
+    }
+    defer { free(pixels) }
+    let (W, H, C) = (Int(w), Int(h), Int(c))
+    let t = try Tensor.zeros([C, H, W])
+    try GradMode.withDisabled {
+      var values = [Float](repeating: 0, count: C * H * W)
+      for y in 0..<H { for x in 0..<W { for ch in 0..<C { values[(ch * H + y) * W + x] = Float(pixels[(y * W + x) * C + ch]) / 255 } } }
+      _ = try t.copy_(Tensor.from(values, shape: [C, H, W]))
+    }
+    return t
+  }
+
+  /// Writes a (C, H, W) tensor (C = 1, 2, 3 or 4) or an (H, W) gray image as an 8-bit PNG,
+  /// mapping `range` to [0, 255] (clamped, rounded as torchvision's save_image), through a
+  /// temporary file renamed into place.
+  public static func save(_ x: Tensor, to path: String, range: (Double, Double) = (0, 1)) throws {
+    let img = x.rank == 2 ? try x.unsqueeze(dim: 0) : x
+    guard img.rank == 3, (1...4).contains(img.shape[0]), img.shape[1] > 0, img.shape[2] > 0 else {
+      throw TensorError("image.save: expected a (C, H, W) tensor with C in 1..4 or an (H, W) tensor, got \(formatShape(x.shape))")
+    }
+    guard range.1 > range.0 else { throw TensorError("image.save: range {\(range.0), \(range.1)} is empty") }
+    let (C, H, W) = (img.shape[0], img.shape[1], img.shape[2])
+    let v = img.toFloatArray()
+    var bytes = [UInt8](repeating: 0, count: C * H * W)
+    let lo = range.0, span = range.1 - range.0
+    for ch in 0..<C {
+      for y in 0..<H {
+        for xx in 0..<W {
+          let f = (Double(v[(ch * H + y) * W + xx]) - lo) / span
+          let s = f.isNaN ? 0 : Swift.min(255, Swift.max(0, f * 255 + 0.5))
+          bytes[(y * W + xx) * C + ch] = UInt8(s)
+        }
+      }
+    }
+    do { try ensureParentDirectory(path) } catch let e as TensorError { throw TensorError("image.save: \(e.message)") }
+    let tmp = path + ".tmp-\(getpid()).png"
+    var err = [CChar](repeating: 0, count: 512)
+    guard lg_png_write(tmp, Int32(W), Int32(H), Int32(C), bytes, &err, err.count) == 0 else {
+      unlink(tmp)
+      throw TensorError("image.save: \(String(cString: err))")
+    }
+    guard rename(tmp, path) == 0 else {
+      unlink(tmp)
+      throw TensorError("image.save: cannot write '\(path)': \(String(cString: strerror(errno)))")
+    }
+  }
+
+  /// Tiles an (N, C, H, W) batch into one (C, H', W') image, nrow images per row, with
+  /// `padding` pixels of padValue around each (torchvision.utils.make_grid's layout).
+  public static func grid(_ batch: Tensor, nrow: Int = 8, padding: Int = 2, padValue: Double = 0) throws -> Tensor {
+    guard batch.rank == 4, batch.shape[0] > 0 else {
+      throw TensorError("image.grid: expected a non-empty (N, C, H, W) batch, got \(formatShape(batch.shape))")
+    }
+    guard nrow >= 1, padding >= 0 else { throw TensorError("image.grid: nrow must be >= 1 and padding >= 0") }
+    let (n, c, h, w) = (batch.shape[0], batch.shape[1], batch.shape[2], batch.shape[3])
+    let xmaps = Swift.min(nrow, n), ymaps = (n + xmaps - 1) / xmaps
+    let height = h + padding, width = w + padding
+    let out = try Tensor.full([c, height * ymaps + padding, width * xmaps + padding], padValue, dtype: batch.dtype)
+    try GradMode.withDisabled {
+      for k in 0..<n {
+        let y = k / xmaps, x = k % xmaps
+        let dst = try out.narrow(dim: 1, start: y * height + padding, length: h).narrow(dim: 2, start: x * width + padding, length: w)
+        _ = try dst.copy_(batch.select(dim: 0, index: k).detach())
+      }
+    }
+    return out
+  }
+
+  public enum ResizeMode: String, CaseIterable { case box, nearest, bilinear }
+
+  /// Resizes (C, H, W) or (N, C, H, W) images to (height, width):
+  /// - box: area averaging (torch's mode='area', adaptive average pooling); for an integer
+  ///   factor it is exact block averaging, PGGAN's 2×2 box filter for its levels;
+  /// - nearest: torch's mode='nearest' (source index floor(dst·in/out));
+  /// - bilinear: torch's mode='bilinear', align_corners=False (half-pixel centres).
+  /// Not differentiable (it is for data, sample sheets and metric inputs).
+  public static func resize(_ x: Tensor, height: Int, width: Int, mode: ResizeMode) throws -> Tensor {
+    guard x.rank == 3 || x.rank == 4 else { throw TensorError("image.resize: expected (C, H, W) or (N, C, H, W), got \(formatShape(x.shape))") }
+    guard height > 0, width > 0, height <= 1 << 15, width <= 1 << 15 else {
+      throw TensorError("image.resize: size \(height)x\(width) must be positive and at most 32768")
+    }
+    let batched = x.rank == 4 ? x : try x.unsqueeze(dim: 0)
+    let (n, c, ih, iw) = (batched.shape[0], batched.shape[1], batched.shape[2], batched.shape[3])
+    guard ih > 0, iw > 0 else { throw TensorError("image.resize: empty input \(formatShape(x.shape))") }
+    let src = try batched.detach().to(.float64).contiguous().toArray()
+    var out = [Double](repeating: 0, count: n * c * height * width)
+    switch mode {
+    case .box:
+      func span(_ i: Int, _ inSize: Int, _ outSize: Int) -> (Int, Int) {
+        (i * inSize / outSize, ((i + 1) * inSize + outSize - 1) / outSize)
+      }
+      for p in 0..<(n * c) {
+        for oy in 0..<height {
+          let (y0, y1) = span(oy, ih, height)
+          for ox in 0..<width {
+            let (x0, x1) = span(ox, iw, width)
+            var s = 0.0
+            for yy in y0..<y1 { for xx in x0..<x1 { s += src[(p * ih + yy) * iw + xx] } }
+            out[(p * height + oy) * width + ox] = s / Double((y1 - y0) * (x1 - x0))
+          }
+        }
+      }
+    case .nearest:
+      let sy = Double(ih) / Double(height), sx = Double(iw) / Double(width)
+      for p in 0..<(n * c) {
+        for oy in 0..<height {
+          let yy = Swift.min(Int(Double(oy) * sy), ih - 1)
+          for ox in 0..<width {
+            out[(p * height + oy) * width + ox] = src[(p * ih + yy) * iw + Swift.min(Int(Double(ox) * sx), iw - 1)]
+          }
+        }
+      }
+    case .bilinear:
+      func coords(_ o: Int, _ inSize: Int, _ outSize: Int) -> (Int, Int, Double, Double) {
+        let s = Swift.max(0, (Double(o) + 0.5) * Double(inSize) / Double(outSize) - 0.5)
+        let i0 = Swift.min(Int(s), inSize - 1), i1 = Swift.min(i0 + 1, inSize - 1)
+        let l1 = s - Double(i0)
+        return (i0, i1, 1 - l1, l1)
+      }
+      let ys = (0..<height).map { coords($0, ih, height) }, xs = (0..<width).map { coords($0, iw, width) }
+      for p in 0..<(n * c) {
+        let base = p * ih * iw
+        for oy in 0..<height {
+          let (y0, y1, h0, h1) = ys[oy]
+          for ox in 0..<width {
+            let (x0, x1, w0, w1) = xs[ox]
+            out[(p * height + oy) * width + ox] =
+              h0 * (w0 * src[base + y0 * iw + x0] + w1 * src[base + y0 * iw + x1]) +
+              h1 * (w0 * src[base + y1 * iw + x0] + w1 * src[base + y1 * iw + x1])
+          }
+        }
+      }
+    }
+    let result = try Tensor.from(out, shape: [n, c, height, width], dtype: x.dtype)
+    return x.rank == 4 ? result : try result.squeeze(dim: 0)
+  }
+}
+
+/// Creates the folder that will hold `path`, with its parents, if missing.
+public func ensureParentDirectory(_ path: String) throws {
+  let dir = URL(fileURLWithPath: path).deletingLastPathComponent().path
+  try ensureDirectory(dir)
+}
+
+/// Creates `dir` with its parents if missing (mkdir -p); an error names the folder.
+public func ensureDirectory(_ dir: String) throws {
+  if dir.isEmpty { return }
+  var isDir: ObjCBool = false
+  if FileManager.default.fileExists(atPath: dir, isDirectory: &isDir) {
+    guard isDir.boolValue else { throw TensorError("'\(dir)' exists and is not a folder") }
+    return
+  }
+  do { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) } catch {
+    throw TensorError("cannot create folder '\(dir)': \(error.localizedDescription)")
+  }
+}

@@ -1,0 +1,88 @@
+-- The misuse loop for image, data, ckpt, log and plot: wrong types, nil, absurd sizes, bad
+-- files and unknown options. Every call must raise a Lua error; every function has cases.
+local T = require("testing")
+local check = T.check
+local tmp = os.tmpname()
+os.remove(tmp)
+local ds = data.fashionMNIST { split = "test" }
+
+local cases = {
+  ["image.load"] = { function() return image.load() end, function() return image.load(5) end,
+    function() return image.load("/etc/passwd") end, function() return image.load("/") end },
+  ["image.save"] = { function() return image.save(tmp .. ".png") end, function() return image.save(tmp .. ".png", "x") end,
+    function() return image.save(tmp .. ".png", tensor.zeros(0, 2, 2)) end, function() return image.save(tmp .. ".png", tensor.zeros(2, 2), { range = 3 }) end,
+    function() return image.save(5, tensor.zeros(2, 2)) end, function() return image.save(tmp .. ".png", tensor.zeros(1, 2, 2), { rnage = { 0, 1 } }) end },
+  ["image.grid"] = { function() return image.grid(tensor.zeros(3, 2, 2)) end, function() return image.grid(tensor.zeros(2, 1, 2, 2), { nrow = 0 }) end,
+    function() return image.grid(tensor.zeros(0, 1, 2, 2)) end, function() return image.grid(nil) end },
+  ["image.resize"] = { function() return image.resize(tensor.zeros(2, 2), 4) end, function() return image.resize(tensor.zeros(1, 2, 2), 0) end,
+    function() return image.resize(tensor.zeros(1, 2, 2), 1e9) end, function() return image.resize(tensor.zeros(1, 2, 2), 4, { mode = "cubic" }) end,
+    function() return image.resize(tensor.zeros(1, 2, 2), { 4 }) end },
+  ["data.fashionMNIST"] = { function() return data.fashionMNIST { split = 3 } end, function() return data.fashionMNIST("train") end,
+    function() return data.fashionMNIST { root = "/nonexistent" } end, function() return data.fashionMNIST { slpit = "test" } end },
+  ["data.mnist"] = { function() return data.mnist {} end, function() return data.mnist { root = "/nonexistent" } end },
+  ["data.cifar10"] = { function() return data.cifar10 {} end, function() return data.cifar10 { root = "/nonexistent", split = "x" } end },
+  ["data.imageFolder"] = { function() return data.imageFolder() end, function() return data.imageFolder("/nonexistent") end,
+    function() return data.imageFolder("/", { size = 0 }) end },
+  ["data.Loader"] = { function() return data.Loader(5) end, function() return data.Loader(ds, { batchSize = 0 }) end,
+    function() return data.Loader(ds, { transform = 5 }) end, function() return data.Loader(ds, { transform = { data.pad(-1) } }) end,
+    function() return data.Loader(ds, { transform = { data.randomFlip(2) } }) end, function() return data.Loader(ds, { transform = { data.scale(1, 1) } }) end,
+    function() return data.Loader(ds, { batchsize = 4 }) end,
+    function() return data.Loader(ds, { batchSize = 4 }):setState({ epoch = 1, position = 99999 }) end,
+    function() return data.Loader(ds, { batchSize = 4 }):setState({ epoc = 1 }) end },
+  ["data.pad"] = { function() return data.Loader(ds, { transform = { data.pad("a") } }) end },
+  ["data.scale"] = { function() return data.Loader(ds, { transform = { data.scale("a") } }) end },
+  ["data.randomFlip"] = { function() return data.Loader(ds, { transform = { data.randomFlip(-1) } }) end },
+  ["data.downscale"] = { function() return data.Loader(ds, { transform = { data.downscale(0) } }) end,
+    function() return data.Loader(ds, { transform = { data.downscale() } }) end },
+  ["ckpt.save"] = { function() return ckpt.save() end, function() return ckpt.save(tmp, 5) end,
+    function() return ckpt.save("/proc/nope/x", {}) end, function() return ckpt.save(tmp, {}, { keep = 0 }) end,
+    function() return ckpt.save(tmp, { c = coroutine.create(print) }) end },
+  ["ckpt.load"] = { function() return ckpt.load() end, function() return ckpt.load("/nonexistent") end,
+    function() return ckpt.load(tmp, 5) end },
+  ["ckpt.list"] = { function() return ckpt.list() end },
+  ["ckpt.json.encode"] = { function() return ckpt.json.encode(print) end,
+    function() local t = {}; t.t = t; return ckpt.json.encode(t) end },
+  ["ckpt.json.decode"] = { function() return ckpt.json.decode("{") end, function() return ckpt.json.decode('"\\q"') end,
+    function() return ckpt.json.decode("[1,]") end },
+  ["log.Logger"] = { function() return log.Logger() end, function() return log.Logger("/proc/nope") end },
+  ["log.read"] = { function() return log.read() end, function() return log.read("/nonexistent") end },
+  ["log.series"] = { function() return log.series(5, "x") end },
+  ["log.Progress"] = { function() return log.Progress(0) end, function() return log.Progress("x") end,
+    function() return log.Progress(10):update() end },
+  ["plot.lines"] = { function() return plot.lines() end, function() return plot.lines(tmp .. ".png", 5) end,
+    function() return plot.lines(tmp .. ".png", { 5 }) end, function() return plot.lines(tmp .. ".png", { { y = { "a" } } }) end,
+    function() return plot.lines("/proc/nope/x.png", { { y = { 1 } } }) end },
+}
+
+local exported = {}
+for _, lib in ipairs { "image", "data", "ckpt", "log", "plot" } do
+  for k, v in pairs(_G[lib]) do
+    if type(k) == "string" and k:sub(1, 1) ~= "_" then
+      if type(v) == "function" then exported[#exported + 1] = lib .. "." .. k
+      elseif type(v) == "table" then for k2, v2 in pairs(v) do if type(v2) == "function" then exported[#exported + 1] = lib .. "." .. k .. "." .. k2 end end end
+    end
+  end
+end
+table.sort(exported)
+
+T.test("every exported function has misuse cases", function()
+  local missing = {}
+  for _, name in ipairs(exported) do if not cases[name] then missing[#missing + 1] = name end end
+  check(#missing == 0, "no misuse cases for: " .. table.concat(missing, ", "))
+end)
+
+local calls = 0
+T.test("every misuse raises a Lua error", function()
+  local survived = {}
+  for _, name in ipairs(exported) do
+    for i, f in ipairs(cases[name] or {}) do
+      calls = calls + 1
+      if pcall(f) then survived[#survived + 1] = ("%s case %d"):format(name, i) end
+    end
+  end
+  check(#survived == 0, "these calls did not raise: " .. table.concat(survived, ", "))
+end)
+
+os.execute(("rm -rf %q %q.png"):format(tmp, tmp))
+print(("misuse_io: %d bad calls, all raised Lua errors"):format(calls))
+T.finish("misuse_io")
