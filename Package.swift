@@ -32,6 +32,7 @@ let package = Package(
         .embedInCode("lua/data.lua"),
         .embedInCode("lua/ckpt.lua"),
         .embedInCode("lua/log.lua"),
+        .embedInCode("lua/metrics.lua"),
       ]),
     .executableTarget(name: "luagan", dependencies: ["Runtime"]),
 

@@ -32,6 +32,7 @@ public final class LuaVM {
     NNLib.install(L)
     OptimLib.install(L)
     MediaLib.install(L)
+    MetricsLib.install(L)
     try setPackagePath(scriptDir: scriptDir)
     try runPrelude()
   }
@@ -187,7 +188,7 @@ public final class LuaVM {
     let parts: [(String, [UInt8])] = [("prelude.lua", PackageResources.prelude_lua), ("nn.lua", PackageResources.nn_lua),
                                       ("optim.lua", PackageResources.optim_lua), ("gan.lua", PackageResources.gan_lua),
                                       ("data.lua", PackageResources.data_lua), ("ckpt.lua", PackageResources.ckpt_lua),
-                                      ("log.lua", PackageResources.log_lua)]
+                                      ("log.lua", PackageResources.log_lua), ("metrics.lua", PackageResources.metrics_lua)]
     for (name, bytes) in parts {
       if let failure = run(String(decoding: bytes, as: UTF8.self), name: "=[luagan] " + name) { throw LuaError(message: "\(name): \(failure)") }
     }

@@ -26,7 +26,7 @@ public enum Parallel {
   /// Runs `body` over `0..<count` split into chunks of `grain` items (the last may be short).
   /// Chunks run concurrently when there are several and more than one thread is allowed.
   @inline(__always)
-  static func forChunks(_ count: Int, grain: Int, _ body: (Range<Int>) -> Void) {
+  public static func forChunks(_ count: Int, grain: Int, _ body: (Range<Int>) -> Void) {
     if count <= 0 { return }
     let g = Swift.max(1, grain)
     let chunks = (count + g - 1) / g
@@ -38,7 +38,7 @@ public enum Parallel {
   }
 
   /// Elementwise work below this many elements is not worth a thread hop.
-  static let elementGrain = 1 << 15
+  public static let elementGrain = 1 << 15
 }
 
 extension Parallel {

@@ -5,7 +5,8 @@ import XCTest
 final class ScriptTests: XCTestCase {
   static let listed = ["tensor_basics", "autograd", "bridge", "misuse", "memory", "fixtures_ops", "fixtures_layers",
                        "fixtures_optim", "fixtures_gan", "fixtures_exchange", "nn_modules", "misuse_nn", "gan2d",
-                       "option_parsing", "images", "datasets", "checkpoints", "logs_plots", "misuse_io"]
+                       "option_parsing", "images", "datasets", "checkpoints", "logs_plots", "misuse_io",
+                       "metrics", "fixtures_metrics"]
 
   func testEveryScriptIsListed() throws {
     let dir = Luagan.root.appendingPathComponent("scripts/tests")
@@ -32,4 +33,6 @@ final class ScriptTests: XCTestCase {
   func testCheckpoints() throws { try Luagan.runTestScript("checkpoints") }
   func testLogsAndPlots() throws { try Luagan.runTestScript("logs_plots") }
   func testImagesDataCheckpointsMisuse() throws { try Luagan.runTestScript("misuse_io") }
+  func testMetricSanityAndErrors() throws { try Luagan.runTestScript("metrics") }
+  func testMetricsAgainstReferences() throws { try Luagan.runTestScript("fixtures_metrics") }
 }
