@@ -110,7 +110,7 @@ open class Optimizer {
       guard let e else { continue }
       var s = ParamState()
       s.step = e.step
-      for (name, t) in e.tensors {
+      for (name, t) in e.tensors.sorted(by: { $0.key < $1.key }) {  // sorted: errors name the same entry every run
         guard Self.stateTensorNames.contains(name) else {
           throw TensorError("\(typeName).loadStateDict: parameter \(i + 1) has unexpected state '\(name)'")
         }
@@ -122,7 +122,7 @@ open class Optimizer {
       newState[ObjectIdentifier(p)] = s
     }
     for (i, o) in groupOptions.enumerated() {
-      for (k, v) in o {
+      for (k, v) in o.sorted(by: { $0.key < $1.key }) {
         guard Self.defaults[k] != nil else { throw TensorError("\(typeName).loadStateDict: unknown option '\(k)' in group \(i + 1)") }
         groups[i].options[k] = v
       }

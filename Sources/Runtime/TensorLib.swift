@@ -645,6 +645,19 @@ enum TensorLib {
         c.push(t)
         return 1
       }),
+      ("_profileStart", { _ in Profiler.start(); return 0 }),
+      ("_profileStop", { c in
+        let rows = Profiler.stop()
+        lua_createtable(c.L, Int32(rows.count), 0)
+        for (i, r) in rows.enumerated() {
+          lua_createtable(c.L, 0, 3)
+          c.push(r.op); c.setField(-1, "op")
+          c.push(r.calls); c.setField(-1, "calls")
+          c.push(r.seconds); c.setField(-1, "seconds")
+          lua_rawseti(c.L, -2, lua_Integer(i + 1))
+        }
+        return 1
+      }),
       ("clock", { c in
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)

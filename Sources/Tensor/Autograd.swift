@@ -38,6 +38,7 @@ final class Node {
 /// be a cycle; during backward the output is alive because the traversal holds it.
 @inline(__always)
 func record(_ op: String, _ out: Tensor, _ inputs: [Tensor], _ pullback: @escaping (Tensor, [Bool]) throws -> [Tensor?]) -> Tensor {
+  if Profiler.isEnabled { Profiler.mark(op) }
   var any = false
   for t in inputs where t.requiresGrad { any = true; break }
   guard any, GradMode.isEnabled else { return out }
@@ -138,9 +139,14 @@ enum Autograd {
       }
     }
 
-    let saved = GradMode.isEnabled
+    let saved = GradMode.isEnabled, savedPhase = Profiler.inBackward
     GradMode.isEnabled = createGraph
-    defer { GradMode.isEnabled = saved }
+    if Profiler.isEnabled { Profiler.mark("backward setup"); Profiler.inBackward = true }
+    defer {
+      GradMode.isEnabled = saved
+      if Profiler.isEnabled { Profiler.mark("backward accumulate") }
+      Profiler.inBackward = savedPhase
+    }
 
     for t in order.reversed() {
       let id = ObjectIdentifier(t)

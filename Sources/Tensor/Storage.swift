@@ -66,8 +66,11 @@ public enum StorageAllocator {
   /// Bytes held in the reuse pool right now.
   public static var cachedBytes: Int { lock.lock(); defer { lock.unlock() }; return cached }
 
-  /// The pool may hold up to half the peak of live tensor bytes, within [128 MiB, 4 GiB].
-  static var cap: Int { Swift.min(4 << 30, Swift.max(128 << 20, MemoryAccounting.peakBytes / 2)) }
+  /// The pool may hold twice the peak of live tensor bytes, within [256 MiB, 4 GiB]: a training
+  /// step frees and re-requests blocks of many sizes (and the collector frees the previous
+  /// step's garbage late), and a pool of half the peak evicted the very blocks the next layer
+  /// wanted: a small CNN's step faulted 16k fresh pages, its evaluation 5 GB.
+  static var cap: Int { Swift.min(4 << 30, Swift.max(256 << 20, 2 * MemoryAccounting.peakBytes)) }
 
   /// The size class of a request: multiples of 64 below 64 KiB, else (8...15)·2^e.
   static func sizeClass(_ bytes: Int) -> Int {
@@ -77,14 +80,20 @@ public enum StorageAllocator {
     return ((bytes + step - 1) / step) * step
   }
 
-  static func allocate(_ size: Int) -> UnsafeMutableRawPointer? {
+  /// A block of at least `size` bytes (a size class) and its actual size: a pooled block of
+  /// that class, else the smallest pooled block of up to 1.5× the size, else a fresh one.
+  static func allocate(_ size: Int) -> (pointer: UnsafeMutableRawPointer, size: Int)? {
     if size >= minCachedBytes {
       lock.lock()
-      if let p = pool[size]?.popLast() {
-        cached -= size
+      var chosen = size
+      if pool[size]?.isEmpty ?? true {
+        chosen = pool.keys.filter { $0 > size && $0 <= size + size / 2 && !(pool[$0]!.isEmpty) }.min() ?? size
+      }
+      if let p = pool[chosen]?.popLast() {
+        cached -= chosen
         if let i = order.lastIndex(where: { $0.pointer == p }) { order.remove(at: i) }
         lock.unlock()
-        return p
+        return (p, chosen)
       }
       lock.unlock()
     }
@@ -94,7 +103,7 @@ public enum StorageAllocator {
       emptyCache()
       if posix_memalign(&p, 64, size) != 0 { return nil }
     }
-    return p
+    return p.map { ($0, size) }
   }
 
   static func release(_ p: UnsafeMutableRawPointer, _ size: Int) {
@@ -153,15 +162,15 @@ public final class Storage {
       throw TensorError("cannot allocate \(Storage.humanBytes(bytes)) for a tensor: only \(Storage.humanBytes(available)) of memory is available")
     }
     let size = StorageAllocator.sizeClass(bytes)
-    guard let p = StorageAllocator.allocate(size) else {
+    guard let block = StorageAllocator.allocate(size) else {
       throw TensorError("out of memory allocating \(Storage.humanBytes(bytes)) for a tensor")
     }
-    raw = p
-    allocatedBytes = size
+    raw = block.pointer
+    allocatedBytes = block.size
     if zeroed { memset(raw, 0, bytes) }
     self.count = count
     self.dtype = dtype
-    MemoryAccounting.allocated(size)
+    MemoryAccounting.allocated(block.size)
   }
 
   deinit {

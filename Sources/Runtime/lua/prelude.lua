@@ -23,3 +23,31 @@ for _, name in ipairs { "nn", "optim", "gan", "image", "data", "metrics", "ckpt"
   rawset(_G, name, lib)
   package.loaded[name] = lib
 end
+
+--- tensor.profile(fn, ...) -> report, fn's results: runs fn(...) with the op profiler on.
+-- The report lists {op=, calls=, seconds=} rows, the most expensive first: each op is charged
+-- the time since the op before it (its kernel and the Lua that led to it), ops inside
+-- pullbacks as "backward <op>". tostring(report) prints a table.
+local reportMeta = {
+  __tostring = function(rows)
+    local total = 0
+    for _, r in ipairs(rows) do total = total + r.seconds end
+    local lines = { ("%-34s %8s %10s %6s"):format("op", "calls", "ms", "%") }
+    for i, r in ipairs(rows) do
+      if i > 25 then lines[#lines + 1] = ("... %d more"):format(#rows - 25); break end
+      lines[#lines + 1] = ("%-34s %8d %10.2f %6.1f"):format(r.op, r.calls, r.seconds * 1e3, 100 * r.seconds / math.max(total, 1e-12))
+    end
+    lines[#lines + 1] = ("%-34s %8s %10.2f"):format("total", "", total * 1e3)
+    return table.concat(lines, "\n")
+  end,
+}
+function tensor.profile(fn, ...)
+  if type(fn) ~= "function" then
+    error(("bad argument #1 to 'profile' (function expected, got %s)"):format(type(fn)), 2)
+  end
+  tensor._profileStart()
+  local results = table.pack(pcall(fn, ...))
+  local rows = setmetatable(tensor._profileStop(), reportMeta)
+  if not results[1] then error(results[2], 0) end
+  return rows, table.unpack(results, 2, results.n)
+end

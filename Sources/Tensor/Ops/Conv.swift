@@ -40,35 +40,17 @@ struct ConvGeometry {
   }
 }
 
-/// Reusable scratch buffers, so big column matrices are not re-faulted on every call.
-/// At most four are kept; callers never hold one across another call.
+/// Scratch buffers for column matrices and Winograd transforms. They come from the storage
+/// allocator's size-class pool, so a network whose layers need different sizes reuses each
+/// one instead of re-faulting fresh pages (a 4-slot private pool thrashed on such networks).
 enum Scratch {
-  nonisolated(unsafe) private static var pool: [(pointer: UnsafeMutableRawPointer, bytes: Int)] = []
-  private static let lock = NSLock()
-
   static func with<T, R>(_: T.Type, count: Int, _ body: (UnsafeMutablePointer<T>) throws -> R) throws -> R {
-    let bytes = Swift.max(64, count * MemoryLayout<T>.stride)
-    lock.lock()
-    var buffer: (pointer: UnsafeMutableRawPointer, bytes: Int)? = nil
-    if let i = pool.firstIndex(where: { $0.bytes >= bytes }) { buffer = pool.remove(at: i) }
-    lock.unlock()
-    if buffer == nil {
-      var q: UnsafeMutableRawPointer? = nil
-      guard posix_memalign(&q, 64, bytes) == 0, let q else {
-        throw TensorError("out of memory allocating a \(Storage.humanBytes(bytes)) convolution buffer")
-      }
-      buffer = (q, bytes)
+    let size = StorageAllocator.sizeClass(Swift.max(64, count * MemoryLayout<T>.stride))
+    guard let block = StorageAllocator.allocate(size) else {
+      throw TensorError("out of memory allocating a \(Storage.humanBytes(size)) convolution buffer")
     }
-    defer {
-      lock.lock()
-      pool.append(buffer!)
-      if pool.count > 4 {
-        let i = pool.indices.min { pool[$0].bytes < pool[$1].bytes }!
-        free(pool.remove(at: i).pointer)
-      }
-      lock.unlock()
-    }
-    return try body(buffer!.pointer.bindMemory(to: T.self, capacity: count))
+    defer { StorageAllocator.release(block.pointer, block.size) }
+    return try body(block.pointer.bindMemory(to: T.self, capacity: count))
   }
 }
 

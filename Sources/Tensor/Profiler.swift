@@ -1,0 +1,37 @@
+import Foundation
+
+/// A coarse op-level profiler (`tensor.profile(fn)` in Lua): while enabled, the time between
+/// one recorded op and the next is charged to the later op, so each primitive collects its
+/// kernel time (plus the interpreter time that led to it); ops run inside pullbacks are
+/// charged as "backward <op>". Costs nothing when off.
+public enum Profiler {
+  nonisolated(unsafe) public private(set) static var isEnabled = false
+  nonisolated(unsafe) static var inBackward = false
+  nonisolated(unsafe) static var last: UInt64 = 0
+  nonisolated(unsafe) static var totals: [String: (calls: Int, nanoseconds: UInt64)] = [:]
+
+  @inline(__always) static func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
+
+  public static func start() {
+    totals = [:]
+    isEnabled = true
+    last = now()
+  }
+
+  /// Stops and returns (op, calls, seconds), the most expensive first.
+  public static func stop() -> [(op: String, calls: Int, seconds: Double)] {
+    mark("(untracked)")
+    isEnabled = false
+    return totals.map { (op: $0.key, calls: $0.value.calls, seconds: Double($0.value.nanoseconds) * 1e-9) }
+      .sorted { $0.seconds > $1.seconds }
+  }
+
+  /// Charges the time since the previous mark to `op`.
+  static func mark(_ op: String) {
+    let t = now()
+    let key = inBackward ? "backward " + op : op
+    let old = totals[key] ?? (0, 0)
+    totals[key] = (old.calls + 1, old.nanoseconds + (t &- last))
+    last = t
+  }
+}
