@@ -102,7 +102,8 @@ function M.help(spec, description, script)
 end
 
 --- Parses `args` (the script's arg table) against `spec`, a list of {name, default, help}.
--- Returns the options table. --help prints the options and exits 0.
+-- Returns the options table and the set of names given explicitly (on the command line or in
+-- a config file). --help prints the options and exits 0.
 function M.parse(args, spec, description)
   local defaults, order, names = {}, {}, {}
   for _, o in ipairs(spec) do
@@ -119,7 +120,7 @@ function M.parse(args, spec, description)
     error(("unknown option --%s%s (see --help)"):format(name, hint and (" (did you mean --" .. hint .. "?)") or ""), 0)
   end
 
-  local i, given = 1, {}
+  local i, given, fromConfig = 1, {}, {}
   args = args or {}
   while i <= #args do
     local a = args[i]
@@ -144,7 +145,7 @@ function M.parse(args, spec, description)
           local hint = type(k) == "string" and M.closest(k, names)
           error(("unknown option '%s' in %s%s"):format(tostring(k), value, hint and (" (did you mean '" .. hint .. "'?)") or ""), 0)
         end
-        if not given[k] then opt[k] = checkType(k, v, defaults[k], value) end
+        if not given[k] then opt[k] = checkType(k, v, defaults[k], value); fromConfig[k] = true end
       end
     else
       local negated = key:match("^no%-(.+)$")
@@ -166,14 +167,15 @@ function M.parse(args, spec, description)
     end
     i = i + 1
   end
-  return setmetatable(opt, { __index = function(_, k) error(("no option named '%s'"):format(tostring(k)), 2) end })
+  for k in pairs(fromConfig) do given[k] = true end
+  return setmetatable(opt, { __index = function(_, k) error(("no option named '%s'"):format(tostring(k)), 2) end }), given
 end
 
 --- For scripts: parse, or print the problem and a hint to stderr and exit with status 2
 -- (a usage error), without a traceback.
 function M.cli(args, spec, description)
-  local ok, result = pcall(M.parse, args, spec, description)
-  if ok then return result end
+  local ok, result, given = pcall(M.parse, args, spec, description)
+  if ok then return result, given end
   io.stderr:write(("%s: %s\n"):format(args and args[0] or "luagan", tostring(result)))
   io.stderr:write("Run with --help to see the options.\n")
   os.exit(2)

@@ -1,0 +1,130 @@
+-- pggan.lua: progressive growing of GANs (Karras et al. 2018) as tkarras/progressive_growing_of_gans
+-- trains it: grow from 4x4, each level stabilised for trainKimg thousand real images then faded
+-- in over transKimg (G's output, D's input and the reals blended with the same t), Adam reset
+-- whenever the level changes, WGAN-GP with drift (or the LSGAN variant), and Gs, an EMA of G.
+-- The networks are in scripts/lib/models/pggan.lua.
+--
+--   luagan scripts/pggan.lua [--trainKimg=60] [--transKimg=60] [--totalKimg=300] [--out=runs/pggan]
+local training = require("training")
+local pggan = require("models.pggan")
+
+local spec = training.concat({
+  { "latent", 128, "latent size" },
+  { "fmapBase", 4096, "feature maps: min(fmapBase / 2^stage, fmapMax) (the paper's CIFAR-10 sizes)" },
+  { "fmapMax", 128, "most feature maps in a layer" },
+  { "trainKimg", 60.0, "thousands of real images to stabilise each level (paper: 800; CIFAR-10: 400)" },
+  { "transKimg", 60.0, "thousands of real images to fade each new level in (paper: 800; CIFAR-10: 400)" },
+  { "totalKimg", 300.0, "thousands of real images in all" },
+  { "batchSize", 16, "minibatch (the paper's for every resolution up to 128)" },
+  { "lr", 1e-3, "Adam learning rate of G and D" },
+  { "betas", { 0.0, 0.99 }, "Adam betas" },
+  { "adamEps", 1e-8, "Adam epsilon" },
+  { "loss", "wgangp", "wgangp (WGAN-GP with drift) or lsgan" },
+  { "gpLambda", 10.0, "gradient penalty weight" },
+  { "gpTarget", 1.0, "gradient norm target (the paper's CIFAR-10 run: 750)" },
+  { "drift", 0.001, "drift penalty on real scores" },
+  { "mbstdGroup", 4, "minibatch stddev group size (TF default 4; the paper: the whole minibatch)" },
+  { "GsBeta", 0.999, "Gs = EMA of G with this decay per step" },
+  { "schedulePeriod", 4, "minibatches between schedule evaluations (minibatch_repeats)" },
+}, training.commonSpec { iters = 0, out = "runs/pggan", sampleEvery = 500, saveEvery = 1000, evalEvery = 2000 })
+
+local opt, saved = training.start(spec, "PGGAN: progressive growing with equalized learning rate, pixelnorm and minibatch stddev.")
+if opt.loss ~= "wgangp" and opt.loss ~= "lsgan" then io.stderr:write("--loss must be wgangp or lsgan\n"); os.exit(2) end
+if opt.batchSize % math.min(opt.mbstdGroup, opt.batchSize) ~= 0 then
+  io.stderr:write(("--batchSize=%d must be divisible by --mbstdGroup=%d\n"):format(opt.batchSize, opt.mbstdGroup)); os.exit(2)
+end
+-- One iteration is one D step and one G step on batchSize reals: iters follows from totalKimg.
+if opt.iters == 0 then opt.iters = math.ceil(opt.totalKimg * 1000 / opt.batchSize) end
+
+local dataset, loader, channels = training.data(opt, opt.batchSize)
+local sizes = { resolution = opt.resolution, channels = channels, latent = opt.latent, fmapBase = opt.fmapBase,
+                fmapMax = opt.fmapMax, mbstdGroup = opt.mbstdGroup }
+local G, D = pggan.Generator(sizes), pggan.Discriminator(sizes)
+local function adam(m) return optim.Adam(m:parameters(), { lr = opt.lr, betas = opt.betas, eps = opt.adamEps }) end
+local optG, optD = adam(G), adam(D)
+local Gs = optim.EMA(G, { decay = opt.GsBeta })
+
+local startIter = 0
+local state = { level = 0, lodFloor = -1, lodCeil = -1, lod = 0, t = 0 }
+if saved then
+  ckpt.load(opt.resume .. "/ckpt", { G = G, D = D, optG = optG, optD = optD, Gs = Gs, loader = loader })
+  tensor.setRNGState(saved.rng)
+  startIter = saved.iter
+  state = saved.schedule
+end
+if not opt.quiet then
+  print(("G: %d parameters, D: %d parameters, %s, %d channel(s)"):format(G:numParameters(), D:numParameters(), dataset.name, channels))
+end
+
+local sheetZ = training.withSeed(opt.seed + 1000003, function() return tensor.randn(64, opt.latent) end)
+local function sample(z, level, t)
+  return tensor.noGrad(function() return Gs.model(z, level, t) end)
+end
+
+local run = training.Run(opt, startIter)
+local lossD, lossG
+for iter = startIter + 1, opt.iters do
+  -- The schedule, re-read every schedulePeriod minibatches (cur_nimg counts reals shown to D).
+  if (iter - 1) % opt.schedulePeriod == 0 then
+    local lod, level, t = pggan.schedule((iter - 1) * opt.batchSize / 1000, opt)
+    -- Adam is reset whenever floor(lod) or ceil(lod) changes: at the start and end of each fade.
+    if math.floor(lod) ~= state.lodFloor or math.ceil(lod) ~= state.lodCeil then
+      if state.lodFloor >= 0 then optG:resetState(); optD:resetState() end
+      state.lodFloor, state.lodCeil = math.floor(lod), math.ceil(lod)
+    end
+    state.lod, state.level, state.t = lod, level, t
+  end
+  local level, t = state.level, state.t
+  -- At level l the networks run at 4·2^(l-1) px; the reference runs at full resolution, where
+  -- D first average-pools by k = 2^floor(lod). Same forward values, but the penalty's gradient
+  -- norm is taken w.r.t. the full-resolution image: ‖∇‖_full = ‖∇‖_native / k.
+  local k = 2 ^ math.floor(state.lod)
+
+  -- (1) update D on fresh reals, blended with the same t
+  optD:zeroGrad()
+  local real = pggan.realsAt(loader:next(), level, t, opt.resolution)
+  local fake = tensor.noGrad(function() return G(tensor.randn(opt.batchSize, opt.latent), level, t) end)
+  local dReal, dFake = D(real, level, t), D(fake, level, t)
+  if opt.loss == "wgangp" then
+    lossD = gan.wassersteinD(dReal, dFake)
+      + gan.gradientPenalty(D, real, fake, { lambda = opt.gpLambda, target = opt.gpTarget, gradScale = 1 / k }, level, t)
+      + gan.driftPenalty(dReal, opt.drift)
+  else
+    -- PGGAN's LSGAN: mean(D(real)²) + 0.1·mean((D(fake) - 1)²) (reals target 0, fakes 1)
+    lossD = gan.lsganD(dReal, dFake, { realTarget = 0, fakeTarget = 1, fakeWeight = 0.1 }) * 2
+  end
+  lossD:backward()
+  optD:step()
+  Gs:update(G, iter)     -- per D step, from G before this iteration's G step (train.py)
+
+  -- (2) update G
+  optG:zeroGrad()
+  local dG = D(G(tensor.randn(opt.batchSize, opt.latent), level, t), level, t)
+  lossG = opt.loss == "wgangp" and gan.wassersteinG(dG) or gan.lsganG(dG, { target = 0 }) * 2
+  lossG:backward()
+  optG:step()
+
+  run:log(iter, { lossD = lossD, lossG = lossG, lod = state.lod, kimg = iter * opt.batchSize / 1000 })
+  if opt.svEvery > 0 and iter % opt.svEvery == 0 then run:singularValues(iter, { G = G, D = D }) end
+  if iter % opt.sampleEvery == 0 or iter == opt.iters then
+    local size = 4 * 2 ^ (level - 1)
+    local images = sample(sheetZ, level, t)
+    if size < opt.resolution then images = images:upsampleNearest(opt.resolution // size) end
+    run:sheet(("iter-%07d-lod%.2f"):format(iter, state.lod), images, 8)
+    run:sheet("latest", images, 8)
+    run:plots({ "lossD", "lossG" })
+  end
+  if opt.evalEvery > 0 and state.lod == 0 and (iter % opt.evalEvery == 0 or iter == opt.iters) then
+    local r = run:evaluate(iter, function(n, i)
+      local z = training.withSeed(opt.seed + 7919 + i, function() return tensor.randn(n, opt.latent) end)
+      return sample(z, level, 0):clamp(-1, 1)
+    end)
+    if r and not opt.quiet then print(("\niter %d: domain FID %.2f, IS %.2f (%d Gs samples)"):format(iter, r.fid, r.is, r.n)) end
+  end
+  if iter % opt.saveEvery == 0 or iter == opt.iters then
+    run:checkpoint(iter, { G = G, D = D, optG = optG, optD = optD, Gs = Gs, loader = loader, schedule = state, model = "pggan",
+      meta = { channels = channels } })
+  end
+end
+run:finish()
+if not opt.quiet then print(("done: %s/samples/latest.png, checkpoints in %s/ckpt"):format(opt.out, opt.out)) end

@@ -1,0 +1,103 @@
+-- sample.lua: sheets and a truncation sweep from a checkpoint of biggan.lua, pggan.lua or
+-- dcgan.lua -- a template for your own sampling scripts.
+--   classes.png            one row per class, 10 samples each (conditional models)
+--   interp_z.png           rows interpolate between two z (class fixed per row)
+--   interp_class.png       rows interpolate between two classes in the shared embedding (z fixed)
+--   trunc-<t>.png          the class sheet at each truncation threshold t
+--   truncation.png         IS against FID across thresholds (the domain classifier), and
+--   truncation.json        the numbers behind it
+--
+--   luagan scripts/sample.lua --ckpt=runs/biggan [--truncations={2,1,0.5,0.25}] [--n=2000]
+local options = require("options")
+local training = require("training")
+
+local opt = options.cli(arg, {
+  { "ckpt", "", "a run folder (its latest checkpoint) or a checkpoint folder" },
+  { "out", "", "where to write (default: <run>/sample)" },
+  { "truncations", { 0, 2, 1.5, 1, 0.75, 0.5, 0.25 }, "thresholds to sweep (0: no truncation)" },
+  { "n", 2000, "samples per threshold for FID and IS (0: sheets only)" },
+  { "ema", true, "use the EMA generator when the checkpoint has one" },
+  { "seed", 1, "seed of the noise" },
+}, "Sample sheets, interpolations and a truncation sweep from a checkpoint.")
+if opt.ckpt == "" then io.stderr:write("sample.lua: --ckpt is required (a run folder such as runs/biggan)\n"); os.exit(2) end
+
+local g = training.loadGenerator(opt.ckpt, { ema = opt.ema })
+local out = opt.out ~= "" and opt.out or (g.opt.out .. "/sample")
+os.execute(("mkdir -p %q"):format(out))
+tensor.manualSeed(opt.seed)
+local function save(name, images, nrow)
+  local path = ("%s/%s.png"):format(out, name)
+  image.save(path, image.grid(images, { nrow = nrow, padding = 2, padValue = 1 }), { range = { -1, 1 } })
+  print("wrote " .. path)
+end
+local function lerp(a, b, steps)   -- rows: a -> b in `steps` columns
+  local rows = {}
+  for j = 0, steps - 1 do rows[#rows + 1] = (a + (b - a) * (j / (steps - 1))):unsqueeze(2) end
+  return tensor.cat(rows, 2)        -- (R, steps, ...)
+end
+
+-- Class sheet: one row per class (or 8x8 samples for unconditional models).
+local classes = math.max(g.numClasses, 1)
+local function sheet(truncation)
+  local z = training.noise(classes * 10, g.dimZ, truncation)
+  if g.numClasses == 0 then return g.sample(z), 10 end
+  local y = {}
+  for c = 1, g.numClasses do for _ = 1, 10 do y[#y + 1] = c end end
+  return g.sample(z, tensor.new(y)), 10
+end
+save("classes", sheet(0))
+
+-- Interpolation in z: 8 rows, 10 steps, the class fixed per row.
+local rows, steps = 8, 10
+local zs = lerp(tensor.randn(rows, g.dimZ), tensor.randn(rows, g.dimZ), steps):view(rows * steps, g.dimZ)
+if g.numClasses > 0 then
+  local y = {}
+  for r = 1, rows do for _ = 1, steps do y[#y + 1] = (r - 1) % g.numClasses + 1 end end
+  save("interp_z", g.sample(zs, tensor.new(y)), steps)
+else
+  save("interp_z", g.sample(zs), steps)
+end
+
+-- Interpolation between classes through the shared embedding (BigGAN with shared = true).
+if g.embed and g.opt.shared then
+  local from, to = {}, {}
+  for r = 1, rows do from[r] = (r - 1) % g.numClasses + 1; to[r] = r % g.numClasses + 1 end
+  local e = lerp(g.embed(tensor.new(from)), g.embed(tensor.new(to)), steps)
+  local z = tensor.randn(rows, g.dimZ):unsqueeze(2):expand(rows, steps, g.dimZ):reshape(rows * steps, g.dimZ)
+  save("interp_class", g.sampleEmbedded(z, e:reshape(rows * steps, -1)), steps)
+end
+
+-- Truncation sweep: a sheet per threshold, and FID / IS under the domain classifier.
+local results = {}
+local metricsOn = opt.n > 0 and g.channels == 1 and g.resolution == 32
+local evaluation, ref
+if metricsOn then
+  evaluation = require("evaluation")
+  ref = evaluation.reference { split = "test" }
+end
+for _, t in ipairs(opt.truncations) do
+  save(("trunc-%s"):format(t > 0 and t or "none"), sheet(t))
+  if metricsOn then
+    local r = evaluation.evaluate(function(n, i)
+      local z = training.noise(n, g.dimZ, t)
+      if g.numClasses == 0 then return g.sample(z) end
+      local y = {}
+      for k = 0, n - 1 do y[k + 1] = (i - 1 + k) % g.numClasses + 1 end
+      local labels = tensor.new(y)
+      return g.sample(z, labels), labels
+    end, ref, { n = opt.n, which = { "fid", "is", "accuracy" } })
+    results[#results + 1] = { truncation = t, fid = r.fid, is = r.is, accuracy = r.accuracy }
+    print(("truncation %-5s FID %7.3f  IS %6.3f%s"):format(t > 0 and t or "none", r.fid, r.is,
+      r.accuracy and ("  class accuracy %.1f%%"):format(100 * r.accuracy) or ""))
+  end
+end
+if #results > 0 then
+  local xs, ys, labels = {}, {}, {}
+  for i, r in ipairs(results) do xs[i], ys[i], labels[i] = r.fid, r.is, r.truncation > 0 and tostring(r.truncation) or "none" end
+  plot.lines(out .. "/truncation.png", { { name = "EMA G", x = xs, y = ys, labels = labels } },
+    { title = ("truncation sweep (%d samples each, domain classifier)"):format(opt.n), xlabel = "FID", ylabel = "IS" })
+  local f = assert(io.open(out .. "/truncation.json", "w"))
+  f:write(ckpt.json.encode(results, "  "), "\n")
+  f:close()
+  print("wrote " .. out .. "/truncation.png and truncation.json")
+end
