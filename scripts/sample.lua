@@ -97,7 +97,7 @@ if #results > 0 then
   plot.lines(out .. "/truncation.png", { { name = "EMA G", x = xs, y = ys, labels = labels } },
     { title = ("truncation sweep (%d samples each, domain classifier)"):format(opt.n), xlabel = "FID", ylabel = "IS" })
   local f = assert(io.open(out .. "/truncation.json", "w"))
-  f:write(ckpt.json.encode(results, "  "), "\n")
+  f:write(ckpt.json.encode(results, 2), "\n")
   f:close()
   print("wrote " .. out .. "/truncation.png and truncation.json")
 end

@@ -66,7 +66,7 @@ function M.load(path)
   end
   f:close()
   local model = Classifier()
-  model:loadStateDict(tensor.load(path))
+  model:loadStateDict((tensor.load(path)))
   model:eval()
   return model
 end

@@ -22,11 +22,12 @@ enum Winograd {
       && g.cin >= minChannels && g.cout >= minChannels && g.ho == g.h && g.wo == g.w
   }
   nonisolated(unsafe) static var minChannels = 16
+  nonisolated(unsafe) static var blockBudget = Int(ProcessInfo.processInfo.environment["LG_WINO_BUDGET"] ?? "") ?? (4 << 20)
 
   /// Tile-rows per block: the transformed block of the wider side stays near 4 MiB. Blocks
   /// are whole tile-rows, so the transforms run over contiguous rows.
   static func blockRows(_ channels: Int, tileRows: Int, tilesPerRow: Int, _ elementSize: Int) -> Int {
-    let tiles = Swift.max(64, (4 << 20) / (16 * channels * elementSize))
+    let tiles = Swift.max(64, (blockBudget) / (16 * channels * elementSize))
     return Swift.min(tileRows, Swift.max(1, tiles / tilesPerRow))
   }
 

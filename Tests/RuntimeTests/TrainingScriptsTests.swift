@@ -1,0 +1,152 @@
+import Foundation
+import XCTest
+
+/// The papers' scripts, run as a user runs them on a few iterations with tiny widths: they
+/// train, write sheets, logs, plots and checkpoints, resume bit-exactly, and reject bad options.
+final class TrainingScriptsTests: XCTestCase {
+  var tmp: URL!
+
+  override func setUpWithError() throws {
+    tmp = FileManager.default.temporaryDirectory.appendingPathComponent("luagan-scripts-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
+  }
+  override func tearDownWithError() throws { try? FileManager.default.removeItem(at: tmp) }
+
+  func run(_ args: [String], file: StaticString = #filePath, line: UInt = #line) throws -> Luagan.Result {
+    let r = try Luagan.run(args)
+    XCTAssertEqual(r.status, 0, "luagan \(args.joined(separator: " "))\n--- stdout\n\(r.stdout)\n--- stderr\n\(r.stderr)", file: file, line: line)
+    return r
+  }
+
+  func assertFiles(_ dir: URL, _ names: [String], file: StaticString = #filePath, line: UInt = #line) {
+    for n in names {
+      XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent(n).path), "missing \(dir.path)/\(n)", file: file, line: line)
+    }
+  }
+
+  /// Every tensor of two checkpoints is identical (a resumed run equals an uninterrupted one).
+  func assertSameCheckpoint(_ a: URL, _ b: URL, file: StaticString = #filePath, line: UInt = #line) throws {
+    let chunk = """
+      local a = tensor.load('\(a.path)/tensors.safetensors')
+      local b = tensor.load('\(b.path)/tensors.safetensors')
+      local n, bad = 0, {}
+      for k, v in pairs(a) do
+        n = n + 1
+        if not b[k] or (v - b[k]):abs():max():item() ~= 0 then bad[#bad + 1] = k end
+      end
+      for k in pairs(b) do if not a[k] then bad[#bad + 1] = k end end
+      print(n, #bad, table.concat(bad, ' '))
+      """
+    let r = try run(["-e", chunk], file: file, line: line)
+    let fields = r.stdout.split(separator: "\t")
+    XCTAssertGreaterThan(Int(fields.first ?? "") ?? 0, 10, r.stdout, file: file, line: line)
+    XCTAssertEqual(fields.count > 1 ? String(fields[1]) : "", "0", "tensors differ after resume: \(r.stdout)", file: file, line: line)
+  }
+
+  static let tinyBigGAN = ["--ch=2", "--dimZ=16", "--sharedDim=8", "--batchSize=8", "--numDSteps=2", "--GAttn=16", "--sampleEvery=2",
+                           "--saveEvery=2", "--svEvery=2", "--logEvery=1", "--evalEvery=0", "--emaStart=2", "--quiet"]
+
+  func testBigGANTrainsResumesAndSamples() throws {
+    let a = tmp.appendingPathComponent("a"), b = tmp.appendingPathComponent("b")
+    _ = try run(["scripts/biggan.lua", "--iters=6", "--out=\(a.path)"] + Self.tinyBigGAN)
+    assertFiles(a, ["samples/latest.png", "samples/iter-0000006.png", "log.jsonl", "losses.png", "sv_G.png", "sv_D.png",
+                    "singular_values.jsonl", "options.txt", "ckpt/iter-0000006/state.json"])
+    // Interrupted after 4 iterations, resumed to 6: the same weights, optimizer moments, EMA,
+    // BN statistics and spectral-norm vectors as the uninterrupted run.
+    _ = try run(["scripts/biggan.lua", "--iters=4", "--out=\(b.path)"] + Self.tinyBigGAN)
+    _ = try run(["scripts/biggan.lua", "--resume=\(b.path)", "--iters=6"])
+    try assertSameCheckpoint(a.appendingPathComponent("ckpt/iter-0000006"), b.appendingPathComponent("ckpt/iter-0000006"))
+
+    let s = try run(["scripts/sample.lua", "--ckpt=\(a.path)", "--n=200", "--truncations={0,1}"])
+    assertFiles(a.appendingPathComponent("sample"), ["classes.png", "interp_z.png", "interp_class.png", "trunc-none.png",
+                                                     "trunc-1.png", "truncation.png", "truncation.json"])
+    XCTAssertTrue(s.stdout.contains("truncation none"), s.stdout)
+    let e = try run(["scripts/eval.lua", "--ckpt=\(a.path)", "--n=300", "--json=\(tmp.path)/eval.json"])
+    for metric in ["FID (domain)", "KID (domain)", "precision", "recall", "IS (domain)", "class accuracy", "SWD x1e3", "MS-SSIM"] {
+      XCTAssertTrue(e.stdout.contains(metric), "eval.lua does not report \(metric):\n\(e.stdout)")
+    }
+    let json = try String(contentsOfFile: "\(tmp.path)/eval.json", encoding: .utf8)
+    XCTAssertTrue(json.contains("\"fid\"") && json.contains("\"accuracy\""), json)
+  }
+
+  func testBigGANPeriodicEvaluation() throws {
+    let a = tmp.appendingPathComponent("eval")
+    let r = try Luagan.run(["scripts/biggan.lua", "--iters=2", "--out=\(a.path)", "--evalEvery=2", "--evalSamples=200"]
+      + Self.tinyBigGAN.filter { $0 != "--evalEvery=0" && $0 != "--quiet" })
+    XCTAssertEqual(r.status, 0, r.stderr)
+    XCTAssertTrue(r.stdout.contains("domain FID"), r.stdout)
+    let log = try String(contentsOfFile: a.appendingPathComponent("log.jsonl").path, encoding: .utf8)
+    XCTAssertTrue(log.contains("\"fid\"") && log.contains("\"accuracy\""), log)
+  }
+
+  // 4 images per iteration: each level stabilises for 4 iterations and fades in over 8.
+  static let tinyPGGAN = ["--fmapBase=32", "--fmapMax=8", "--latent=8", "--trainKimg=0.016", "--transKimg=0.032",
+                          "--batchSize=4", "--sampleEvery=5", "--saveEvery=5", "--svEvery=5", "--logEvery=1", "--evalEvery=0", "--quiet"]
+
+  func testPGGANGrowsFadesAndResumes() throws {
+    let a = tmp.appendingPathComponent("a"), b = tmp.appendingPathComponent("b")
+    _ = try run(["scripts/pggan.lua", "--totalKimg=0.2", "--out=\(a.path)"] + Self.tinyPGGAN)   // 50 iterations
+    assertFiles(a, ["samples/latest.png", "log.jsonl", "losses.png", "sv_G.png", "ckpt/iter-0000050/state.json"])
+    // The log shows the lod going from 3 (4x4) through the fades to 0 (32x32).
+    let log = try String(contentsOfFile: a.appendingPathComponent("log.jsonl").path, encoding: .utf8)
+    XCTAssertTrue(log.contains("\"lod\":3") && log.contains("\"lod\":0"), log)
+    XCTAssertTrue(log.contains("\"lod\":2.5"), "a fade-in at t = 0.5 is logged:\n\(log)")
+    _ = try run(["scripts/pggan.lua", "--totalKimg=0.2", "--iters=30", "--out=\(b.path)"] + Self.tinyPGGAN)
+    _ = try run(["scripts/pggan.lua", "--resume=\(b.path)", "--iters=50"])
+    try assertSameCheckpoint(a.appendingPathComponent("ckpt/iter-0000050"), b.appendingPathComponent("ckpt/iter-0000050"))
+    _ = try run(["scripts/sample.lua", "--ckpt=\(a.path)", "--n=0", "--truncations={0}"])
+    assertFiles(a.appendingPathComponent("sample"), ["classes.png", "interp_z.png", "trunc-none.png"])
+  }
+
+  func testDCGANTrainsAndResumes() throws {
+    let a = tmp.appendingPathComponent("a"), b = tmp.appendingPathComponent("b")
+    let tiny = ["--ngf=4", "--ndf=4", "--nz=8", "--batchSize=8", "--sampleEvery=2", "--saveEvery=2", "--logEvery=1", "--quiet"]
+    _ = try run(["scripts/dcgan.lua", "--iters=4", "--out=\(a.path)"] + tiny)
+    assertFiles(a, ["samples/latest.png", "log.jsonl", "losses.png", "ckpt/iter-0000004/state.json"])
+    _ = try run(["scripts/dcgan.lua", "--iters=2", "--out=\(b.path)"] + tiny)
+    _ = try run(["scripts/dcgan.lua", "--resume=\(b.path)", "--iters=4"])
+    try assertSameCheckpoint(a.appendingPathComponent("ckpt/iter-0000004"), b.appendingPathComponent("ckpt/iter-0000004"))
+  }
+
+  func testBadOptionsAreClearErrors() throws {
+    let out = "--out=\(tmp.path)/bad"
+    let cases: [([String], Int32, String)] = [
+      (["scripts/biggan.lua", "--orthoBta=1e-4", out], 2, "unknown option --orthoBta (did you mean --orthoBeta?)"),
+      (["scripts/biggan.lua", "--ch=wide", out], 2, "--ch"),
+      (["scripts/biggan.lua", "--resume=\(tmp.path)/nothing"], 2, "cannot resume"),
+      (["scripts/biggan.lua", "--no-shared", "--iters=1", out], 1, "hier (skip-z) needs the shared embedding"),
+      (["scripts/biggan.lua", "--resolution=48", "--iters=1", out], 1, "28x28"),
+      (["scripts/pggan.lua", "--loss=hinge", out], 2, "--loss must be wgangp or lsgan"),
+      (["scripts/pggan.lua", "--batchSize=6", "--mbstdGroup=4", out], 2, "divisible by --mbstdGroup"),
+      (["scripts/dcgan.lua", "--lr", out], 2, "--lr"),
+      (["scripts/sample.lua"], 2, "--ckpt is required"),
+      (["scripts/eval.lua", "--ckpt=\(tmp.path)/nothing"], 1, "no checkpoint folder"),
+    ]
+    for (args, status, message) in cases {
+      let r = try Luagan.run(args)
+      XCTAssertEqual(r.status, status, "\(args): \(r.stderr)")
+      XCTAssertTrue(r.stderr.contains(message), "\(args): expected '\(message)' in:\n\(r.stderr)")
+      XCTAssertFalse(r.stderr.contains("Fatal error"), r.stderr)
+    }
+    let help = try run(["scripts/biggan.lua", "--help"])
+    for option in ["--ch", "--orthoBeta", "--numDSteps", "--emaStart", "--resume", "--config"] {
+      XCTAssertTrue(help.stdout.contains(option), "--help lacks \(option)")
+    }
+  }
+
+  func testConfigFileSetsOptions() throws {
+    let config = tmp.appendingPathComponent("tiny.lua")
+    try "return { ch = 2, dimZ = 16, sharedDim = 8, batchSize = 8, iters = 1, sampleEvery = 1, saveEvery = 1, evalEvery = 0, svEvery = 0 }"
+      .write(to: config, atomically: true, encoding: .utf8)
+    let a = tmp.appendingPathComponent("cfg")
+    let r = try run(["scripts/biggan.lua", "--config=\(config.path)", "--out=\(a.path)"])
+    XCTAssertTrue(r.stdout.contains("ch = 2"), "the effective options are printed:\n\(r.stdout)")
+    let saved = try String(contentsOfFile: a.appendingPathComponent("options.txt").path, encoding: .utf8)
+    XCTAssertTrue(saved.contains("dimZ = 16"), saved)
+    let bad = tmp.appendingPathComponent("bad.lua")
+    try "return { chh = 2 }".write(to: bad, atomically: true, encoding: .utf8)
+    let e = try Luagan.run(["scripts/biggan.lua", "--config=\(bad.path)"])
+    XCTAssertEqual(e.status, 2)
+    XCTAssertTrue(e.stderr.contains("unknown option 'chh'") && e.stderr.contains("'ch'"), e.stderr)
+  }
+}

@@ -1,0 +1,106 @@
+-- gan_workloads.lua: the biggan32 and pggan32 training workloads of ../shared/bench/README.md,
+-- built from luagan's own modules (scripts/lib/models/*.lua), one iteration = one D step and
+-- one G step, on random data. Prints one JSON line like torch_reference.py, so the two can
+-- be run back to back and compared as a ratio:
+--
+--   luagan scripts/bench/gan_workloads.lua biggan32 [--steps=5] [--warmup=2] [--threads=2]
+--   python ../shared/bench/torch_reference.py biggan32 --steps 5 --threads 2
+local options = require("options")
+local biggan = require("models.biggan")
+local pggan = require("models.pggan")
+
+local workload = arg[1]
+if workload ~= "biggan32" and workload ~= "pggan32" then
+  io.stderr:write("usage: luagan scripts/bench/gan_workloads.lua biggan32|pggan32 [--steps=5] [--warmup=2] [--threads=2]\n")
+  os.exit(2)
+end
+local rest = { [0] = arg[0] }
+for i = 2, #arg do rest[i - 1] = arg[i] end
+local opt = options.cli(rest, {
+  { "steps", 5, "timed iterations" },
+  { "warmup", 2, "untimed iterations first" },
+  { "threads", 2, "worker threads" },
+  { "channels", 0, "biggan: ch (default 64); pggan: feature maps (default 128)" },
+  { "batch", 0, "batch size (default 50 for biggan32, 64 for pggan32)" },
+  { "profile", false, "print where the time goes (tensor.profile) after the timed steps" },
+}, "The side-by-side GAN benchmark workloads.")
+tensor.setNumThreads(opt.threads)
+tensor.manualSeed(0)
+
+local function biggan32()
+  local ch, bs = opt.channels > 0 and opt.channels or 64, opt.batch > 0 and opt.batch or 50
+  -- BigGAN at 32x32: shared embedding 128, hierarchical z 128 = 4 chunks of 32, G attention
+  -- after the 16x16 block, SN (eps 1e-8) everywhere, CBN eps 1e-5, N(0, 0.02) init, 3 channels.
+  local G = biggan.Generator { resolution = 32, ch = ch, dimZ = 128, sharedDim = 128, shared = true, hier = true,
+    numClasses = 10, attention = "16", snEps = 1e-8, bnEps = 1e-5, init = "N02", outChannels = 3 }
+  local D = biggan.Discriminator { resolution = 32, ch = ch, numClasses = 10, attention = "0", snEps = 1e-8, init = "N02", inChannels = 3 }
+  local ema = optim.EMA(G, { decay = 0.9999, startIter = 0 })
+  local optG = optim.Adam(G:parameters(), { lr = 2e-4, betas = { 0, 0.999 }, eps = 1e-8 })
+  local optD = optim.Adam(D:parameters(), { lr = 2e-4, betas = { 0, 0.999 }, eps = 1e-8 })
+  local x, y = tensor.rand(bs, 3, 32, 32) * 2 - 1, tensor.randint(1, 10, bs)
+  local it = 0
+  local function iteration()
+    it = it + 1
+    -- (1) D step
+    local z, yf = tensor.randn(bs, 128), tensor.randint(1, 10, bs)
+    local fake = tensor.noGrad(function() return G(z, G:embed(yf)) end)
+    local out = D(tensor.cat({ fake, x }, 1), tensor.cat({ yf, y }, 1))
+    local lossD = gan.hingeD(out:narrow(1, bs + 1, bs), out:narrow(1, 1, bs))
+    optD:zeroGrad(); lossD:backward(); optD:step()
+    -- (2) G step
+    z, yf = tensor.randn(bs, 128), tensor.randint(1, 10, bs)
+    local lossG = gan.hingeG(D(G(z, G:embed(yf)), yf))
+    optG:zeroGrad(); lossG:backward()
+    gan.addOrthoGrad(G, 1e-4, { exclude = biggan.orthoExclude(G) })
+    optG:step()
+    ema:update(G, it)
+  end
+  return iteration, G:numParameters() + D:numParameters()
+end
+
+local function pggan32()
+  local nf, bs = opt.channels > 0 and opt.channels or 128, opt.batch > 0 and opt.batch or 64
+  -- PGGAN at 32x32 during the 16 -> 32 fade-in (t = 0.5): equalized LR, pixelnorm, mbstd group 4,
+  -- nf maps everywhere, latent 128, WGAN-GP (lambda 10, target 1) by double backprop, drift 0.001.
+  local sizes = { resolution = 32, channels = 3, latent = 128, fmapBase = nf * 32, fmapMax = nf, mbstdGroup = 4 }
+  local G, D = pggan.Generator(sizes), pggan.Discriminator(sizes)
+  local Gs = optim.EMA(G, { decay = 0.999 })
+  local optG = optim.Adam(G:parameters(), { lr = 1e-3, betas = { 0, 0.99 }, eps = 1e-8 })
+  local optD = optim.Adam(D:parameters(), { lr = 1e-3, betas = { 0, 0.99 }, eps = 1e-8 })
+  local x = tensor.randn(bs, 3, 32, 32)
+  local level, t, it = 4, 0.5, 0
+  local function iteration()
+    it = it + 1
+    local fake = tensor.noGrad(function() return G(tensor.randn(bs, 128), level, t) end)
+    local dReal, dFake = D(x, level, t), D(fake, level, t)
+    local lossD = gan.wassersteinD(dReal, dFake) + gan.gradientPenalty(D, x, fake, { lambda = 10, target = 1 }, level, t)
+      + gan.driftPenalty(dReal, 0.001)
+    optD:zeroGrad(); lossD:backward(); optD:step()
+    local lossG = gan.wassersteinG(D(G(tensor.randn(bs, 128), level, t), level, t))
+    optG:zeroGrad(); lossG:backward(); optG:step()
+    Gs:update(G, it)
+  end
+  return iteration, G:numParameters() + D:numParameters()
+end
+
+local iteration, params = (workload == "biggan32" and biggan32 or pggan32)()
+for _ = 1, opt.warmup do iteration() end
+local times = {}
+for i = 1, opt.steps do
+  local t0 = tensor.clock()
+  iteration()
+  times[i] = tensor.clock() - t0
+end
+table.sort(times)
+local median = #times % 2 == 1 and times[(#times + 1) // 2] or (times[#times // 2] + times[#times // 2 + 1]) / 2
+
+local function peakRSS()
+  local f = io.open("/proc/self/status", "r")
+  if not f then return 0 end
+  local text = f:read("a")
+  f:close()
+  return (tonumber(text:match("VmHWM:%s+(%d+)")) or 0) / 1024
+end
+print(('{"workload": "%s", "ms_per_iter": %.1f, "ms_min": %.1f, "ms_max": %.1f, "peak_rss_mb": %.1f, "params": %d, "threads": %d, "luagan": true}')
+  :format(workload, median * 1e3, times[1] * 1e3, times[#times] * 1e3, peakRSS(), params, opt.threads))
+if opt.profile then print(tensor.profile(iteration)) end
