@@ -290,6 +290,17 @@ public final class LuaVM {
 
   // MARK: - Collector pacing (house decision 3)
 
+  /// A backward pass has just freed its graph: the forward's activations are now held only by
+  /// Lua values that went out of scope. When they are big, collect them now, before the next
+  /// step allocates its own (otherwise a GAN step's peak holds two steps of activations).
+  static func collectAfterBackward(_ L: LuaState) {
+    guard MemoryAccounting.liveBytes >= collectAfterBackwardBytes else { return }
+    lg_gc_collect(L)
+    let ctx = lg_context(L)!
+    ctx.pointee.softLimit = Swift.max(softLimitBase, Int64(MemoryAccounting.liveBytes) * 3 / 2)
+  }
+  static let collectAfterBackwardBytes = 64 << 20
+
   /// Turns tensor bytes allocated since the last call into collector debt; runs a full
   /// collection when live tensor bytes pass the soft limit.
   static func reportAllocations(_ L: LuaState) {

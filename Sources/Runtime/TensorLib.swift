@@ -447,6 +447,7 @@ enum TensorLib {
         let retain = try o.bool("retainGraph", false), create = try o.bool("createGraph", false)
         try o.finish()
         try y.backward(gradient, retainGraph: retain, createGraph: create)
+        if !retain && !create { LuaVM.collectAfterBackward(c.L) }
         return 0
       }),
       ("zeroGrad", { c in try c.tensor(1).zeroGrad(); return 0 }),
@@ -691,6 +692,7 @@ enum TensorLib {
         return 1
       }),
       ("isGradEnabled", { c in c.push(GradMode.isEnabled); return 1 }),
+      ("resetPeakMemory", { _ in MemoryAccounting.resetPeak(); return 0 }),
       ("memory", { c in
         lua_createtable(c.L, 0, 4)
         c.push(MemoryAccounting.liveBytes); c.setField(-1, "tensorBytes")

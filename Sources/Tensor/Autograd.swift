@@ -18,18 +18,45 @@ public enum GradMode {
   }
 }
 
-/// A recorded op: its inputs and the rule that maps the output's gradient to theirs.
-/// `needs[i]` tells the pullback whether input i's gradient is wanted, so expensive ones
-/// (a convolution's input gradient for the first layer) are skipped.
+/// A recorded op: where its inputs' gradients go and the rule that maps the output's gradient
+/// to theirs. `needs[i]` tells the pullback whether input i's gradient is wanted, so expensive
+/// ones (a convolution's input gradient for the first layer) are skipped.
+///
+/// The node does not hold its input tensors, only their producing nodes (or, for leaves, the
+/// leaf): an intermediate tensor lives only as long as some pullback captured it, as in
+/// PyTorch's saved tensors, so a graph keeps what backward needs and no more.
 final class Node {
   let op: String
-  var inputs: [Tensor]
+  var edges: [Edge?]
   var pullback: ((Tensor, [Bool]) throws -> [Tensor?])?
 
-  init(_ op: String, _ inputs: [Tensor], _ pullback: @escaping (Tensor, [Bool]) throws -> [Tensor?]) {
+  init(_ op: String, _ edges: [Edge?], _ pullback: @escaping (Tensor, [Bool]) throws -> [Tensor?]) {
     self.op = op
-    self.inputs = inputs
+    self.edges = edges
     self.pullback = pullback
+  }
+}
+
+/// What a pullback keeps of an operand it needs only for its partner's gradient: the operand
+/// if that partner requires grad, else nothing (so x·mask, with a constant mask, does not keep
+/// x alive).
+@inline(__always) func saved(_ t: Tensor, if wanted: Bool) -> Tensor? { wanted ? t : nil }
+
+/// Where a gradient flows: into the node that produced a tensor, or into a leaf tensor.
+enum Edge {
+  case node(Node)
+  case leaf(Tensor)
+
+  var key: ObjectIdentifier {
+    switch self {
+    case .node(let n): return ObjectIdentifier(n)
+    case .leaf(let t): return ObjectIdentifier(t)
+    }
+  }
+
+  /// The edge a gradient for `t` follows, or nil when t does not require grad.
+  init?(_ t: Tensor) {
+    if let n = t.node { self = .node(n) } else if t.requiresGrad { self = .leaf(t) } else { return nil }
   }
 }
 
@@ -43,7 +70,7 @@ func record(_ op: String, _ out: Tensor, _ inputs: [Tensor], _ pullback: @escapi
   for t in inputs where t.requiresGrad { any = true; break }
   guard any, GradMode.isEnabled else { return out }
   out.requiresGrad = true
-  out.node = Node(op, inputs, pullback)
+  out.node = Node(op, inputs.map { Edge($0) }, pullback)
   return out
 }
 
@@ -75,12 +102,14 @@ extension Tensor {
 enum Autograd {
   /// The traversal shared by `backward` and `grad`. With `inputs` nil, gradients reaching
   /// leaves are accumulated into `.grad`; otherwise they are returned for `inputs`.
+  /// Gradients are keyed by edge: a node (the gradient of its output) or a leaf tensor.
   static func run(roots: [Tensor], gradOutputs: [Tensor?], inputs: [Tensor]?, retainGraph: Bool,
                   createGraph: Bool, allowUnused: Bool) throws -> [Tensor?] {
     // Seed gradients.
     var grads: [ObjectIdentifier: Tensor] = [:]
+    var rootEdges: [Edge] = []
     for (i, (root, go)) in zip(roots, gradOutputs).enumerated() {
-      guard root.requiresGrad else {
+      guard root.requiresGrad, let edge = Edge(root) else {
         throw TensorError("backward: output \(i + 1) does not require grad (no input of the computation had requiresGrad set, or it ran under noGrad)")
       }
       let seed: Tensor
@@ -95,47 +124,59 @@ enum Autograd {
         }
         seed = try Tensor.full(root.shape, 1, dtype: root.dtype)
       }
-      let key = ObjectIdentifier(root)
-      grads[key] = try grads[key].map { try $0 + seed } ?? seed
+      grads[edge.key] = try grads[edge.key].map { try $0 + seed } ?? seed
+      rootEdges.append(edge)
     }
 
-    // Topological order: every tensor after all of its inputs (iterative DFS).
-    var order: [Tensor] = []
+    // Topological order of the edges: every node after all the nodes it feeds (iterative DFS
+    // from the roots; a node's children are its input edges).
+    var order: [Edge] = []
     var visited = Set<ObjectIdentifier>()
-    var stack: [(Tensor, Int)] = []
-    for root in roots where !visited.contains(ObjectIdentifier(root)) {
-      visited.insert(ObjectIdentifier(root))
+    var stack: [(Edge, Int)] = []
+    for root in rootEdges where !visited.contains(root.key) {
+      visited.insert(root.key)
       stack.append((root, 0))
-      while let (t, i) = stack.last {
-        if let node = t.node, node.pullback == nil {
-          throw TensorError("backward: the graph through '\(node.op)' was already freed by an earlier backward; pass retainGraph=true to the first one")
+      while let (e, i) = stack.last {
+        var children: [Edge?] = []
+        if case .node(let n) = e {
+          if n.pullback == nil {
+            throw TensorError("backward: the graph through '\(n.op)' was already freed by an earlier backward; pass retainGraph=true to the first one")
+          }
+          children = n.edges
         }
-        let parents = t.node?.inputs ?? []
-        if i < parents.count {
+        if i < children.count {
           stack[stack.count - 1].1 = i + 1
-          let p = parents[i]
-          if p.requiresGrad && !visited.contains(ObjectIdentifier(p)) {
-            visited.insert(ObjectIdentifier(p))
-            stack.append((p, 0))
+          if let c = children[i], !visited.contains(c.key) {
+            visited.insert(c.key)
+            stack.append((c, 0))
           }
         } else {
           stack.removeLast()
-          order.append(t)
+          order.append(e)
         }
       }
     }
 
-    // Which tensors lead to a wanted gradient (a requested input, or a leaf that requires
-    // grad), and which nodes must run their pullback to get there.
-    let inputIDs = Set((inputs ?? []).map(ObjectIdentifier.init))
-    var needed = Set<ObjectIdentifier>(), propagates = Set<ObjectIdentifier>()
-    for t in order {
-      let id = ObjectIdentifier(t)
-      if let node = t.node, node.inputs.contains(where: { needed.contains(ObjectIdentifier($0)) }) {
-        propagates.insert(id)
-        needed.insert(id)
-      } else if inputs != nil ? inputIDs.contains(id) : (t.node == nil && t.requiresGrad) {
-        needed.insert(id)
+    // Which edges lead to a wanted gradient (a requested input, or any leaf), and so which
+    // nodes must run their pullback.
+    let inputKeys: [ObjectIdentifier]? = try inputs.map { list in
+      try list.enumerated().map { i, x in
+        guard let e = Edge(x) else {
+          if allowUnused { return ObjectIdentifier(x) }
+          throw TensorError("grad: input \(i + 1) does not require grad, so no gradient reaches it")
+        }
+        return e.key
+      }
+    }
+    let inputKeySet = Set(inputKeys ?? [])
+    var needed = Set<ObjectIdentifier>()
+    for e in order {
+      let key = e.key
+      switch e {
+      case .node(let n):
+        if inputKeySet.contains(key) || n.edges.contains(where: { $0.map { needed.contains($0.key) } ?? false }) { needed.insert(key) }
+      case .leaf:
+        if inputs == nil || inputKeySet.contains(key) { needed.insert(key) }
       }
     }
 
@@ -148,30 +189,32 @@ enum Autograd {
       Profiler.inBackward = savedPhase
     }
 
-    for t in order.reversed() {
-      let id = ObjectIdentifier(t)
-      guard let node = t.node, propagates.contains(id) else { continue }
-      guard let g = grads[id] else { continue }
-      guard let pullback = node.pullback else {
-        throw TensorError("backward: the graph through '\(node.op)' was already freed by an earlier backward; pass retainGraph=true to the first one")
-      }
-      let needs = node.inputs.map { $0.requiresGrad && needed.contains(ObjectIdentifier($0)) }
-      let inputGrads = try pullback(g, needs)
-      for (x, gx) in zip(node.inputs, inputGrads) {
-        guard let gx, x.requiresGrad else { continue }
-        let key = ObjectIdentifier(x)
-        grads[key] = try grads[key].map { try $0 + gx } ?? gx
+    for e in order.reversed() {
+      guard case .node(let node) = e else { continue }
+      let key = e.key
+      guard needed.contains(key), let g = grads[key] else { continue }
+      let propagates = node.edges.contains { $0.map { needed.contains($0.key) } ?? false }
+      if propagates {
+        guard let pullback = node.pullback else {
+          throw TensorError("backward: the graph through '\(node.op)' was already freed by an earlier backward; pass retainGraph=true to the first one")
+        }
+        let needs = node.edges.map { $0.map { needed.contains($0.key) } ?? false }
+        let inputGrads = try pullback(g, needs)
+        for (edge, gx) in zip(node.edges, inputGrads) {
+          guard let edge, let gx, needed.contains(edge.key) else { continue }
+          grads[edge.key] = try grads[edge.key].map { try $0 + gx } ?? gx
+        }
       }
       if !retainGraph {
         node.pullback = nil
-        node.inputs = []
+        node.edges = []
       }
-      if inputs == nil || !inputIDs.contains(id) { grads[id] = nil }  // free intermediate gradients early
+      if !inputKeySet.contains(key) { grads[key] = nil }  // free intermediate gradients early
     }
 
-    if let inputs {
-      return try inputs.enumerated().map { i, x in
-        if let g = grads[ObjectIdentifier(x)] { return g }
+    if let inputKeys {
+      return try inputKeys.enumerated().map { i, key in
+        if let g = grads[key] { return g }
         if !allowUnused {
           throw TensorError("grad: input \(i + 1) was not used to compute the outputs (pass allowUnused=true to get zeros)")
         }
@@ -179,8 +222,8 @@ enum Autograd {
       }
     }
     // Accumulate into leaves.
-    for t in order where t.node == nil && t.requiresGrad {
-      guard let g = grads[ObjectIdentifier(t)] else { continue }
+    for e in order {
+      guard case .leaf(let t) = e, let g = grads[e.key] else { continue }
       if createGraph {
         t.grad = try t.grad.map { try $0 + g } ?? g
       } else if let existing = t.grad, existing.node == nil, existing.isContiguous, existing.shape == g.shape, existing.dtype == g.dtype {

@@ -104,3 +104,7 @@ end
 print(('{"workload": "%s", "ms_per_iter": %.1f, "ms_min": %.1f, "ms_max": %.1f, "peak_rss_mb": %.1f, "params": %d, "threads": %d, "luagan": true}')
   :format(workload, median * 1e3, times[1] * 1e3, times[#times] * 1e3, peakRSS(), params, opt.threads))
 if opt.profile then print(tensor.profile(iteration)) end
+if os.getenv("LG_MEM") then
+  local m = tensor.memory()
+  print(("peak tensor bytes %.1f MB, live %.1f MB, rss %.1f MB"):format(m.peakTensorBytes / 2^20, m.tensorBytes / 2^20, m.rss / 2^20))
+end

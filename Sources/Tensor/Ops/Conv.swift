@@ -241,10 +241,10 @@ extension Tensor {
       case .float64: try convForwardKernel(Double.self, xc, wc, g, y)
       }
     }
-    return record("conv2d", y, [x, w]) { gy, needs in
+    return record("conv2d", y, [x, w]) { [kx = saved(x, if: w.requiresGrad), kw = saved(w, if: x.requiresGrad)] gy, needs in
       // dy/dx: the adjoint convolution; dy/dw: correlate the input with the output gradient
-      [needs[0] ? try Tensor.convTranspose2dCore(gy, w, spec, outputSize: (g.h, g.w)) : nil,
-       needs[1] ? try Tensor.conv2dWeight(x, gy, spec, kernel: (g.kh, g.kw)) : nil]
+      [needs[0] ? try Tensor.convTranspose2dCore(gy, kw!, spec, outputSize: (g.h, g.w)) : nil,
+       needs[1] ? try Tensor.conv2dWeight(kx!, gy, spec, kernel: (g.kh, g.kw)) : nil]
     }
   }
 
@@ -292,10 +292,10 @@ extension Tensor {
       case .float64: try convBackwardInputKernel(Double.self, yc, wc, g, x)
       }
     }
-    return record("convTranspose2d", x, [y, w]) { gx, needs in
+    return record("convTranspose2d", x, [y, w]) { [ky = saved(y, if: w.requiresGrad), kw = saved(w, if: y.requiresGrad)] gx, needs in
       // the adjoint's adjoint is the convolution; its weight gradient correlates gx with y
-      [needs[0] ? try Tensor.convCore(gx, w, g, spec) : nil,
-       needs[1] ? try Tensor.conv2dWeight(gx, y, spec, kernel: (g.kh, g.kw)) : nil]
+      [needs[0] ? try Tensor.convCore(gx, kw!, g, spec) : nil,
+       needs[1] ? try Tensor.conv2dWeight(gx, ky!, spec, kernel: (g.kh, g.kw)) : nil]
     }
   }
 
@@ -317,10 +317,10 @@ extension Tensor {
       case .float64: try convBackwardWeightKernel(Double.self, xc, gc, g, dw)
       }
     }
-    return record("conv2dWeight", dw, [x, gy]) { gw, needs in
+    return record("conv2dWeight", dw, [x, gy]) { [kx = saved(x, if: gy.requiresGrad), kg = saved(gy, if: x.requiresGrad)] gw, needs in
       // ⟨dW(x, gy), V⟩ = ⟨gy, conv(x, V)⟩: d/dx = convᵀ(gy, V), d/dgy = conv(x, V)
-      [needs[0] ? try Tensor.convTranspose2dCore(gy, gw, spec, outputSize: (g.h, g.w)) : nil,
-       needs[1] ? try Tensor.convCore(x, gw, g, spec) : nil]
+      [needs[0] ? try Tensor.convTranspose2dCore(kg!, gw, spec, outputSize: (g.h, g.w)) : nil,
+       needs[1] ? try Tensor.convCore(kx!, gw, g, spec) : nil]
     }
   }
 }

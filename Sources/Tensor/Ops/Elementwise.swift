@@ -52,9 +52,9 @@ extension Tensor {
   public func add(_ other: Tensor) throws -> Tensor {
     let (a, b, shape) = try binaryOperands(other, "add")
     let out = try a.binary(b, shape, AddFn())
-    return record("add", out, [a, b]) { g, needs in
+    return record("add", out, [a, b]) { [sa = a.shape, sb = b.shape] g, needs in
       // d(a+b)/da = 1, d(a+b)/db = 1 (summed over broadcast dims)
-      [needs[0] ? try g.sumTo(a.shape) : nil, needs[1] ? try g.sumTo(b.shape) : nil]
+      [needs[0] ? try g.sumTo(sa) : nil, needs[1] ? try g.sumTo(sb) : nil]
     }
   }
 
@@ -62,9 +62,9 @@ extension Tensor {
   public func sub(_ other: Tensor) throws -> Tensor {
     let (a, b, shape) = try binaryOperands(other, "sub")
     let out = try a.binary(b, shape, SubFn())
-    return record("sub", out, [a, b]) { g, needs in
+    return record("sub", out, [a, b]) { [sa = a.shape, sb = b.shape] g, needs in
       // d(a-b)/da = 1, d(a-b)/db = -1
-      [needs[0] ? try g.sumTo(a.shape) : nil, needs[1] ? try g.neg().sumTo(b.shape) : nil]
+      [needs[0] ? try g.sumTo(sa) : nil, needs[1] ? try g.neg().sumTo(sb) : nil]
     }
   }
 
@@ -72,9 +72,10 @@ extension Tensor {
   public func mul(_ other: Tensor) throws -> Tensor {
     let (a, b, shape) = try binaryOperands(other, "mul")
     let out = try a.binary(b, shape, MulFn())
-    return record("mul", out, [a, b]) { g, needs in
+    // Each operand is kept only if the other one's gradient can be asked for.
+    return record("mul", out, [a, b]) { [sa = a.shape, sb = b.shape, ka = saved(a, if: b.requiresGrad), kb = saved(b, if: a.requiresGrad)] g, needs in
       // d(ab)/da = b, d(ab)/db = a
-      [needs[0] ? try g.mul(b).sumTo(a.shape) : nil, needs[1] ? try g.mul(a).sumTo(b.shape) : nil]
+      [needs[0] ? try g.mul(kb!).sumTo(sa) : nil, needs[1] ? try g.mul(ka!).sumTo(sb) : nil]
     }
   }
 
@@ -82,10 +83,10 @@ extension Tensor {
   public func div(_ other: Tensor) throws -> Tensor {
     let (a, b, shape) = try binaryOperands(other, "div")
     let out = try a.binary(b, shape, DivFn())
-    return record("div", out, [a, b]) { g, needs in
+    return record("div", out, [a, b]) { [sa = a.shape, sb = b.shape, ka = saved(a, if: b.requiresGrad)] g, needs in
       // d(a/b)/da = 1/b, d(a/b)/db = -a/b²
-      [needs[0] ? try g.div(b).sumTo(a.shape) : nil,
-       needs[1] ? try g.mul(a).div(b.mul(b)).neg().sumTo(b.shape) : nil]
+      [needs[0] ? try g.div(b).sumTo(sa) : nil,
+       needs[1] ? try g.mul(ka!).div(b.mul(b)).neg().sumTo(sb) : nil]
     }
   }
 
@@ -113,11 +114,11 @@ extension Tensor {
     case .float32: out = try whereKernel(c, x, y, shape, Float.self)
     case .float64: out = try whereKernel(c, x, y, shape, Double.self)
     }
-    return record("where", out, [x, y]) { g, needs in
+    return record("where", out, [x, y]) { [sx = x.shape, sy = y.shape] g, needs in
       // d/da = [cond], d/db = [!cond]
       let zero = g.constant(0)
-      return [needs[0] ? try Tensor.where(c, g, zero).sumTo(x.shape) : nil,
-              needs[1] ? try Tensor.where(c, zero, g).sumTo(y.shape) : nil]
+      return [needs[0] ? try Tensor.where(c, g, zero).sumTo(sx) : nil,
+              needs[1] ? try Tensor.where(c, zero, g).sumTo(sy) : nil]
     }
   }
 }
@@ -240,14 +241,17 @@ extension Tensor {
   /// Swift.max(x, 0). Reference: torch.relu. The gradient at 0 is 0, as in PyTorch.
   public func relu() throws -> Tensor {
     let out = try unary(ReluFn())
-    return record("relu", out, [self]) { [x = self] g, _ in [try g.mul(x.detach().gt(x.constant(0)))] }  // [x > 0]
+    // The mask [x > 0] = [relu(x) > 0] is read from the output (a storage alias without its
+    // node), which the next layer keeps anyway, rather than keeping the input alive too.
+    return record("relu", out, [self]) { [y = out.detach()] g, _ in [try g.mul(y.gt(y.constant(0)))] }  // [x > 0]
   }
 
   /// x for x > 0, slope·x otherwise. Reference: torch.nn.functional.leaky_relu.
   public func leakyRelu(_ slope: Double = 0.01) throws -> Tensor {
     let out = try unary(LeakyReluFn(slope: slope))
-    return record("leakyRelu", out, [self]) { [x = self] g, _ in
-      [try g.mul(x.detach().unary(LeakyMaskFn(slope: slope)))]  // 1 for x > 0, slope otherwise
+    // For slope > 0 the sign of the output is the sign of the input: keep the output, as relu.
+    return record("leakyRelu", out, [self]) { [x = slope > 0 ? out.detach() : self.detach()] g, _ in
+      [try g.mul(x.unary(LeakyMaskFn(slope: slope)))]  // 1 for x > 0, slope otherwise
     }
   }
 

@@ -68,9 +68,9 @@ extension Tensor {
            beta: 0, C: out.pointer(T.self), ldc: N)
     }
     switch dt { case .float32: go(Float.self); case .float64: go(Double.self) }
-    return record("mm", out, [a, b]) { g, needs in
+    return record("mm", out, [a, b]) { [ka = saved(a, if: b.requiresGrad), kb = saved(b, if: a.requiresGrad)] g, needs in
       // d(AB)/dA = G·Bᵀ, d(AB)/dB = Aᵀ·G
-      [needs[0] ? try g.mm(b.t()) : nil, needs[1] ? try a.t().mm(g) : nil]
+      [needs[0] ? try g.mm(kb!.t()) : nil, needs[1] ? try ka!.t().mm(g) : nil]
     }
   }
 
@@ -96,9 +96,9 @@ extension Tensor {
       }
     }
     switch dt { case .float32: go(Float.self); case .float64: go(Double.self) }
-    return record("bmm", out, [a, b]) { g, needs in
+    return record("bmm", out, [a, b]) { [ka = saved(a, if: b.requiresGrad), kb = saved(b, if: a.requiresGrad)] g, needs in
       // per batch: d(AB)/dA = G·Bᵀ, d(AB)/dB = Aᵀ·G
-      [needs[0] ? try g.bmm(b.transpose(1, 2)) : nil, needs[1] ? try a.transpose(1, 2).bmm(g) : nil]
+      [needs[0] ? try g.bmm(kb!.transpose(1, 2)) : nil, needs[1] ? try ka!.transpose(1, 2).bmm(g) : nil]
     }
   }
 
