@@ -176,7 +176,7 @@ enum Winograd {
       for r0 in stride(from: 0, to: rows, by: br) {
         let nr = Swift.min(br, rows - r0), n = nr * grid.tw
         transformInput(x, C: C, grid, r0: r0, nr: nr, v)
-        for xi in 0..<16 {
+        Parallel.independentBLAS(16) { xi in
           gemm(T.self, transA: false, transB: false, M: K, N: n, K: C, alpha: 1, A: u + xi * K * C, lda: C,
                B: v + xi * C * n, ldb: n, beta: 0, C: m + xi * K * n, ldc: n)
         }
@@ -198,10 +198,11 @@ enum Winograd {
         let nr = Swift.min(br, rows - r0), n = nr * grid.tw
         transformInput(x, C: C, grid, r0: r0, nr: nr, v)
         transformOutputAdjoint(dy, K: K, grid, r0: r0, nr: nr, mb)
-        for xi in 0..<16 {
+        let beta: Double = first ? 0 : 1
+        Parallel.independentBLAS(16) { xi in
           // dU_ξ (K×C) += M̄_ξ (K×n) · V_ξᵀ (n×C)
           gemm(T.self, transA: false, transB: true, M: K, N: C, K: n, alpha: 1, A: mb + xi * K * n, lda: n,
-               B: v + xi * C * n, ldb: n, beta: first ? 0 : 1, C: du + xi * K * C, ldc: C)
+               B: v + xi * C * n, ldb: n, beta: beta, C: du + xi * K * C, ldc: C)
         }
         first = false
       }

@@ -1,4 +1,4 @@
--- demo.lua: a first taste of luagan. A two-layer network learns y = sin(3x) from 256 noisy
+-- fit_sine.lua: a first taste of luagan. A two-layer network learns y = sin(3x) from 256 noisy
 -- points, with autograd and plain SGD, written with tensors only; its loss falls as it trains.
 local opt = { steps = 600, hidden = 64, lr = 0.05, seed = 1, printEvery = 50 }
 

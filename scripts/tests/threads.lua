@@ -1,0 +1,38 @@
+-- Reproducibility: the same seed gives the same numbers for any thread count (house
+-- decision 7). Kernels split work at boundaries that depend only on the problem size, and
+-- the Winograd GEMMs run single-threaded each, whatever the pool size.
+local T = require("testing")
+local biggan = require("models.biggan")
+
+local function step(threads)
+  tensor.setNumThreads(threads)
+  tensor.manualSeed(11)
+  local G = biggan.Generator { resolution = 32, ch = 4, dimZ = 32, sharedDim = 16, numClasses = 10, attention = "16", outChannels = 1 }
+  local D = biggan.Discriminator { resolution = 32, ch = 4, numClasses = 10, inChannels = 1 }
+  local z, y = tensor.randn(12, G.dimZ), tensor.randint(1, 10, 12)
+  local loss = gan.hingeG(D(G(z, G:embed(y)), y))
+  loss:backward()
+  local out = { loss = loss:detach() }
+  for name, p in G:namedParameters() do out["G." .. name] = p.grad end
+  for name, p in D:namedParameters() do out["D." .. name] = p.grad end
+  -- big enough for several chunks and blocks: a Winograd conv, an im2col conv, a sum, a matmul
+  local x, w = tensor.randn(9, 48, 20, 20), tensor.randn(40, 48, 3, 3)
+  out.winograd = tensor.conv2d(x, w, nil, { padding = 1 })
+  out.strided = tensor.conv2d(x, w, nil, { stride = 2 })
+  out.sum = tensor.randn(1000, 3000):sum(1)
+  out.matmul = tensor.randn(300, 200):matmul(tensor.randn(200, 500))
+  return out
+end
+
+T.test("a BigGAN step, convolutions, reductions and matmul give identical bits on 1 and 2 threads", function()
+  local one, two = step(1), step(2)
+  local n = 0
+  for k, v in pairs(one) do
+    T.check(two[k] ~= nil, "missing " .. k)
+    T.check((v - two[k]):abs():max():item() == 0, k .. " differs between 1 and 2 threads")
+    n = n + 1
+  end
+  print(("threads: %d tensors identical on 1 and 2 threads"):format(n))
+end)
+
+T.finish("threads")
