@@ -2,25 +2,23 @@ import Dispatch
 import Foundation
 import COpenBLAS
 
-/// The worker pool: how many threads kernels use, shared with OpenBLAS so the two never
-/// oversubscribe the cores. Work is always split into chunks whose boundaries depend only on
-/// the problem size, never on the thread count, so results are the same for any `threads`.
+/// The worker pool: how many threads kernels use. Work is always split into chunks whose
+/// boundaries depend only on the problem size, never on the thread count, so results are the
+/// same for any `threads`. OpenBLAS itself always runs single-threaded: its own threading
+/// splits a GEMM by the thread count, which changes the rounding (a strided convolution
+/// differed between 1 and 2 threads), so luagan splits GEMMs into fixed blocks itself.
 public enum Parallel {
   nonisolated(unsafe) private static var _threads = defaultThreads()
 
   public static var threads: Int {
     get { _threads }
-    set {
-      _threads = Swift.max(1, newValue)
-      openblas_set_num_threads(Int32(_threads))
-    }
+    set { _threads = Swift.max(1, newValue) }
   }
 
   static func defaultThreads() -> Int {
     let n = Int(openblas_get_num_procs())
-    let t = Swift.max(1, n)
-    openblas_set_num_threads(Int32(t))
-    return t
+    openblas_set_num_threads(1)
+    return Swift.max(1, n)
   }
 
   /// Runs `body` over `0..<count` split into chunks of `grain` items (the last may be short).
@@ -38,16 +36,13 @@ public enum Parallel {
   }
 
   /// Runs `count` independent BLAS calls (body(0) ..< body(count)) concurrently, each one
-  /// single-threaded: OpenBLAS's own threading is switched off meanwhile. For the 16 GEMMs of
-  /// a Winograd block this beats threading each GEMM, whose synchronisation dominates when
-  /// the channel counts are small. Each call's result does not depend on which thread runs it.
+  /// single-threaded, e.g. the 16 GEMMs of a Winograd block: at small channel counts this
+  /// beats threading each GEMM, whose synchronisation dominates.
   public static func independentBLAS(_ count: Int, _ body: (Int) -> Void) {
     if _threads == 1 || count <= 1 {
       for i in 0..<count { body(i) }
       return
     }
-    openblas_set_num_threads(1)
-    defer { openblas_set_num_threads(Int32(_threads)) }
     DispatchQueue.concurrentPerform(iterations: count) { body($0) }
   }
 

@@ -158,11 +158,11 @@ public enum FeatureMetrics {
       for j in 0..<d { scaled[i * d + j] *= r }
     }
     var root = [Double](repeating: 0, count: d * d)
-    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(d), Int32(d), Int32(d), 1, v, Int32(d), scaled, Int32(d), 0, &root, Int32(d))
+    BLAS.gemm(transA: true, M: d, N: d, K: d, A: v, lda: d, B: scaled, ldb: d, C: &root, ldc: d)
     // M = R S₂ R
     var t = [Double](repeating: 0, count: d * d), m = [Double](repeating: 0, count: d * d)
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(d), Int32(d), Int32(d), 1, root, Int32(d), s2, Int32(d), 0, &t, Int32(d))
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(d), Int32(d), Int32(d), 1, t, Int32(d), root, Int32(d), 0, &m, Int32(d))
+    BLAS.gemm(M: d, N: d, K: d, A: root, lda: d, B: s2, ldb: d, C: &t, ldc: d)
+    BLAS.gemm(M: d, N: d, K: d, A: t, lda: d, B: root, ldb: d, C: &m, ldc: d)
     for i in 0..<d { for j in (i + 1)..<d { let s = 0.5 * (m[i * d + j] + m[j * d + i]); m[i * d + j] = s; m[j * d + i] = s } }
     let lambda = try symmetricEigen(&m, d, vectors: false)
     return lambda.reduce(0) { $0 + Swift.max($1, 0).squareRoot() }
@@ -281,7 +281,7 @@ public enum FeatureMetrics {
     /// Σ of k over X Yᵀ, and its trace when square.
     func kernelSum(_ x: [Double], _ y: [Double]) -> (sum: Double, trace: Double) {
       var k = [Double](repeating: 0, count: m * m)
-      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(m), Int32(d), g, x, Int32(d), y, Int32(d), 0, &k, Int32(m))
+      BLAS.gemm(transB: true, M: m, N: m, K: d, alpha: g, A: x, lda: d, B: y, ldb: d, C: &k, ldc: m)
       var sum = 0.0, trace = 0.0
       for i in 0..<m {
         var rowSum = 0.0
@@ -372,8 +372,8 @@ public enum FeatureMetrics {
       var i0 = 0
       while i0 < a.rows {
         let count = Swift.min(block, a.rows - i0)
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(count), Int32(b.rows), Int32(d), -2, pa.baseAddress! + i0 * d, Int32(d),
-                    b.values, Int32(d), 0, dist, Int32(b.rows))
+        BLAS.gemm(transB: true, M: count, N: b.rows, K: d, alpha: -2, A: pa.baseAddress! + i0 * d, lda: d,
+                  B: b.values, ldb: d, C: dist, ldc: b.rows)
         Parallel.forChunks(count, grain: 16) { range in
           for bi in range {
             let row = bi * b.rows

@@ -242,10 +242,8 @@ public enum ImageMetrics {
         let g = Swift.min(group, perRepeat - j0)
         // proj (g, rows) = dirsᵀ[j0..<j0+g] · descᵀ
         dirsT.withUnsafeBufferPointer { d in
-          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(g), Int32(rows), Int32(dims), 1, d.baseAddress! + j0 * dims, Int32(dims),
-                      a, Int32(dims), 0, &projA, Int32(rows))
-          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(g), Int32(rows), Int32(dims), 1, d.baseAddress! + j0 * dims, Int32(dims),
-                      b, Int32(dims), 0, &projB, Int32(rows))
+          BLAS.gemm(transB: true, M: g, N: rows, K: dims, A: d.baseAddress! + j0 * dims, lda: dims, B: a, ldb: dims, C: &projA, ldc: rows)
+          BLAS.gemm(transB: true, M: g, N: rows, K: dims, A: d.baseAddress! + j0 * dims, lda: dims, B: b, ldb: dims, C: &projB, ldc: rows)
         }
         var partial = [Double](repeating: 0, count: g)
         projA.withUnsafeMutableBufferPointer { pa in

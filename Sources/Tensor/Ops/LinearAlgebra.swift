@@ -34,6 +34,62 @@ func gemm<T: TensorScalar>(_: T.Type, transA: Bool, transB: Bool, M: Int, N: Int
     for i in 0..<M { for j in 0..<N { C[i * ldc + j] = beta == 0 ? 0 : C[i * ldc + j] * T(beta) } }
     return
   }
+  // Big products are split into blocks of `gemmBlock` rows or columns of C (whichever side is
+  // longer), computed concurrently by single-threaded BLAS calls: the split depends only on
+  // the shape, so the result is the same for any thread count. K is never split.
+  let splitColumns = N >= M
+  let length = splitColumns ? N : M
+  if M * N * K < 1 << 21 || length < 2 * gemmBlock {
+    gemmCall(T.self, transA: transA, transB: transB, M: M, N: N, K: K, alpha: alpha, A: A, lda: lda, B: B, ldb: ldb, beta: beta, C: C, ldc: ldc)
+    return
+  }
+  let blocks = (length + gemmBlock - 1) / gemmBlock
+  Parallel.independentBLAS(blocks) { b in
+    let start = b * gemmBlock, size = Swift.min(gemmBlock, length - start)
+    if splitColumns {  // C[:, start..] = op(A) · op(B)[:, start..]
+      let bOffset = transB ? start * ldb : start
+      gemmCall(T.self, transA: transA, transB: transB, M: M, N: size, K: K, alpha: alpha, A: A, lda: lda,
+               B: B + bOffset, ldb: ldb, beta: beta, C: C + start, ldc: ldc)
+    } else {           // C[start.., :] = op(A)[start.., :] · op(B)
+      let aOffset = transA ? start : start * lda
+      gemmCall(T.self, transA: transA, transB: transB, M: size, N: N, K: K, alpha: alpha, A: A + aOffset, lda: lda,
+               B: B, ldb: ldb, beta: beta, C: C + start * ldc, ldc: ldc)
+    }
+  }
+}
+
+/// Matrix products on raw buffers for code outside this module (metrics), with the same
+/// thread-count-independent blocking as the tensor ops. Row-major, C = alpha·op(A)·op(B) + beta·C.
+public enum BLAS {
+  public static func gemm(transA: Bool = false, transB: Bool = false, M: Int, N: Int, K: Int, alpha: Double = 1,
+                          A: UnsafePointer<Float>, lda: Int, B: UnsafePointer<Float>, ldb: Int,
+                          beta: Double = 0, C: UnsafeMutablePointer<Float>, ldc: Int) {
+    Tensor.gemmBlocked(Float.self, transA: transA, transB: transB, M: M, N: N, K: K, alpha: alpha, A: A, lda: lda, B: B, ldb: ldb,
+                       beta: beta, C: C, ldc: ldc)
+  }
+  public static func gemm(transA: Bool = false, transB: Bool = false, M: Int, N: Int, K: Int, alpha: Double = 1,
+                          A: UnsafePointer<Double>, lda: Int, B: UnsafePointer<Double>, ldb: Int,
+                          beta: Double = 0, C: UnsafeMutablePointer<Double>, ldc: Int) {
+    Tensor.gemmBlocked(Double.self, transA: transA, transB: transB, M: M, N: N, K: K, alpha: alpha, A: A, lda: lda, B: B, ldb: ldb,
+                       beta: beta, C: C, ldc: ldc)
+  }
+}
+
+extension Tensor {
+  static func gemmBlocked<T: TensorScalar>(_ t: T.Type, transA: Bool, transB: Bool, M: Int, N: Int, K: Int, alpha: Double,
+                                           A: UnsafePointer<T>, lda: Int, B: UnsafePointer<T>, ldb: Int,
+                                           beta: Double, C: UnsafeMutablePointer<T>, ldc: Int) {
+    gemm(t, transA: transA, transB: transB, M: M, N: N, K: K, alpha: alpha, A: A, lda: lda, B: B, ldb: ldb, beta: beta, C: C, ldc: ldc)
+  }
+}
+
+/// Rows or columns of C per concurrent GEMM block.
+let gemmBlock = 128
+
+@inline(__always)
+func gemmCall<T: TensorScalar>(_: T.Type, transA: Bool, transB: Bool, M: Int, N: Int, K: Int, alpha: Double,
+                               A: UnsafePointer<T>, lda: Int, B: UnsafePointer<T>, ldb: Int,
+                               beta: Double, C: UnsafeMutablePointer<T>, ldc: Int) {
   let ta = transA ? CblasTrans : CblasNoTrans, tb = transB ? CblasTrans : CblasNoTrans
   if T.self == Float.self {
     cblas_sgemm(CblasRowMajor, ta, tb, Int32(M), Int32(N), Int32(K), Float(alpha),

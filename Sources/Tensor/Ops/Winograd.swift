@@ -177,7 +177,7 @@ enum Winograd {
         let nr = Swift.min(br, rows - r0), n = nr * grid.tw
         transformInput(x, C: C, grid, r0: r0, nr: nr, v)
         Parallel.independentBLAS(16) { xi in
-          gemm(T.self, transA: false, transB: false, M: K, N: n, K: C, alpha: 1, A: u + xi * K * C, lda: C,
+          gemmCall(T.self, transA: false, transB: false, M: K, N: n, K: C, alpha: 1, A: u + xi * K * C, lda: C,
                B: v + xi * C * n, ldb: n, beta: 0, C: m + xi * K * n, ldc: n)
         }
         transformOutput(m, K: K, grid, r0: r0, nr: nr, y)
@@ -201,7 +201,7 @@ enum Winograd {
         let beta: Double = first ? 0 : 1
         Parallel.independentBLAS(16) { xi in
           // dU_ξ (K×C) += M̄_ξ (K×n) · V_ξᵀ (n×C)
-          gemm(T.self, transA: false, transB: true, M: K, N: C, K: n, alpha: 1, A: mb + xi * K * n, lda: n,
+          gemmCall(T.self, transA: false, transB: true, M: K, N: C, K: n, alpha: 1, A: mb + xi * K * n, lda: n,
                B: v + xi * C * n, ldb: n, beta: beta, C: du + xi * K * C, ldc: C)
         }
         first = false
