@@ -15,8 +15,11 @@ local spec = training.concat({
   { "trainKimg", 60.0, "thousands of real images to stabilise each level (paper: 800; CIFAR-10: 400)" },
   { "transKimg", 60.0, "thousands of real images to fade each new level in (paper: 800; CIFAR-10: 400)" },
   { "totalKimg", 300.0, "thousands of real images in all" },
-  { "batchSize", 16, "minibatch (the paper's for every resolution up to 128)" },
-  { "lr", 1e-3, "Adam learning rate of G and D" },
+  { "batchSize", 16, "minibatch (minibatch_base: the paper's for every resolution up to 128)" },
+  { "minibatchDict", {}, "minibatch per resolution, overriding batchSize, e.g. {[4]=64,[8]=32} (minibatch_dict)" },
+  { "lr", 1e-3, "Adam learning rate of G and D (G_lrate_base, D_lrate_base)" },
+  { "GLrDict", {}, "G learning rate per resolution, overriding lr, e.g. {[32]=1.5e-3} (G_lrate_dict)" },
+  { "DLrDict", {}, "D learning rate per resolution, overriding lr (D_lrate_dict)" },
   { "betas", { 0.0, 0.99 }, "Adam betas" },
   { "adamEps", 1e-8, "Adam epsilon" },
   { "loss", "wgangp", "wgangp (WGAN-GP with drift) or lsgan" },
@@ -29,14 +32,59 @@ local spec = training.concat({
 }, training.commonSpec { iters = 0, out = "runs/pggan", sampleEvery = 500, saveEvery = 1000, evalEvery = 2000 })
 
 local opt, saved = training.start(spec, "PGGAN: progressive growing with equalized learning rate, pixelnorm and minibatch stddev.")
-if opt.loss ~= "wgangp" and opt.loss ~= "lsgan" then io.stderr:write("--loss must be wgangp or lsgan\n"); os.exit(2) end
-if opt.batchSize % math.min(opt.mbstdGroup, opt.batchSize) ~= 0 then
-  io.stderr:write(("--batchSize=%d must be divisible by --mbstdGroup=%d\n"):format(opt.batchSize, opt.mbstdGroup)); os.exit(2)
-end
--- One iteration is one D step and one G step on batchSize reals: iters follows from totalKimg.
-if opt.iters == 0 then opt.iters = math.ceil(opt.totalKimg * 1000 / opt.batchSize) end
+local function fail(message) io.stderr:write(message, "\n"); os.exit(2) end
+if opt.loss ~= "wgangp" and opt.loss ~= "lsgan" then fail("--loss must be wgangp or lsgan") end
 
-local dataset, loader, channels = training.data(opt, opt.batchSize)
+-- Per-resolution settings (train.py TrainingSchedule): the resolution is 2^(R - floor(lod)),
+-- so during a fade into 2r everything already uses 2r's minibatch and learning rates.
+local function checkDict(name, dict, isValid, expected)
+  for res, v in pairs(dict) do
+    local r = math.tointeger(res)
+    if not r or r < 4 or r > opt.resolution or r & (r - 1) ~= 0 then
+      fail(("--%s: key %s is not a resolution (a power of two from 4 to %d)"):format(name, tostring(res), opt.resolution))
+    end
+    if not isValid(v) then fail(("--%s[%d]: %s expected, got %s"):format(name, r, expected, tostring(v))) end
+  end
+end
+local function isBatch(b) return math.type(b) == "integer" and b >= 1 end
+local function isLr(x) return type(x) == "number" and x > 0 and x < math.huge end
+if not isBatch(opt.batchSize) then fail(("--batchSize: a positive integer expected, got %s"):format(opt.batchSize)) end
+checkDict("minibatchDict", opt.minibatchDict, isBatch, "a positive integer")
+checkDict("GLrDict", opt.GLrDict, isLr, "a positive learning rate")
+checkDict("DLrDict", opt.DLrDict, isLr, "a positive learning rate")
+local function minibatchAt(res) return opt.minibatchDict[res] or opt.batchSize end
+for _, res in ipairs { 4, 8, 16, 32, 64, 128, 256, 512, 1024 } do
+  local b = minibatchAt(res)
+  if res <= opt.resolution and b % math.min(opt.mbstdGroup, b) ~= 0 then
+    fail(("--batchSize=%d (at %dx%d) must be divisible by --mbstdGroup=%d"):format(b, res, res, opt.mbstdGroup))
+  end
+end
+local function resolutionOf(level) return math.tointeger(4 * 2 ^ (level - 1)) end
+
+-- One iteration is one D step and one G step. The run lasts totalKimg thousand reals, in whole
+-- schedule periods as train.py's loop does, unless --iters is given.
+if opt.iters == 0 then
+  local nimg, iters = 0, 0
+  while nimg < opt.totalKimg * 1000 do
+    local _, level = pggan.schedule(nimg / 1000, opt)
+    nimg, iters = nimg + opt.schedulePeriod * minibatchAt(resolutionOf(level)), iters + opt.schedulePeriod
+  end
+  opt.iters = iters
+end
+
+-- Reals come in chunks of the gcd of every minibatch, so each level's minibatch is a whole
+-- number of loader batches and a checkpoint's loader position resumes the stream exactly.
+local function gcd(a, b) while b ~= 0 do a, b = b, a % b end return a end
+local chunk = opt.batchSize
+for _, b in pairs(opt.minibatchDict) do chunk = gcd(chunk, b) end
+local dataset, loader, channels = training.data(opt, chunk)
+local function reals(n)
+  if n == chunk then return (loader:next()) end
+  local parts = {}
+  for i = 1, n // chunk do parts[i] = loader:next() end
+  return tensor.cat(parts, 1)
+end
+
 local sizes = { resolution = opt.resolution, channels = channels, latent = opt.latent, fmapBase = opt.fmapBase,
                 fmapMax = opt.fmapMax, mbstdGroup = opt.mbstdGroup }
 local G, D = pggan.Generator(sizes), pggan.Discriminator(sizes)
@@ -45,7 +93,7 @@ local optG, optD = adam(G), adam(D)
 local Gs = optim.EMA(G, { decay = opt.GsBeta })
 
 local startIter = 0
-local state = { level = 0, lodFloor = -1, lodCeil = -1, lod = 0, t = 0 }
+local state = { level = 0, lodFloor = -1, lodCeil = -1, lod = 0, t = 0, nimg = 0, minibatch = opt.batchSize }
 if saved then
   ckpt.load(opt.resume .. "/ckpt", { G = G, D = D, optG = optG, optD = optD, Gs = Gs, loader = loader })
   tensor.setRNGState(saved.rng)
@@ -66,14 +114,19 @@ local lossD, lossG
 for iter = startIter + 1, opt.iters do
   -- The schedule, re-read every schedulePeriod minibatches (cur_nimg counts reals shown to D).
   if (iter - 1) % opt.schedulePeriod == 0 then
-    local lod, level, t = pggan.schedule((iter - 1) * opt.batchSize / 1000, opt)
+    local lod, level, t = pggan.schedule(state.nimg / 1000, opt)
     -- Adam is reset whenever floor(lod) or ceil(lod) changes: at the start and end of each fade.
     if math.floor(lod) ~= state.lodFloor or math.ceil(lod) ~= state.lodCeil then
       if state.lodFloor >= 0 then optG:resetState(); optD:resetState() end
       state.lodFloor, state.lodCeil = math.floor(lod), math.ceil(lod)
     end
     state.lod, state.level, state.t = lod, level, t
+    local res = resolutionOf(level)
+    state.minibatch = minibatchAt(res)
+    optG:setLr(opt.GLrDict[res] or opt.lr)
+    optD:setLr(opt.DLrDict[res] or opt.lr)
   end
+  local batch = state.minibatch
   local level, t = state.level, state.t
   -- At level l the networks run at 4·2^(l-1) px; the reference runs at full resolution, where
   -- D first average-pools by k = 2^floor(lod). Same forward values, but the penalty's gradient
@@ -82,8 +135,9 @@ for iter = startIter + 1, opt.iters do
 
   -- (1) update D on fresh reals, blended with the same t
   optD:zeroGrad()
-  local real = pggan.realsAt(loader:next(), level, t, opt.resolution)
-  local fake = tensor.noGrad(function() return G(tensor.randn(opt.batchSize, opt.latent), level, t) end)
+  local real = pggan.realsAt(reals(batch), level, t, opt.resolution)
+  state.nimg = state.nimg + batch
+  local fake = tensor.noGrad(function() return G(tensor.randn(batch, opt.latent), level, t) end)
   local dReal, dFake = D(real, level, t), D(fake, level, t)
   if opt.loss == "wgangp" then
     lossD = gan.wassersteinD(dReal, dFake)
@@ -99,12 +153,12 @@ for iter = startIter + 1, opt.iters do
 
   -- (2) update G
   optG:zeroGrad()
-  local dG = D(G(tensor.randn(opt.batchSize, opt.latent), level, t), level, t)
+  local dG = D(G(tensor.randn(batch, opt.latent), level, t), level, t)
   lossG = opt.loss == "wgangp" and gan.wassersteinG(dG) or gan.lsganG(dG, { target = 0 }) * 2
   lossG:backward()
   optG:step()
 
-  run:log(iter, { lossD = lossD, lossG = lossG, lod = state.lod, kimg = iter * opt.batchSize / 1000 })
+  run:log(iter, { lossD = lossD, lossG = lossG, lod = state.lod, kimg = state.nimg / 1000, minibatch = batch })
   if opt.svEvery > 0 and iter % opt.svEvery == 0 then run:singularValues(iter, { G = G, D = D }) end
   if iter % opt.sampleEvery == 0 or iter == opt.iters then
     local size = 4 * 2 ^ (level - 1)

@@ -98,6 +98,43 @@ final class TrainingScriptsTests: XCTestCase {
     assertFiles(a.appendingPathComponent("sample"), ["classes.png", "interp_z.png", "trunc-none.png"])
   }
 
+  /// minibatch_dict and the lr dicts: the minibatch and rates switch with floor(lod), kimg
+  /// counts reals, and a resume inside a schedule period with a bigger minibatch is exact.
+  func testPGGANPerResolutionMinibatchAndLearningRates() throws {
+    let a = tmp.appendingPathComponent("a"), b = tmp.appendingPathComponent("b")
+    let dicts = ["--minibatchDict={[4]=8,[32]=12}", "--DLrDict={[8]=5e-4}", "--totalKimg=0.2", "--saveEvery=7", "--keep=100"]
+    _ = try run(["scripts/pggan.lua", "--out=\(a.path)"] + Self.tinyPGGAN + dicts)
+    let log = try String(contentsOfFile: a.appendingPathComponent("log.jsonl").path, encoding: .utf8)
+    var last = 0.0, sizes: [Double: Set<Int>] = [:]
+    for line in log.split(separator: "\n") {
+      let row = try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
+      let lod = row["lod"] as! Double, batch = row["minibatch"] as! Int, kimg = row["kimg"] as! Double
+      XCTAssertEqual(kimg, last + Double(batch) / 1000, accuracy: 1e-12, "kimg counts the reals shown to D")
+      last = kimg
+      sizes[lod.rounded(.down), default: []].insert(batch)
+    }
+    XCTAssertEqual(sizes[3], [8], "4x4 runs with minibatchDict[4]")
+    XCTAssertEqual(sizes[1], [4], "16x16 runs with the base minibatch")
+    XCTAssertEqual(sizes[0], [12], "32x32 (and the fade into it) runs with minibatchDict[32]")
+    XCTAssertGreaterThanOrEqual(last, 0.2, "the run lasts totalKimg")
+    // The D learning rate is 5e-4 while 8x8 is trained, 1e-3 (the base) afterwards.
+    let first = try String(contentsOfFile: a.appendingPathComponent("ckpt").path + "/" + firstCheckpoint(a) + "/state.json", encoding: .utf8)
+    XCTAssertTrue(first.contains("0.0005"), "optD runs at DLrDict[8] at 8x8")
+    _ = try run(["scripts/pggan.lua", "--out=\(b.path)", "--iters=19"] + Self.tinyPGGAN + dicts)
+    _ = try run(["scripts/pggan.lua", "--resume=\(b.path)", "--iters=\(try latestIter(a))"])
+    let name = String(format: "iter-%07d", try latestIter(a))
+    try assertSameCheckpoint(a.appendingPathComponent("ckpt/" + name), b.appendingPathComponent("ckpt/" + name))
+    let bad = try Luagan.run(["scripts/pggan.lua", "--minibatchDict={[6]=8}", "--out=\(tmp.path)/bad"])
+    XCTAssertEqual(bad.status, 2)
+    XCTAssertTrue(bad.stderr.contains("--minibatchDict: key 6 is not a resolution"), bad.stderr)
+  }
+
+  private func checkpoints(_ run: URL) throws -> [String] {
+    try FileManager.default.contentsOfDirectory(atPath: run.appendingPathComponent("ckpt").path).filter { $0.hasPrefix("iter-") }.sorted()
+  }
+  private func firstCheckpoint(_ run: URL) throws -> String { try checkpoints(run).first! }
+  private func latestIter(_ run: URL) throws -> Int { Int(try checkpoints(run).last!.dropFirst(5))! }
+
   func testDCGANTrainsAndResumes() throws {
     let a = tmp.appendingPathComponent("a"), b = tmp.appendingPathComponent("b")
     let tiny = ["--ngf=4", "--ndf=4", "--nz=8", "--batchSize=8", "--sampleEvery=2", "--saveEvery=2", "--logEvery=1", "--quiet"]

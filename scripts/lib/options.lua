@@ -40,8 +40,19 @@ end
 
 local function render(v)
   if type(v) == "table" then
-    local parts = {}
+    local parts, keys = {}, {}
     for _, x in ipairs(v) do parts[#parts + 1] = render(x) end
+    for k in pairs(v) do
+      if not (math.type(k) == "integer" and k >= 1 and k <= #v) then keys[#keys + 1] = k end
+    end
+    table.sort(keys, function(a, b)
+      if type(a) == "number" and type(b) == "number" then return a < b end
+      return tostring(a) < tostring(b)
+    end)
+    for _, k in ipairs(keys) do   -- keyed entries, e.g. {[4]=64,[8]=32}
+      local key = type(k) == "string" and k:match("^[%a_][%w_]*$") and k or ("[" .. render(k) .. "]")
+      parts[#parts + 1] = key .. "=" .. render(v[k])
+    end
     return "{" .. table.concat(parts, ",") .. "}"
   elseif type(v) == "string" then
     return ("%q"):format(v)
