@@ -25,6 +25,10 @@ public enum Plot {
     public init() {}
   }
 
+  /// The dash of series k: solid for the first ten, then dashed, then dotted, so a plot of
+  /// every layer's singular values keeps its lines apart when the colours repeat.
+  static func dash(_ k: Int) -> Int { [0, 7, 3][(k / palette.count) % 3] }
+
   /// The colours of successive series (matplotlib's tab10).
   static let palette: [(UInt8, UInt8, UInt8)] = [
     (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
@@ -49,15 +53,18 @@ public enum Plot {
       for y in Swift.min(y0, y1)...Swift.max(y0, y1) { for x in Swift.min(x0, x1)...Swift.max(x0, x1) { set(x, y, c) } }
     }
     /// A line `thickness` pixels wide (Bresenham, stamping squares), clipped.
+    /// A line; with `dash` > 0 it is drawn `dash` pixels on, `dash` pixels off.
     mutating func line(_ xa: Int, _ ya: Int, _ xb: Int, _ yb: Int, _ c: (UInt8, UInt8, UInt8), thickness: Int = 1,
-                       clip: (Int, Int, Int, Int)? = nil) {
+                       clip: (Int, Int, Int, Int)? = nil, dash: Int = 0) {
       var x = xa, y = ya
       let dx = Swift.abs(xb - xa), dy = -Swift.abs(yb - ya), sx = xa < xb ? 1 : -1, sy = ya < yb ? 1 : -1
       var err = dx + dy
       let lo = -(thickness - 1) / 2, hi = thickness / 2
       var steps = 0
       while true {
-        for oy in lo...hi { for ox in lo...hi { set(x + ox, y + oy, c, clip: clip) } }
+        if dash <= 0 || (steps / dash) % 2 == 0 {
+          for oy in lo...hi { for ox in lo...hi { set(x + ox, y + oy, c, clip: clip) } }
+        }
         if x == xb && y == yb { break }
         steps += 1
         if steps > 20_000 { break }
@@ -180,7 +187,7 @@ public enum Plot {
       for (i, x, y) in points {
         guard x.isFinite, y.isFinite, !o.logy || y > 0 else { prev = nil; continue }
         let p = (px(x), py(ty(y)))
-        if let q = prev { c.line(q.0, q.1, p.0, p.1, color, thickness: 2, clip: clip) }
+        if let q = prev { c.line(q.0, q.1, p.0, p.1, color, thickness: 2, clip: clip, dash: dash(k)) }
         if s.x.count <= 40 { for dy in -3...3 { for dx in -3...3 { c.set(p.0 + dx, p.1 + dy, color, clip: clip) } } }
         if i < s.labels.count {
           let tw = Canvas.textWidth(s.labels[i])
@@ -204,7 +211,7 @@ public enum Plot {
       c.line(x0, y0, x0, y0 + h, (180, 180, 180)); c.line(x0 + w, y0, x0 + w, y0 + h, (180, 180, 180))
       for (row, (k, s)) in named.enumerated() {
         let y = y0 + 10 + row * 24
-        c.line(x0 + 8, y + 7, x0 + 34, y + 7, palette[k % palette.count], thickness: 3)
+        c.line(x0 + 8, y + 7, x0 + 34, y + 7, palette[k % palette.count], thickness: 3, dash: dash(k))
         c.text(s.name, x0 + 42, y)
       }
     }
