@@ -40,12 +40,14 @@ enum Luagan {
     if let stdin { inp.fileHandleForWriting.write(stdin.data(using: .utf8)!) }
     try inp.fileHandleForWriting.close()
     // Read both pipes before waiting, so a chatty child never blocks on a full pipe.
-    var outData = Data(), errData = Data()
+    final class Box: @unchecked Sendable { var data = Data() }   // written by one thread, read after wait()
+    let outBox = Box()
     let group = DispatchGroup()
     group.enter()
-    DispatchQueue.global().async { outData = out.fileHandleForReading.readDataToEndOfFile(); group.leave() }
-    errData = err.fileHandleForReading.readDataToEndOfFile()
+    DispatchQueue.global().async { outBox.data = out.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+    let errData = err.fileHandleForReading.readDataToEndOfFile()
     group.wait()
+    let outData = outBox.data
     p.waitUntilExit()
     return Result(status: p.terminationStatus, stdout: String(decoding: outData, as: UTF8.self), stderr: String(decoding: errData, as: UTF8.self))
   }

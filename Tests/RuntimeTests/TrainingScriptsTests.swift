@@ -147,6 +147,9 @@ final class TrainingScriptsTests: XCTestCase {
 
   func testBadOptionsAreClearErrors() throws {
     let out = "--out=\(tmp.path)/bad"
+    let used = tmp.appendingPathComponent("used")
+    try FileManager.default.createDirectory(at: used, withIntermediateDirectories: true)
+    try "{}\n".write(to: used.appendingPathComponent("log.jsonl"), atomically: true, encoding: .utf8)
     let cases: [([String], Int32, String)] = [
       (["scripts/biggan.lua", "--orthoBta=1e-4", out], 2, "unknown option --orthoBta (did you mean --orthoBeta?)"),
       (["scripts/biggan.lua", "--ch=wide", out], 2, "--ch"),
@@ -154,6 +157,7 @@ final class TrainingScriptsTests: XCTestCase {
       (["scripts/biggan.lua", "--no-shared", "--iters=1", out], 1, "hier (skip-z) needs the shared embedding"),
       (["scripts/biggan.lua", "--resolution=48", "--iters=1", out], 1, "28x28"),
       (["scripts/pggan.lua", "--loss=hinge", out], 2, "--loss must be wgangp or lsgan"),
+      (["scripts/dcgan.lua", "--out=\(used.path)"], 2, "already holds a run: continue it with --resume="),
       (["scripts/pggan.lua", "--batchSize=6", "--mbstdGroup=4", out], 2, "divisible by --mbstdGroup"),
       (["scripts/dcgan.lua", "--lr", out], 2, "--lr"),
       (["scripts/sample.lua"], 2, "--ckpt is required"),

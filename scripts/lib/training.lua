@@ -56,6 +56,13 @@ function M.start(spec, description)
     if not given.out then opt.out = resume end
   end
   if opt.out == "" then io.stderr:write(arg[0] .. ": --out must name a folder\n"); os.exit(2) end
+  -- A new run never writes into an old one (its log and checkpoints would interleave).
+  local old = not saved and io.open(opt.out .. "/log.jsonl", "r")
+  if old then
+    old:close()
+    io.stderr:write(("%s: %s already holds a run: continue it with --resume=%s, or choose another --out\n"):format(arg[0], opt.out, opt.out))
+    os.exit(2)
+  end
   if opt.threads > 0 then tensor.setNumThreads(opt.threads) end
   tensor.manualSeed(opt.seed)
   os.execute(("mkdir -p %q %q"):format(opt.out, opt.out .. "/samples"))
