@@ -94,8 +94,9 @@ end
 if #results > 0 then
   local xs, ys, labels = {}, {}, {}
   for i, r in ipairs(results) do xs[i], ys[i], labels[i] = r.fid, r.is, r.truncation > 0 and tostring(r.truncation) or "none" end
-  plot.lines(out .. "/truncation.png", { { name = "EMA G", x = xs, y = ys, labels = labels } },
-    { title = ("truncation sweep (%d samples each, domain classifier)"):format(opt.n), xlabel = "FID", ylabel = "IS" })
+  plot.lines(out .. "/truncation.png", { { name = (g.ema and "EMA G" or "G") .. (" at iteration %d"):format(g.iter), x = xs, y = ys, labels = labels } },
+    { title = ("truncation sweep, %d samples each"):format(opt.n), xlabel = "domain FID (lower is better)",
+      ylabel = "domain IS (higher is better)" })
   local f = assert(io.open(out .. "/truncation.json", "w"))
   f:write(ckpt.json.encode(results, 2), "\n")
   f:close()

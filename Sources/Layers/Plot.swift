@@ -140,7 +140,9 @@ public enum Plot {
     if xmax - xmin < 1e-12 { xmin -= 0.5; xmax += 0.5 }
     if ymax - ymin < 1e-12 { ymin -= 0.5; ymax += 0.5 }
     let ypad = (ymax - ymin) * 0.05, xpad = (xmax - xmin) * (series.contains { $0.x.count <= 40 } ? 0.05 : 0)
-    ymin -= ypad; ymax += ypad; xmin -= xpad; xmax += xpad
+    // Point labels are drawn above their points: leave them room under the top border.
+    let labelled = series.contains { !$0.labels.isEmpty }
+    ymin -= ypad; ymax += labelled ? 2.5 * ypad : ypad; xmin -= xpad; xmax += xpad
     func px(_ x: Double) -> Int { left + Int(((x - xmin) / (xmax - xmin) * Double(right - left)).rounded()) }
     func py(_ y: Double) -> Int { bottom - Int(((y - ymin) / (ymax - ymin) * Double(bottom - top)).rounded()) }
 
@@ -175,7 +177,10 @@ public enum Plot {
     // Frame, title, axis labels.
     c.line(left, top, right, top, ink); c.line(left, bottom, right, bottom, ink)
     c.line(left, top, left, bottom, ink); c.line(right, top, right, bottom, ink)
-    if !o.title.isEmpty { c.text(o.title, (o.width - Canvas.textWidth(o.title, scale: 3)) / 2, 18, scale: 3) }
+    if !o.title.isEmpty {   // large, unless that would not fit the width
+      let scale = Canvas.textWidth(o.title, scale: 3) <= o.width - 20 ? 3 : 2
+      c.text(o.title, Swift.max(4, (o.width - Canvas.textWidth(o.title, scale: scale)) / 2), scale == 3 ? 18 : 24, scale: scale)
+    }
     if !o.xlabel.isEmpty { c.text(o.xlabel, (left + right - Canvas.textWidth(o.xlabel)) / 2, o.height - 30) }
     if !o.ylabel.isEmpty { c.text(o.ylabel, 12, (top + bottom + Canvas.textWidth(o.ylabel)) / 2, vertical: true) }
 

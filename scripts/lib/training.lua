@@ -231,7 +231,8 @@ end
 
 --- A generator restored from a checkpoint folder of biggan.lua, pggan.lua or dcgan.lua (the
 -- latest checkpoint in `dir`, or `dir` itself), with its EMA weights when it has them. Returns
--- a table: model ("biggan" | "pggan" | "dcgan"), G, opt (the run's options), iter, dimZ,
+-- a table: model ("biggan" | "pggan" | "dcgan"), G, ema (whether G holds the EMA weights),
+-- opt (the run's options), iter, dimZ,
 -- numClasses (0: unconditional), channels, resolution, and sample(z, labels) -> images in
 -- [-1, 1] at the final resolution (BigGAN and DCGAN sample with batch statistics, as their
 -- reference scripts do, without changing the model).
@@ -247,7 +248,8 @@ function M.loadGenerator(dir, opts)
   local weights
   local function pick(emaKey)
     local e = state[emaKey]
-    if opts.ema ~= false and type(e) == "table" and e.__ema then return e.model.stateDict end
+    if opts.ema ~= false and type(e) == "table" and e.__ema then g.ema = true; return e.model.stateDict end
+    g.ema = false
     return state.G.stateDict
   end
   if state.model == "biggan" then
