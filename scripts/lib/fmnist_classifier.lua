@@ -65,7 +65,11 @@ function M.load(path)
     error(("fmnist_classifier: no weights at %s (train them with: luagan scripts/train_classifier.lua)"):format(path), 2)
   end
   f:close()
+  -- Built without touching the global generator (its random init is overwritten anyway), so
+  -- loading the classifier inside a training run never changes the run.
+  local rng = tensor.getRNGState()
   local model = Classifier()
+  tensor.setRNGState(rng)
   model:loadStateDict((tensor.load(path)))
   model:eval()
   return model

@@ -175,7 +175,9 @@ function M.load(path)
   local f = io.open(path, "rb")
   if not f then error(("inception.load: no weights at %s (see scripts/lib/inception.lua for the conversion command)"):format(path), 2) end
   f:close()
+  local rng = tensor.getRNGState()   -- the random init is overwritten: leave the stream as it was
   local net = Inception()
+  tensor.setRNGState(rng)
   local state = tensor.load(path)
   for name, t in pairs(net:stateDict()) do
     if name:match("num_batches_tracked$") and state[name] == nil then state[name] = t end

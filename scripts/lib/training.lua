@@ -222,9 +222,17 @@ end
 function Run:evaluate(iter, sampler)
   if self.opt.dataset ~= "fashion-mnist" or self.opt.resolution ~= 32 then return nil end
   local evaluation = require("evaluation")
-  self.reference = self.reference or evaluation.reference { split = "test" }
-  local images, labels = evaluation.draw(sampler, self.opt.evalSamples)
-  local r = evaluation.metricsOf(images, labels, self.reference, { which = { "fid", "is", "accuracy" } })
+  -- Evaluating never changes the run: building the classifier draws its initial weights from
+  -- the global generator, so the generator's state is restored afterwards, and a run gives
+  -- the same numbers whatever its evalEvery.
+  local rng = tensor.getRNGState()
+  local ok, r = pcall(function()
+    self.reference = self.reference or evaluation.reference { split = "test" }
+    local images, labels = evaluation.draw(sampler, self.opt.evalSamples)
+    return evaluation.metricsOf(images, labels, self.reference, { which = { "fid", "is", "accuracy" } })
+  end)
+  tensor.setRNGState(rng)
+  if not ok then error(r, 0) end
   self.logger:log(iter, { fid = r.fid, is = r.is, accuracy = r.accuracy, evalSamples = r.n })
   return r
 end
