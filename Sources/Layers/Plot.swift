@@ -126,9 +126,17 @@ public enum Plot {
     guard o.width >= 200, o.height >= 150, o.width <= 8000, o.height <= 8000 else {
       throw TensorError("plot.lines: size \(o.width)x\(o.height) must be between 200x150 and 8000x8000")
     }
-    var c = Canvas(width: o.width, height: o.height)
     let left = 110 + (o.ylabel.isEmpty ? 0 : 24), right = o.width - 30
     let top = o.title.isEmpty ? 30 : 64, bottom = o.height - (o.xlabel.isEmpty ? 56 : 84)
+    // The legend: inside the plot when it takes at most half its height, otherwise in columns
+    // to the right of it (the canvas grows), so a plot of every layer stays readable.
+    let named = series.enumerated().filter { !$0.element.name.isEmpty }
+    let rowHeight = 24, entryWidth = (named.map { Canvas.textWidth($0.element.name) }.max() ?? 0) + 50
+    let legendInside = named.count * rowHeight + 10 <= (bottom - top) / 2
+    let rowsPerColumn = legendInside ? Swift.max(1, named.count) : Swift.max(1, (bottom - top - 10) / rowHeight)
+    let legendColumns = named.isEmpty ? 0 : (named.count + rowsPerColumn - 1) / rowsPerColumn
+    let width = legendInside ? o.width : Swift.min(8000, o.width + legendColumns * (entryWidth + 10))
+    var c = Canvas(width: width, height: o.height)
     let clip = (left + 1, top + 1, right - 1, bottom - 1)
 
     func ty(_ v: Double) -> Double { o.logy ? Foundation.log10(v) : v }
@@ -201,10 +209,13 @@ public enum Plot {
         prev = p
       }
     }
-    // Legend in the inside corner that covers the fewest points.
-    let named = series.enumerated().filter { !$0.element.name.isEmpty }
-    if !named.isEmpty {
-      let w = (named.map { Canvas.textWidth($0.element.name) }.max() ?? 0) + 50, h = named.count * 24 + 10
+    func legendEntry(_ k: Int, _ name: String, _ x: Int, _ y: Int) {
+      c.line(x + 8, y + 7, x + 34, y + 7, palette[k % palette.count], thickness: 3, dash: dash(k))
+      c.text(name, x + 42, y)
+    }
+    if !named.isEmpty && legendInside {
+      // In the inside corner that covers the fewest points.
+      let w = entryWidth, h = named.count * rowHeight + 10
       let corners = [(right - w - 10, top + 10), (left + 10, top + 10), (right - w - 10, bottom - h - 10), (left + 10, bottom - h - 10)]
       let plotted = series.flatMap { s in zip(s.x, s.y).filter { $0.0.isFinite && $0.1.isFinite && (!o.logy || $0.1 > 0) }.map { (px($0.0), py(ty($0.1))) } }
       let (x0, y0) = corners.min { a, b in
@@ -214,10 +225,11 @@ public enum Plot {
       c.rect(x0, y0, x0 + w, y0 + h, (255, 255, 255))
       c.line(x0, y0, x0 + w, y0, (180, 180, 180)); c.line(x0, y0 + h, x0 + w, y0 + h, (180, 180, 180))
       c.line(x0, y0, x0, y0 + h, (180, 180, 180)); c.line(x0 + w, y0, x0 + w, y0 + h, (180, 180, 180))
-      for (row, (k, s)) in named.enumerated() {
-        let y = y0 + 10 + row * 24
-        c.line(x0 + 8, y + 7, x0 + 34, y + 7, palette[k % palette.count], thickness: 3, dash: dash(k))
-        c.text(s.name, x0 + 42, y)
+      for (row, (k, s)) in named.enumerated() { legendEntry(k, s.name, x0, y0 + 10 + row * rowHeight) }
+    } else if !named.isEmpty {
+      for (i, (k, s)) in named.enumerated() {
+        let x = right + 20 + (i / rowsPerColumn) * (entryWidth + 10), y = top + 5 + (i % rowsPerColumn) * rowHeight
+        if x + entryWidth <= width { legendEntry(k, s.name, x, y) }
       }
     }
     return c

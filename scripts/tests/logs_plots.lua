@@ -70,5 +70,24 @@ T.test("plot.lines draws a PNG with the series' colours", function()
   checkError("has no y values", plot.lines, tmp .. "/p.png", { { x = { 1 } } })
 end)
 
+T.test("a legend of many series goes beside the plot, in columns; a few stay inside", function()
+  local many, few = {}, {}
+  for k = 1, 30 do
+    local x, y = {}, {}
+    for i = 1, 20 do x[i], y[i] = i, k + math.sin(i) end
+    many[k] = { name = ("blocks.%d.conv1"):format(k), x = x, y = y }
+  end
+  for k = 1, 3 do few[k] = many[k] end
+  plot.lines(tmp .. "/many.png", many, { title = "sv", width = 960, height = 600 })
+  plot.lines(tmp .. "/few.png", few, { title = "sv", width = 960, height = 600 })
+  local wide, narrow = image.load(tmp .. "/many.png"), image.load(tmp .. "/few.png")
+  T.check(narrow:size(3) == 960, "3 series keep the requested width, got " .. narrow:size(3))
+  T.check(wide:size(3) > 960 + 2 * 200, "30 series need two legend columns beside the plot, got width " .. wide:size(3))
+  -- The 30th series' colour (tab10 index 9, cyan, dotted) appears in the legend area.
+  local legend = wide:narrow(3, 961, wide:size(3) - 960)
+  local cyan = legend[1]:lt(0.2):mul(legend[2]:gt(0.6)):mul(legend[3]:gt(0.7)):sum():item()
+  T.check(cyan > 0, "the legend beside the plot shows the last series")
+end)
+
 os.execute(("rm -rf %q"):format(tmp))
 T.finish("logs_plots")
