@@ -53,10 +53,14 @@ checkDict("minibatchDict", opt.minibatchDict, isBatch, "a positive integer")
 checkDict("GLrDict", opt.GLrDict, isLr, "a positive learning rate")
 checkDict("DLrDict", opt.DLrDict, isLr, "a positive learning rate")
 local function minibatchAt(res) return opt.minibatchDict[res] or opt.batchSize end
-for _, res in ipairs { 4, 8, 16, 32, 64, 128, 256, 512, 1024 } do
-  local b = minibatchAt(res)
-  if res <= opt.resolution and b % math.min(opt.mbstdGroup, b) ~= 0 then
-    fail(("--batchSize=%d (at %dx%d) must be divisible by --mbstdGroup=%d"):format(b, res, res, opt.mbstdGroup))
+do
+  local res = 4
+  while res <= opt.resolution do
+    local b = minibatchAt(res)
+    if b % math.min(opt.mbstdGroup, b) ~= 0 then
+      fail(("--batchSize=%d (at %dx%d) must be divisible by --mbstdGroup=%d"):format(b, res, res, opt.mbstdGroup))
+    end
+    res = res * 2
   end
 end
 local function resolutionOf(level) return math.tointeger(4 * 2 ^ (level - 1)) end
@@ -93,7 +97,7 @@ local optG, optD = adam(G), adam(D)
 local Gs = optim.EMA(G, { decay = opt.GsBeta })
 
 local startIter = 0
-local state = { level = 0, lodFloor = -1, lodCeil = -1, lod = 0, t = 0, nimg = 0, minibatch = opt.batchSize }
+local state = { level = 0, lodFloor = -1, lodCeil = -1, lod = 0, t = 0, nimg = 0 }
 if saved then
   ckpt.load(opt.resume .. "/ckpt", { G = G, D = D, optG = optG, optD = optD, Gs = Gs, loader = loader })
   tensor.setRNGState(saved.rng)
@@ -122,11 +126,10 @@ for iter = startIter + 1, opt.iters do
     end
     state.lod, state.level, state.t = lod, level, t
     local res = resolutionOf(level)
-    state.minibatch = minibatchAt(res)
     optG:setLr(opt.GLrDict[res] or opt.lr)
     optD:setLr(opt.DLrDict[res] or opt.lr)
   end
-  local batch = state.minibatch
+  local batch = minibatchAt(resolutionOf(level))
   local level, t = state.level, state.t
   -- At level l the networks run at 4·2^(l-1) px; the reference runs at full resolution, where
   -- D first average-pools by k = 2^floor(lod). Same forward values, but the penalty's gradient

@@ -196,17 +196,23 @@ public final class LuaVM {
 
   // MARK: - The tensor userdata
 
-  /// The metatable of tensors: methods first (fast C __index), then fields; arithmetic
-  /// metamethods accept a number on either side; __gc and __close release the Swift tensor.
-  private func installTensorType() {
-    // Weak-valued map from Swift tensor to its userdata, so one tensor has one Lua identity.
-    lua_pushstring(L, LuaVM.tensorMap)
+  /// registry[key] = an empty table with weak values: a map from Swift objects to their
+  /// userdata that does not keep the userdata alive.
+  static func createWeakMap(_ L: OpaquePointer, _ key: String) {
+    lua_pushstring(L, key)
     lua_createtable(L, 0, 0)
     lua_createtable(L, 0, 1)
     lua_pushstring(L, "v")
     LuaCall(L, "").setField(-2, "__mode")
     lua_setmetatable(L, -2)
     lua_rawset(L, lg_registryindex())
+  }
+
+  /// The metatable of tensors: methods first (fast C __index), then fields; arithmetic
+  /// metamethods accept a number on either side; __gc and __close release the Swift tensor.
+  private func installTensorType() {
+    // Weak-valued map from Swift tensor to its userdata, so one tensor has one Lua identity.
+    LuaVM.createWeakMap(L, LuaVM.tensorMap)
     _ = luaL_newmetatable(L, LuaVM.tensorMeta)
     lg_pop(L, 1)
   }

@@ -23,13 +23,7 @@ enum NNLib {
     }
     lg_pop(L, 1)
     // The weak map from Swift module to userdata.
-    lua_pushstring(L, LuaVM.moduleMap)
-    lua_createtable(L, 0, 0)
-    lua_createtable(L, 0, 1)
-    lua_pushstring(L, "v")
-    LuaCall(L, "").setField(-2, "__mode")
-    lua_setmetatable(L, -2)
-    lua_rawset(L, lg_registryindex())
+    LuaVM.createWeakMap(L, LuaVM.moduleMap)
 
     // The nn table (the prelude adds the classes), with nn.utils and nn.init.
     lua_createtable(L, 0, 64)

@@ -14,6 +14,32 @@ function M.test(name, fn)
   end
 end
 
+--- The misuse sweep: two test cases, "every exported function has misuse cases" (each name
+-- in the sorted list `exported` has an entry in `cases`, a list of calls that must fail) and
+-- "every misuse raises a Lua error" (each of those calls, and of the optional list `extra`,
+-- raises). Returns how many calls were made.
+function M.misuseSweep(exported, cases, extra)
+  M.test("every exported function has misuse cases", function()
+    local missing = {}
+    for _, name in ipairs(exported) do if cases[name] == nil then missing[#missing + 1] = name end end
+    M.check(#missing == 0, "no misuse cases for: " .. table.concat(missing, ", "))
+  end)
+  local calls = 0
+  M.test("every misuse raises a Lua error", function()
+    local survived = {}
+    local function try(f, what)
+      calls = calls + 1
+      if pcall(f) then survived[#survived + 1] = what end
+    end
+    for _, name in ipairs(exported) do
+      for i, f in ipairs(cases[name] or {}) do try(f, ("%s case %d"):format(name, i)) end
+    end
+    for i, f in ipairs(extra or {}) do try(f, "extra case " .. i) end
+    M.check(#survived == 0, "these calls did not raise: " .. table.concat(survived, ", "))
+  end)
+  return calls
+end
+
 --- Fails with `msg` unless `cond` holds.
 function M.check(cond, msg, level)
   if not cond then error(msg or "check failed", (level or 1) + 1) end

@@ -116,15 +116,20 @@ function M.withFrozenBuffers(model, fn)
   return table.unpack(results, 2, results.n)
 end
 
---- Runs fn() with the global generator seeded by `seed`, then puts the training stream back:
--- fixed sample noise that does not move the training run.
-function M.withSeed(seed, fn)
+--- Runs fn() and puts the global generator back as it was, so whatever fn draws does not
+-- move the training run.
+function M.keepingRNG(fn)
   local state = tensor.getRNGState()
-  tensor.manualSeed(seed)
   local results = table.pack(pcall(fn))
   tensor.setRNGState(state)
   if not results[1] then error(results[2], 0) end
   return table.unpack(results, 2, results.n)
+end
+
+--- Runs fn() with the global generator seeded by `seed`, then puts the training stream back:
+-- fixed sample noise that does not move the training run.
+function M.withSeed(seed, fn)
+  return M.keepingRNG(function() tensor.manualSeed(seed); return fn() end)
 end
 
 -- A run: the folder, the log, the progress bar, plots.
@@ -225,14 +230,11 @@ function Run:evaluate(iter, sampler)
   -- Evaluating never changes the run: building the classifier draws its initial weights from
   -- the global generator, so the generator's state is restored afterwards, and a run gives
   -- the same numbers whatever its evalEvery.
-  local rng = tensor.getRNGState()
-  local ok, r = pcall(function()
+  local r = M.keepingRNG(function()
     self.reference = self.reference or evaluation.reference { split = "test" }
     local images, labels = evaluation.draw(sampler, self.opt.evalSamples)
     return evaluation.metricsOf(images, labels, self.reference, { which = { "fid", "is", "accuracy" } })
   end)
-  tensor.setRNGState(rng)
-  if not ok then error(r, 0) end
   self.logger:log(iter, { fid = r.fid, is = r.is, accuracy = r.accuracy, evalSamples = r.n })
   return r
 end

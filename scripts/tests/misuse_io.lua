@@ -65,23 +65,7 @@ for _, lib in ipairs { "image", "data", "ckpt", "log", "plot" } do
 end
 table.sort(exported)
 
-T.test("every exported function has misuse cases", function()
-  local missing = {}
-  for _, name in ipairs(exported) do if not cases[name] then missing[#missing + 1] = name end end
-  check(#missing == 0, "no misuse cases for: " .. table.concat(missing, ", "))
-end)
-
-local calls = 0
-T.test("every misuse raises a Lua error", function()
-  local survived = {}
-  for _, name in ipairs(exported) do
-    for i, f in ipairs(cases[name] or {}) do
-      calls = calls + 1
-      if pcall(f) then survived[#survived + 1] = ("%s case %d"):format(name, i) end
-    end
-  end
-  check(#survived == 0, "these calls did not raise: " .. table.concat(survived, ", "))
-end)
+local calls = T.misuseSweep(exported, cases)
 
 os.execute(("rm -rf %q %q.png"):format(tmp, tmp))
 print(("misuse_io: %d bad calls, all raised Lua errors"):format(calls))

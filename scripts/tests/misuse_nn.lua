@@ -128,27 +128,7 @@ end
 collect("nn.", nn); collect("optim.", optim); collect("gan.", gan)
 table.sort(exported)
 
-T.test("every exported nn, optim and gan function has misuse cases", function()
-  local missing = {}
-  for _, name in ipairs(exported) do if cases[name] == nil then missing[#missing + 1] = name end end
-  check(#missing == 0, "no misuse cases for: " .. table.concat(missing, ", "))
-end)
-
-local calls = 0
-T.test("every misuse raises a Lua error", function()
-  local survived = {}
-  for _, name in ipairs(exported) do
-    for i, f in ipairs(cases[name] or {}) do
-      calls = calls + 1
-      if pcall(f) then survived[#survived + 1] = ("%s case %d"):format(name, i) end
-    end
-  end
-  for i, f in ipairs(methodCases) do
-    calls = calls + 1
-    if pcall(f) then survived[#survived + 1] = "method case " .. i end
-  end
-  check(#survived == 0, "these calls did not raise: " .. table.concat(survived, ", "))
-end)
+local calls = T.misuseSweep(exported, cases, methodCases)
 
 T.test("the process kept going", function()
   check(calls > 120, "ran " .. calls .. " calls")
