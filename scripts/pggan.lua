@@ -129,8 +129,8 @@ for iter = startIter + 1, opt.iters do
     optG:setLr(opt.GLrDict[res] or opt.lr)
     optD:setLr(opt.DLrDict[res] or opt.lr)
   end
-  local batch = minibatchAt(resolutionOf(level))
   local level, t = state.level, state.t
+  local batch = minibatchAt(resolutionOf(level))
   -- At level l the networks run at 4·2^(l-1) px; the reference runs at full resolution, where
   -- D first average-pools by k = 2^floor(lod). Same forward values, but the penalty's gradient
   -- norm is taken w.r.t. the full-resolution image: ‖∇‖_full = ‖∇‖_native / k.
