@@ -23,7 +23,7 @@ if opt.ckpt == "" then io.stderr:write("sample.lua: --ckpt is required (a run fo
 
 local g = training.loadGenerator(opt.ckpt, { ema = opt.ema })
 local out = opt.out ~= "" and opt.out or (g.opt.out .. "/sample")
-os.execute(("mkdir -p %q"):format(out))
+paths.mkdir(out)
 tensor.manualSeed(opt.seed)
 local function save(name, images, nrow)
   local path = ("%s/%s.png"):format(out, name)

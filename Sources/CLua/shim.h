@@ -41,13 +41,38 @@ static inline void lg_gc_collect(lua_State *L) { lua_gc(L, LUA_GCCOLLECT, 0); }
 static inline int lg_gc_count_kb(lua_State *L) { return lua_gc(L, LUA_GCCOUNT, 0); }
 static inline int lg_gc_isrunning(lua_State *L) { return lua_gc(L, LUA_GCISRUNNING, 0); }
 
-// MARK: - A state whose allocator aborts (so `m` functions never longjmp)
+// MARK: - The allocator: catchable out-of-memory in Lua, abort under Swift
 
+/// Per-state host context, reached through the allocator's user data and the state's extra
+/// space (which every coroutine inherits from the main thread): the Swift dispatcher, the
+/// collector's pacing state, and the Lua heap's accounting.
+typedef int (*lg_Dispatch)(lua_State *L, int id);
+typedef struct lg_Context {
+  lg_Dispatch dispatch;
+  long long gcCarry;    /* tensor bytes allocated but not yet reported to the collector */
+  long long softLimit;  /* live tensor bytes that trigger a full collection (a backstop) */
+  size_t heapBytes;     /* bytes the Lua heap holds now */
+  size_t heapLimit;     /* past this, an allocation fails (a "not enough memory" Lua error) */
+  int inSwift;          /* 1 while a Swift frame is on the C stack above the innermost pcall */
+} lg_Context;
+
+/// While Swift runs (inSwift), an allocation that fails aborts the process: a Lua memory error
+/// raised then would longjmp over Swift frames (house decision 2). Otherwise (Lua code, or a
+/// protected call Swift made) a request past the heap limit, or one the system refuses, returns
+/// NULL and Lua raises its catchable "not enough memory". Shrinking never fails.
 static inline void *lg_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
-  (void)ud; (void)osize;
-  if (nsize == 0) { free(ptr); return NULL; }
+  lg_Context *ctx = (lg_Context *)ud;
+  size_t old = ptr ? osize : 0;
+  if (nsize == 0) { free(ptr); ctx->heapBytes -= old; return NULL; }
+  if (nsize > old && !ctx->inSwift && (nsize - old > ctx->heapLimit || ctx->heapBytes + (nsize - old) > ctx->heapLimit)) return NULL;
   void *p = realloc(ptr, nsize);
-  if (p == NULL) { fputs("luagan: out of memory in the Lua heap\n", stderr); abort(); }
+  if (p == NULL) {
+    if (nsize <= old) return ptr;  /* a failed shrink keeps the block (Lua assumes it cannot fail) */
+    if (!ctx->inSwift) return NULL;
+    fputs("luagan: out of memory in the Lua heap while Swift code runs\n", stderr);
+    abort();
+  }
+  ctx->heapBytes = ctx->heapBytes - old + nsize;
   return p;
 }
 static inline int lg_panic(lua_State *L) {
@@ -56,28 +81,24 @@ static inline int lg_panic(lua_State *L) {
   abort();
   return 0;
 }
-static inline lua_State *lg_newstate(void) {
-  lua_State *L = lua_newstate(lg_alloc, NULL);
-  if (L) lua_atpanic(L, lg_panic);
+static inline lg_Context *lg_context(lua_State *L) { return *(lg_Context **)lua_getextraspace(L); }
+static inline lua_State *lg_newstate(lg_Context *ctx) {
+  ctx->inSwift = 1;
+  lua_State *L = lua_newstate(lg_alloc, ctx);
+  if (L) {
+    lua_atpanic(L, lg_panic);
+    *(lg_Context **)lua_getextraspace(L) = ctx;
+  }
   return L;
 }
 
 // MARK: - The trampoline
 
-/// A Swift binding body: returns the number of results, or one of the error codes below with
-/// the error value on top of the stack.
-typedef int (*lg_Dispatch)(lua_State *L, int id);
-enum { LG_ERROR = -1, LG_RETHROW = -2 };
-
-/// Per-state host context, reached through the state's extra space (which every coroutine
-/// inherits from the main thread): the Swift dispatcher and the collector's pacing state.
-typedef struct lg_Context {
-  lg_Dispatch dispatch;
-  long long gcCarry;    /* tensor bytes allocated but not yet reported to the collector */
-  long long softLimit;  /* live tensor bytes that trigger a full collection (a backstop) */
-} lg_Context;
-static inline lg_Context *lg_context(lua_State *L) { return *(lg_Context **)lua_getextraspace(L); }
-static inline void lg_setcontext(lua_State *L, lg_Context *c) { *(lg_Context **)lua_getextraspace(L) = c; }
+/// A Swift binding body returns the number of results, or LG_ERROR with the message on top.
+enum { LG_ERROR = -1 };
+/// Stack slots every binding may use without asking (lua_checkstack); bodies that push a
+/// data-dependent number of values reserve more themselves.
+enum { LG_MINSTACK = 64 };
 
 /// Pushes "chunk:line: " for the innermost frame outside luagan's own Lua code (chunks named
 /// "=[luagan] ..."), so an error inside nn.Module:loadStateDict points at the script's line.
@@ -96,14 +117,18 @@ static inline void lg_where(lua_State *L) {
 /// The one C function behind every Swift binding. Upvalue 1 is the binding's id.
 static inline int lg_trampoline(lua_State *L) {
   int id = (int)lua_tointeger(L, lua_upvalueindex(1));
-  int n = lg_context(L)->dispatch(L, id);  // Swift runs and returns: no Swift frame is left after this
-  if (n == LG_ERROR) {                      // message on top: prefix "chunk:line:" as luaL_error does
+  if (!lua_checkstack(L, LG_MINSTACK)) return luaL_error(L, "stack overflow (a Lua stack too deep to call into luagan)");
+  lg_Context *ctx = lg_context(L);
+  int saved = ctx->inSwift;
+  ctx->inSwift = 1;
+  int n = ctx->dispatch(L, id);  // Swift runs and returns: no Swift frame is left after this
+  ctx->inSwift = saved;
+  if (n == LG_ERROR) {           // message on top: prefix "chunk:line:" as luaL_error does
     lg_where(L);
     lua_rotate(L, -2, 1);
     lua_concat(L, 2);
     return lua_error(L);
   }
-  if (n == LG_RETHROW) return lua_error(L);  // an error value from a protected call, as is
   return n;
 }
 static inline void lg_pushbinding(lua_State *L, int id) {
@@ -131,7 +156,8 @@ static inline void lg_pushindex(lua_State *L) { lua_pushcclosure(L, lg_index, 2)
 /// class (field __class of that table, inheritance through the class's own metatable), then
 /// the fallback in upvalue 1 (parameters, buffers and children registered on the Swift side).
 static inline int lg_module_index(lua_State *L) {
-  if (lua_getiuservalue(L, 1, 1) == LUA_TTABLE) {
+  lua_settop(L, 2);  // a script may call this function itself, with anything
+  if (lua_type(L, 1) == LUA_TUSERDATA && lua_getiuservalue(L, 1, 1) == LUA_TTABLE) {
     lua_pushvalue(L, 2);
     if (lua_rawget(L, 3) != LUA_TNIL) return 1;
     lua_settop(L, 3);
@@ -161,21 +187,31 @@ static inline const char *lg_callname(lua_State *L, int *isMethod) {
   return ar.name;
 }
 
-// MARK: - Protected helpers
+// MARK: - Protected helpers (Swift calls Lua only through these)
 
-/// lua_next is `v` (it raises on an invalid key); run it under lua_pcall so Swift never sees a
-/// longjmp. Stack in: table at t, key on top. Out: key, value (returns 1) or nothing (returns 0).
+/// lua_next is `v` (it raises on an invalid key), and the interrupt hook may raise during any
+/// call: run it under lua_pcall so Swift never sees a longjmp. Stack in: table at t, key on
+/// top. Out: key, value (returns 1); nothing (returns 0) at the end; the error value (returns
+/// -1) on an error, which the caller must raise: a walk cut short is never taken for the end.
 static inline int lg_next_body(lua_State *L) {
   // 1: table, 2: key
   if (lua_next(L, 1)) return 2;
   return 0;
+}
+static inline int lg_pcallk(lua_State *L, int narg, int nres, int msgh) {
+  lg_Context *ctx = lg_context(L);
+  int saved = ctx->inSwift;
+  ctx->inSwift = 0;  // no Swift frame between here and the protected call's handler
+  int status = lua_pcall(L, narg, nres, msgh);
+  ctx->inSwift = saved;
+  return status;
 }
 static inline int lg_pnext(lua_State *L, int t) {
   t = lua_absindex(L, t);
   lua_pushcfunction(L, lg_next_body);
   lua_pushvalue(L, t);
   lua_rotate(L, -3, -1);              // fn, table, key
-  if (lua_pcall(L, 2, 2, 0) != LUA_OK) { lua_settop(L, -2); return 0; }
+  if (lg_pcallk(L, 2, 2, 0) != LUA_OK) return -1;  // the error value is on top
   if (lua_type(L, -2) == LUA_TNIL) { lua_settop(L, -3); return 0; }
   return 1;
 }
@@ -196,14 +232,14 @@ static inline int lg_docall(lua_State *L, int narg, int nres) {
   int base = lua_gettop(L) - narg;
   lua_pushcfunction(L, lg_msghandler);
   lua_rotate(L, base, 1);
-  int status = lua_pcall(L, narg, nres, base);
+  int status = lg_pcallk(L, narg, nres, base);
   lua_rotate(L, base, -1);
   lua_settop(L, -2);
   return status;
 }
 
 /// Calls without a handler (errors come back as values, for rethrow from bindings).
-static inline int lg_pcall(lua_State *L, int narg, int nres) { return lua_pcall(L, narg, nres, 0); }
+static inline int lg_pcall(lua_State *L, int narg, int nres) { return lg_pcallk(L, narg, nres, 0); }
 
 // MARK: - Ctrl-C: stop the script at the next Lua instruction, as lua.c does
 

@@ -21,8 +21,11 @@ static inline void lg_png_warning_fn(png_structp png, png_const_charp msg) { (vo
 /// Reads a PNG as 8-bit samples: gray (1), gray+alpha (2), RGB (3) or RGBA (4) channels,
 /// interleaved, rows top to bottom. Palettes expand to RGB(A), 16-bit samples are reduced to
 /// 8 bits, low bit depths expanded. *data is malloc'ed; the caller frees it.
+/// Before any pixel memory is allocated, the declared size is checked against `max_pixels` and
+/// against what the file can hold: deflate expands at most 1032:1, so a file of n bytes holds
+/// at most 1032·n bytes of (filtered) rows. A 400 KB file declaring 20000x20000 is refused.
 static inline int lg_png_read(const char *path, int *width, int *height, int *channels, unsigned char **data,
-                              char *err, size_t errcap) {
+                              unsigned long long max_pixels, char *err, size_t errcap) {
   lg_png_err e = { err, errcap };
   *data = NULL;
   FILE *fp = fopen(path, "rb");
@@ -48,8 +51,25 @@ static inline int lg_png_read(const char *path, int *width, int *height, int *ch
   png_init_io(png, fp);
   png_set_sig_bytes(png, 8);
   png_set_user_limits(png, 1 << 16, 1 << 16);
+  png_set_chunk_malloc_max(png, 8 << 20);  /* ancillary chunks (text, ICC) are bounded too */
   png_read_info(png, info);
   png_uint_32 w = png_get_image_width(png, info), h = png_get_image_height(png, info);
+  {
+    long here = ftell(fp);
+    unsigned long long file_bytes = 0;
+    if (fseek(fp, 0, SEEK_END) == 0) { long end = ftell(fp); file_bytes = end > 0 ? (unsigned long long)end : 0; }
+    fseek(fp, here, SEEK_SET);
+    unsigned long long pixels = (unsigned long long)w * h;
+    unsigned long long raw_min = (pixels * png_get_bit_depth(png, info) * png_get_channels(png, info) + 7) / 8;
+    if (pixels > max_pixels) {
+      snprintf(err, errcap, "'%s' is %ux%u = %llu pixels, more than the limit of %llu (option maxPixels)", path, w, h, pixels, max_pixels);
+      png_longjmp(png, 1);
+    }
+    if (raw_min > file_bytes * 1032ULL + 65536) {
+      snprintf(err, errcap, "'%s' declares %ux%u pixels, more than its %llu bytes can hold (a corrupt file or a decompression bomb)", path, w, h, file_bytes);
+      png_longjmp(png, 1);
+    }
+  }
   int color = png_get_color_type(png, info), depth = png_get_bit_depth(png, info);
   if (depth == 16) png_set_strip_16(png);
   if (color == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);

@@ -19,7 +19,7 @@ public final class SelfAttention: Module {
                               ("g", channels, channels / 2), ("o", channels / 2, channels)] {
       let conv = try Conv2d(cin, cout, kernel: (1, 1), bias: false, generator: generator)
       if spectralNorm { try conv.applySpectralNorm(eps: snEps, generator: generator) }
-      setChild(name, conv)
+      try setChild(name, conv)
     }
     let gamma = try Tensor.zeros([])
     gamma.requiresGrad = true

@@ -48,15 +48,26 @@ public enum Datasets {
   /// Where Debian's dataset-fashion-mnist package puts the files (`dpkg -L dataset-fashion-mnist`).
   public static let fashionMNISTRoot = "/usr/share/datasets/fashion-mnist"
 
-  /// The whole content of a file, gunzipped if it is gzip (zlib reads plain files as they are).
-  public static func readMaybeGzip(_ path: String) throws -> [UInt8] {
+  /// Bytes a data set file may inflate to unless the caller allows more (`maxBytes`).
+  public static let defaultMaxBytes = 4 << 30
+
+  /// The content of a file, gunzipped if it is gzip (zlib reads plain files as they are), at
+  /// most `limit` bytes: a file that inflates to more is an error, found without inflating it
+  /// all (a 1.5 MB gzip can inflate to gigabytes).
+  /// With `prefix`, the first `limit` bytes are returned without looking further.
+  public static func readMaybeGzip(_ path: String, limit: Int = defaultMaxBytes, prefix: Bool = false) throws -> [UInt8] {
     guard FileManager.default.fileExists(atPath: path) else { throw TensorError("no such file '\(path)'") }
     guard let f = gzopen(path, "rb") else { throw TensorError("cannot open '\(path)'") }
     defer { gzclose(f) }
     var out: [UInt8] = []
     var chunk = [UInt8](repeating: 0, count: 1 << 20)
     while true {
-      let n = chunk.withUnsafeMutableBytes { gzread(f, $0.baseAddress, UInt32($0.count)) }
+      if prefix && out.count >= limit { return Array(out.prefix(limit)) }
+      guard out.count <= limit else {
+        throw TensorError("'\(path)' holds more than \(Storage.humanBytes(limit)) (more than its header declares, or more than the limit maxBytes)")
+      }
+      let want = Swift.min(chunk.count, limit + 1 - out.count)
+      let n = chunk.withUnsafeMutableBytes { gzread(f, $0.baseAddress, UInt32(want)) }
       if n < 0 {
         var code: Int32 = 0
         let msg = gzerror(f, &code).map { String(cString: $0) } ?? "read error"
@@ -77,21 +88,34 @@ public enum Datasets {
   }
 
   /// An IDX image file (magic 0x803: N×rows×cols unsigned bytes) and its label file (0x801).
-  public static func idx(images imagesPath: String, labels labelsPath: String, name: String, classNames: [String]) throws -> Dataset {
+  /// The headers are read first; the pixels are read only up to the size the header declares,
+  /// which must be within `maxBytes`.
+  public static func idx(images imagesPath: String, labels labelsPath: String, name: String, classNames: [String],
+                         maxBytes: Int = defaultMaxBytes) throws -> Dataset {
     let img: [UInt8], lab: [UInt8]
-    do { img = try readMaybeGzip(imagesPath); lab = try readMaybeGzip(labelsPath) } catch let e as TensorError {
+    do {
+      let head = try readMaybeGzip(imagesPath, limit: 16, prefix: true)
+      guard head.count >= 16, bigEndian32(head, 0) == 0x803 else {
+        throw TensorError("'\(imagesPath)' is not an IDX image file (expected magic 0x00000803)")
+      }
+      let n = bigEndian32(head, 4), rows = bigEndian32(head, 8), cols = bigEndian32(head, 12)
+      guard n > 0, rows > 0, cols > 0 else { throw TensorError("'\(imagesPath)' declares \(n) images of \(rows)x\(cols)") }
+      let declared = try Checked.add(Checked.product([n, rows, cols], "'\(imagesPath)': image size"), 16, "'\(imagesPath)'")
+      guard declared <= maxBytes else {
+        throw TensorError("'\(imagesPath)' declares \(n) images of \(rows)x\(cols) (\(Storage.humanBytes(declared))), more than maxBytes \(Storage.humanBytes(maxBytes))")
+      }
+      img = try readMaybeGzip(imagesPath, limit: declared)
+      guard img.count == declared else {
+        throw TensorError("'\(imagesPath)' declares \(n) images of \(rows)x\(cols) but holds \(img.count - 16) pixel bytes (truncated?)")
+      }
+      lab = try readMaybeGzip(labelsPath, limit: n + 8)
+    } catch let e as TensorError {
       throw TensorError("\(name): \(e.message)")
-    }
-    guard img.count >= 16, bigEndian32(img, 0) == 0x803 else {
-      throw TensorError("\(name): '\(imagesPath)' is not an IDX image file (expected magic 0x00000803)")
     }
     guard lab.count >= 8, bigEndian32(lab, 0) == 0x801 else {
       throw TensorError("\(name): '\(labelsPath)' is not an IDX label file (expected magic 0x00000801)")
     }
     let n = bigEndian32(img, 4), rows = bigEndian32(img, 8), cols = bigEndian32(img, 12)
-    guard n > 0, rows > 0, cols > 0, img.count == 16 + n * rows * cols else {
-      throw TensorError("\(name): '\(imagesPath)' declares \(n) images of \(rows)x\(cols) but holds \(img.count - 16) pixel bytes (truncated?)")
-    }
     let nl = bigEndian32(lab, 4)
     guard nl == n, lab.count == 8 + n else {
       throw TensorError("\(name): '\(labelsPath)' has \(lab.count - 8) labels (declares \(nl)) for \(n) images")
@@ -109,7 +133,8 @@ public enum Datasets {
   }
 
   /// MNIST-format files (Fashion-MNIST or MNIST) for a split, gzipped or not.
-  static func mnistFormat(root: String, split: String, name: String, classNames: [String], hint: String) throws -> Dataset {
+  static func mnistFormat(root: String, split: String, name: String, classNames: [String], hint: String,
+                          maxBytes: Int) throws -> Dataset {
     guard split == "train" || split == "test" else { throw TensorError("\(name): split must be 'train' or 'test', got '\(split)'") }
     let prefix = split == "train" ? "train" : "t10k"
     let imgNames = ["\(prefix)-images-idx3-ubyte.gz", "\(prefix)-images-idx3-ubyte", "\(prefix)-images.idx3-ubyte"]
@@ -117,23 +142,24 @@ public enum Datasets {
     guard let ip = findFile(root, imgNames), let lp = findFile(root, labNames) else {
       throw TensorError("\(name): no \(split) files in '\(root)' (expected \(imgNames[0]) and \(labNames[0])); \(hint)")
     }
-    return try idx(images: ip, labels: lp, name: name, classNames: classNames)
+    return try idx(images: ip, labels: lp, name: name, classNames: classNames, maxBytes: maxBytes)
   }
 
-  public static func fashionMNIST(root: String = fashionMNISTRoot, split: String = "train") throws -> Dataset {
+  public static func fashionMNIST(root: String = fashionMNISTRoot, split: String = "train", maxBytes: Int = defaultMaxBytes) throws -> Dataset {
     try mnistFormat(root: root, split: split, name: "data.fashionMNIST", classNames: fashionMNISTClasses,
-                    hint: "install Debian's dataset-fashion-mnist (sudo apt-get install dataset-fashion-mnist) or pass root=")
+                    hint: "install Debian's dataset-fashion-mnist (sudo apt-get install dataset-fashion-mnist) or pass root=",
+                    maxBytes: maxBytes)
   }
 
-  public static func mnist(root: String, split: String = "train") throws -> Dataset {
+  public static func mnist(root: String, split: String = "train", maxBytes: Int = defaultMaxBytes) throws -> Dataset {
     try mnistFormat(root: root, split: split, name: "data.mnist", classNames: (0...9).map(String.init),
-                    hint: "download MNIST's four IDX files into that folder")
+                    hint: "download MNIST's four IDX files into that folder", maxBytes: maxBytes)
   }
 
   /// CIFAR-10's binary version: data_batch_1..5.bin (train) or test_batch.bin, records of one
   /// label byte and 3072 pixel bytes (R, G, B planes of 32×32), in `root` or its
   /// cifar-10-batches-bin subfolder.
-  public static func cifar10(root: String, split: String = "train") throws -> Dataset {
+  public static func cifar10(root: String, split: String = "train", maxBytes: Int = defaultMaxBytes) throws -> Dataset {
     guard split == "train" || split == "test" else { throw TensorError("data.cifar10: split must be 'train' or 'test', got '\(split)'") }
     var dir = root
     if findFile(root, ["data_batch_1.bin", "test_batch.bin"]) == nil,
@@ -148,7 +174,7 @@ public enum Datasets {
         throw TensorError("data.cifar10: missing '\(path)' (download the CIFAR-10 binary version, cifar-10-binary.tar.gz, and pass its folder as root=)")
       }
       let bytes: [UInt8]
-      do { bytes = try readMaybeGzip(path) } catch let e as TensorError { throw TensorError("data.cifar10: \(e.message)") }
+      do { bytes = try readMaybeGzip(path, limit: maxBytes) } catch let e as TensorError { throw TensorError("data.cifar10: \(e.message)") }
       guard bytes.count > 0, bytes.count % 3073 == 0 else {
         throw TensorError("data.cifar10: '\(path)' has \(bytes.count) bytes, not a whole number of 3073-byte records (truncated?)")
       }
@@ -210,7 +236,7 @@ public enum Datasets {
       }
       let shrink = img.shape[1] >= size && img.shape[2] >= size
       img = try Images.resize(img, height: size, width: size, mode: shrink ? .box : .bilinear)
-      pixels += img.toArray().map { UInt8(Swift.min(255, Swift.max(0, ($0 * 255).rounded()))) }
+      pixels += try img.toArray().map { UInt8(Swift.min(255, Swift.max(0, ($0 * 255).rounded()))) }
       labels.append(k)
     }
     return try Dataset(name: "data.imageFolder", count: files.count, channels: channels, height: size, width: size,

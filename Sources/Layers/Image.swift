@@ -4,24 +4,25 @@ import Tensor
 
 /// PNG images in and out (libpng), sheets of samples, and resizing.
 public enum Images {
+  /// Pixels an image may have unless the caller allows more (PIL's MAX_IMAGE_PIXELS is 89M).
+  public static let defaultMaxPixels = 1 << 26
+
   /// Reads a PNG as a float (C, H, W) tensor in [0, 1]; C is 1 (gray), 2 (gray + alpha),
-  /// 3 (RGB) or 4 (RGBA). A missing, corrupt or truncated file is an error, never a crash.
-  public static func load(_ path: String) throws -> Tensor {
+  /// 3 (RGB) or 4 (RGBA). A missing, corrupt or truncated file is an error, never a crash; so
+  /// is one declaring more than `maxPixels` pixels, or more than its size can hold.
+  public static func load(_ path: String, maxPixels: Int = defaultMaxPixels) throws -> Tensor {
     var w: Int32 = 0, h: Int32 = 0, c: Int32 = 0
     var data: UnsafeMutablePointer<UInt8>? = nil
     var err = [CChar](repeating: 0, count: 512)
-    guard lg_png_read(path, &w, &h, &c, &data, &err, err.count) == 0, let pixels = data else {
+    guard lg_png_read(path, &w, &h, &c, &data, UInt64(Swift.max(0, maxPixels)), &err, err.count) == 0, let pixels = data else {
       throw TensorError("image.load: \(String(cString: err))")
     }
     defer { free(pixels) }
     let (W, H, C) = (Int(w), Int(h), Int(c))
-    let t = try Tensor.zeros([C, H, W])
-    try GradMode.withDisabled {
-      var values = [Float](repeating: 0, count: C * H * W)
-      for y in 0..<H { for x in 0..<W { for ch in 0..<C { values[(ch * H + y) * W + x] = Float(pixels[(y * W + x) * C + ch]) / 255 } } }
-      _ = try t.copy_(Tensor.from(values, shape: [C, H, W]))
+    // (H, W, C) interleaved bytes -> (C, H, W) floats, written straight into the tensor.
+    return try Tensor.filled([C, H, W]) { out in
+      for y in 0..<H { for x in 0..<W { for ch in 0..<C { out[(ch * H + y) * W + x] = Float(pixels[(y * W + x) * C + ch]) / 255 } } }
     }
-    return t
   }
 
   /// Writes a (C, H, W) tensor (C = 1, 2, 3 or 4) or an (H, W) gray image as an 8-bit PNG,
@@ -34,7 +35,9 @@ public enum Images {
     }
     guard range.1 > range.0 else { throw TensorError("image.save: range {\(range.0), \(range.1)} is empty") }
     let (C, H, W) = (img.shape[0], img.shape[1], img.shape[2])
-    let v = img.toFloatArray()
+    guard H <= 1 << 20, W <= 1 << 20 else { throw TensorError("image.save: \(W)x\(H) is too large for a PNG") }
+    try Storage.checkAllocatable(count: img.numel, elementBytes: 5, what: "image.save's pixels")
+    let v = try img.toFloatArray()
     var bytes = [UInt8](repeating: 0, count: C * H * W)
     let lo = range.0, span = range.1 - range.0
     for ch in 0..<C {
@@ -67,9 +70,11 @@ public enum Images {
     }
     guard nrow >= 1, padding >= 0 else { throw TensorError("image.grid: nrow must be >= 1 and padding >= 0") }
     let (n, c, h, w) = (batch.shape[0], batch.shape[1], batch.shape[2], batch.shape[3])
-    let xmaps = Swift.min(nrow, n), ymaps = (n + xmaps - 1) / xmaps
-    let height = h + padding, width = w + padding
-    let out = try Tensor.full([c, height * ymaps + padding, width * xmaps + padding], padValue, dtype: batch.dtype)
+    let xmaps = Swift.min(nrow, n), ymaps = n / xmaps + (n % xmaps == 0 ? 0 : 1)
+    let height = try Checked.add(h, padding, "image.grid"), width = try Checked.add(w, padding, "image.grid")
+    let outH = try Checked.add(Checked.mul(height, ymaps, "image.grid"), padding, "image.grid")
+    let outW = try Checked.add(Checked.mul(width, xmaps, "image.grid"), padding, "image.grid")
+    let out = try Tensor.full([c, outH, outW], padValue, dtype: batch.dtype)
     try GradMode.withDisabled {
       for k in 0..<n {
         let y = k / xmaps, x = k % xmaps
@@ -96,8 +101,10 @@ public enum Images {
     let batched = x.rank == 4 ? x : try x.unsqueeze(dim: 0)
     let (n, c, ih, iw) = (batched.shape[0], batched.shape[1], batched.shape[2], batched.shape[3])
     guard ih > 0, iw > 0 else { throw TensorError("image.resize: empty input \(formatShape(x.shape))") }
+    let outCount = try Checked.product([n, c, height, width], "image.resize")
+    try Storage.checkAllocatable(count: outCount, elementBytes: 16, what: "image.resize's output")
     let src = try batched.detach().to(.float64).contiguous().toArray()
-    var out = [Double](repeating: 0, count: n * c * height * width)
+    var out = [Double](repeating: 0, count: outCount)
     switch mode {
     case .box:
       func span(_ i: Int, _ inSize: Int, _ outSize: Int) -> (Int, Int) {

@@ -57,6 +57,10 @@ public final class Loader {
         shape[1] /= f; shape[2] /= f
       }
     }
+    // One batch is built as an array, a scratch image pair and a tensor: refuse what cannot be.
+    let per = try Checked.product(shape, "data.Loader: sample size")
+    try Storage.checkAllocatable(count: try Checked.mul(Swift.min(batchSize, dataset.count), per, "data.Loader: batch size"),
+                                 elementBytes: 12, what: "data.Loader's batch of \(formatShape(shape)) samples")
     self.dataset = dataset; self.batchSize = batchSize; self.shuffle = shuffle; self.dropLast = dropLast
     self.seed = seed; self.transforms = transforms; self.sampleShape = shape
   }
@@ -64,7 +68,7 @@ public final class Loader {
   deinit { if let p = prefetched { p.group.wait() } }
 
   public var batchesPerEpoch: Int {
-    dropLast ? dataset.count / batchSize : (dataset.count + batchSize - 1) / batchSize
+    dataset.count / batchSize + (dropLast || dataset.count % batchSize == 0 ? 0 : 1)
   }
 
   /// A seed for (epoch, batch, stream) derived from the loader's seed (splitmix64 mixing).
@@ -128,7 +132,7 @@ public final class Loader {
 
   /// Builds batch `index` of the current order: gathers, converts, transforms.
   func makeBatch(_ index: Int, epoch e: Int? = nil) throws -> (Tensor, Tensor) {
-    let start = index * batchSize, end = Swift.min(start + batchSize, dataset.count)
+    let start = index * batchSize, end = Swift.min(batchSize, dataset.count - start) + start  // index < batchesPerEpoch
     let idx = Array(order[start..<end])
     let rng = Generator(seed: derivedSeed(e ?? epoch, index, 0xF11B))
     let (c, h0, w0) = (dataset.channels, dataset.height, dataset.width)

@@ -12,7 +12,16 @@ open class Module {
   public private(set) var training = true
   public private(set) var parameterSlots: [(name: String, tensor: Tensor)] = []
   public private(set) var bufferSlots: [(name: String, tensor: Tensor, persistent: Bool)] = []
-  public private(set) var childSlots: [(name: String, module: Module)] = []
+  public private(set) var childSlots: [(name: String, module: Module)] = [] {
+    didSet { relinkParents(old: oldValue) }
+  }
+  /// The modules holding this one as a child (weakly): a tree is checked for depth upwards.
+  private var parentLinks: [WeakModule] = []
+
+  /// How deep a module tree may be. Walks over the tree (parameters, state dicts, train/eval)
+  /// recurse once per level; a bound keeps them, and the release of a tree, off the end of the
+  /// stack, and turns a runaway construction loop into an error instead of a crash.
+  public static let maxDepth = 256
 
   public init(typeName: String) { self.typeName = typeName }
 
@@ -37,7 +46,10 @@ open class Module {
     }
   }
 
-  public func setChild(_ name: String, _ m: Module?) {
+  /// Sets (or with nil removes) child `name`. Refuses a child that would make a cycle (a
+  /// module inside itself) or a tree deeper than `maxDepth`.
+  public func setChild(_ name: String, _ m: Module?) throws {
+    if let m { try checkCanAdopt(m) }
     removeName(name, except: .child)
     if let i = childSlots.firstIndex(where: { $0.name == name }) {
       if let m { childSlots[i].module = m } else { childSlots.remove(at: i) }
@@ -52,6 +64,45 @@ open class Module {
     if kind != .parameter { parameterSlots.removeAll { $0.name == name } }
     if kind != .buffer { bufferSlots.removeAll { $0.name == name } }
     if kind != .child { childSlots.removeAll { $0.name == name } }
+  }
+
+  // MARK: - Parents, cycles and depth
+
+  private func relinkParents(old: [(name: String, module: Module)]) {
+    let before = Set(old.map { ObjectIdentifier($0.module) }), after = Set(childSlots.map { ObjectIdentifier($0.module) })
+    for (_, m) in old where !after.contains(ObjectIdentifier(m)) { m.parentLinks.removeAll { $0.module === self || $0.module == nil } }
+    for (_, m) in childSlots where !before.contains(ObjectIdentifier(m)) { m.parentLinks.append(WeakModule(self)) }
+  }
+
+  /// Levels above this module: 0 for a root, else 1 + the deepest parent's (stops past maxDepth).
+  private func levelsAbove() -> Int {
+    var frontier: [Module] = [self], levels = 0
+    while levels <= Module.maxDepth {
+      var seen = Set<ObjectIdentifier>(), next: [Module] = []
+      for m in frontier {
+        for link in m.parentLinks { if let p = link.module, seen.insert(ObjectIdentifier(p)).inserted { next.append(p) } }
+      }
+      if next.isEmpty { return levels }
+      frontier = next
+      levels += 1
+    }
+    return levels
+  }
+
+  /// Throws unless `child` can hang under this module: it must not contain this module, and
+  /// the tree must stay within maxDepth levels. Iterative: it never recurses.
+  public func checkCanAdopt(_ child: Module) throws {
+    let above = levelsAbove()
+    var stack: [(Module, Int)] = [(child, 1)], deepest = [ObjectIdentifier: Int]()
+    while let (m, level) = stack.popLast() {
+      if m === self { throw TensorError("\(typeName): a module cannot contain itself (adding \(child.typeName) would make a cycle)") }
+      if above + level > Module.maxDepth {
+        throw TensorError("\(typeName): adding \(child.typeName) would make the module tree deeper than \(Module.maxDepth) levels")
+      }
+      if let d = deepest[ObjectIdentifier(m)], d >= level { continue }
+      deepest[ObjectIdentifier(m)] = level
+      for c in m.childSlots { stack.append((c.module, level + 1)) }
+    }
   }
 
   public func parameter(_ name: String) -> Tensor? { parameterSlots.first { $0.name == name }?.tensor }
@@ -206,6 +257,12 @@ open class Module {
   }
 }
 
+/// A parent link that does not keep the parent alive.
+final class WeakModule {
+  weak var module: Module?
+  init(_ m: Module) { module = m }
+}
+
 /// 1,234,567
 public func formatCount(_ n: Int) -> String {
   let s = String(n)
@@ -224,26 +281,26 @@ public final class ScriptModule: Module {
 
 /// Children applied in order (`nn.Sequential`); named "0", "1", ... as in PyTorch.
 public final class Sequential: Module {
-  public init(_ modules: [Module] = []) {
+  public init(_ modules: [Module] = []) throws {
     super.init(typeName: "Sequential")
-    for m in modules { append(m) }
+    for m in modules { try append(m) }
   }
-  public func append(_ m: Module) { setChild(String(childSlots.count), m) }
+  public func append(_ m: Module) throws { try setChild(String(childSlots.count), m) }
   public override func forward(_ inputs: [Tensor]) throws -> Tensor {
     var x = inputs
     for c in childSlots { x = [try c.module.forward(x)] }
     guard let out = x.first else { throw TensorError("Sequential: forward expects an input") }
     return out
   }
-  public override func makeShell() throws -> Module { Sequential() }
+  public override func makeShell() throws -> Module { try Sequential() }
 }
 
 /// A list of modules, registered as children "0", "1", ... (`nn.ModuleList`).
 public final class ModuleList: Module {
-  public init(_ modules: [Module] = []) {
+  public init(_ modules: [Module] = []) throws {
     super.init(typeName: "ModuleList")
-    for m in modules { append(m) }
+    for m in modules { try append(m) }
   }
-  public func append(_ m: Module) { setChild(String(childSlots.count), m) }
-  public override func makeShell() throws -> Module { ModuleList() }
+  public func append(_ m: Module) throws { try setChild(String(childSlots.count), m) }
+  public override func makeShell() throws -> Module { try ModuleList() }
 }

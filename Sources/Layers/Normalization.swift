@@ -83,8 +83,8 @@ public final class ConditionalBatchNorm2d: Module {
     switch condition {
     case .classes(let k):
       guard k > 0 else { throw TensorError("ConditionalBatchNorm2d: numClasses must be positive, got \(k)") }
-      setChild("gain", try Embedding(k, channels, generator: generator))
-      setChild("bias", try Embedding(k, channels, generator: generator))
+      try setChild("gain", try Embedding(k, channels, generator: generator))
+      try setChild("bias", try Embedding(k, channels, generator: generator))
     case .vector(let inputSize, let sn, let snEps):
       guard inputSize > 0 else { throw TensorError("ConditionalBatchNorm2d: inputSize must be positive, got \(inputSize)") }
       let g = try Linear(inputSize, channels, bias: false, generator: generator)
@@ -93,8 +93,8 @@ public final class ConditionalBatchNorm2d: Module {
         try g.applySpectralNorm(eps: snEps, generator: generator)
         try b.applySpectralNorm(eps: snEps, generator: generator)
       }
-      setChild("gain", g)
-      setChild("bias", b)
+      try setChild("gain", g)
+      try setChild("bias", b)
     }
     setBuffer("running_mean", try Tensor.zeros([channels]))
     setBuffer("running_var", try Tensor.ones([channels]))

@@ -20,6 +20,9 @@ open class Optimizer {
   public private(set) var groups: [Group]
   public var state: [ObjectIdentifier: ParamState] = [:]
 
+  /// State tensors that must come together when a state is loaded.
+  open class var requiredStateTensors: [String] { stateTensorNames }
+
   /// Options every group of this optimizer has, with defaults.
   open class var defaults: [String: Double] { [:] }
   /// The tensors each parameter's state holds, in stateDict order.
@@ -108,6 +111,12 @@ open class Optimizer {
     var newState: [ObjectIdentifier: ParamState] = [:]
     for (i, (p, e)) in zip(params, entries).enumerated() {
       guard let e else { continue }
+      // A state holds all of its tensors or none (Adam's two moments go together).
+      let missing = Self.requiredStateTensors.filter { e.tensors[$0] == nil }
+      guard e.tensors.isEmpty || missing.isEmpty else {
+        throw TensorError("\(typeName).loadStateDict: parameter \(i + 1) has no '\(missing[0])' (its state must hold \(Self.requiredStateTensors.joined(separator: " and ")))")
+      }
+      guard e.step >= 0 else { throw TensorError("\(typeName).loadStateDict: parameter \(i + 1) has step \(e.step)") }
       var s = ParamState()
       s.step = e.step
       for (name, t) in e.tensors.sorted(by: { $0.key < $1.key }) {  // sorted: errors name the same entry every run
@@ -121,12 +130,17 @@ open class Optimizer {
       }
       newState[ObjectIdentifier(p)] = s
     }
+    var newGroups = groups
     for (i, o) in groupOptions.enumerated() {
       for (k, v) in o.sorted(by: { $0.key < $1.key }) {
         guard Self.defaults[k] != nil else { throw TensorError("\(typeName).loadStateDict: unknown option '\(k)' in group \(i + 1)") }
-        groups[i].options[k] = v
+        newGroups[i].options[k] = v
+      }
+      do { try Self.validate(newGroups[i].options) } catch let e as TensorError {
+        throw TensorError("\(typeName).loadStateDict: group \(i + 1): \(e.message)")
       }
     }
+    groups = newGroups  // nothing changes unless everything loaded
     state = newState
   }
 }
@@ -139,19 +153,22 @@ public final class Adam: Optimizer {
   public init(groups: [Group]) throws { try super.init(typeName: "Adam", groups: groups) }
 
   public override class func validate(_ o: [String: Double]) throws {
-    guard o["lr"]! >= 0 else { throw TensorError("Adam: lr must be >= 0, got \(o["lr"]!)") }
+    guard o["lr"]! >= 0, o["lr"]!.isFinite else { throw TensorError("Adam: lr must be finite and >= 0, got \(o["lr"]!)") }
     guard (0..<1).contains(o["beta1"]!), (0..<1).contains(o["beta2"]!) else {
       throw TensorError("Adam: betas must be in [0, 1), got {\(o["beta1"]!), \(o["beta2"]!)}")
     }
-    guard o["eps"]! >= 0, o["weightDecay"]! >= 0 else { throw TensorError("Adam: eps and weightDecay must be >= 0") }
+    guard o["eps"]! >= 0, o["weightDecay"]! >= 0, o["eps"]!.isFinite, o["weightDecay"]!.isFinite else {
+      throw TensorError("Adam: eps and weightDecay must be finite and >= 0")
+    }
   }
 
   public override func update(_ p: Tensor, _ g: Tensor, _ s: inout ParamState, _ o: [String: Double]) throws {
-    if s.tensors["exp_avg"] == nil {
+    if s.tensors["exp_avg"] == nil || s.tensors["exp_avg_sq"] == nil {
       s.tensors["exp_avg"] = try Tensor.zeros(p.shape, dtype: p.dtype)
       s.tensors["exp_avg_sq"] = try Tensor.zeros(p.shape, dtype: p.dtype)
     }
-    try Tensor.adamStep(param: p, grad: g, expAvg: s.tensors["exp_avg"]!, expAvgSq: s.tensors["exp_avg_sq"]!, step: s.step,
+    guard let m = s.tensors["exp_avg"], let v = s.tensors["exp_avg_sq"] else { return }
+    try Tensor.adamStep(param: p, grad: g, expAvg: m, expAvgSq: v, step: s.step,
                         lr: o["lr"]!, beta1: o["beta1"]!, beta2: o["beta2"]!, eps: o["eps"]!, weightDecay: o["weightDecay"]!)
   }
 }
@@ -161,11 +178,13 @@ public final class Adam: Optimizer {
 public final class SGD: Optimizer {
   public override class var defaults: [String: Double] { ["lr": 1e-3, "momentum": 0, "dampening": 0, "weightDecay": 0, "nesterov": 0] }
   public override class var stateTensorNames: [String] { ["momentum_buffer"] }
+  public override class var requiredStateTensors: [String] { [] }  // no buffer without momentum
   public init(groups: [Group]) throws { try super.init(typeName: "SGD", groups: groups) }
 
   public override class func validate(_ o: [String: Double]) throws {
-    guard o["lr"]! >= 0, o["momentum"]! >= 0, o["weightDecay"]! >= 0 else {
-      throw TensorError("SGD: lr, momentum and weightDecay must be >= 0")
+    guard o["lr"]! >= 0, o["momentum"]! >= 0, o["weightDecay"]! >= 0, o["lr"]!.isFinite, o["momentum"]!.isFinite,
+          o["weightDecay"]!.isFinite, o["dampening"]!.isFinite else {
+      throw TensorError("SGD: lr, momentum and weightDecay must be finite and >= 0")
     }
     if o["nesterov"]! != 0 && (o["momentum"]! <= 0 || o["dampening"]! != 0) {
       throw TensorError("SGD: Nesterov momentum requires a momentum and zero dampening")

@@ -11,8 +11,6 @@ typealias LuaState = OpaquePointer
 
 /// An error for Lua; the trampoline prefixes the caller's "chunk:line:".
 struct LuaError: Error { let message: String }
-/// The error value is already on top of the Lua stack (from a protected call): raise it as is.
-struct LuaRethrow: Error {}
 
 typealias BindingBody = (LuaCall) throws -> Int32
 
@@ -44,8 +42,6 @@ enum Bridge {
     } catch let e as LuaError {
       lua_pushstring(L, e.message)
       result = Int32(LG_ERROR)
-    } catch is LuaRethrow {
-      result = Int32(LG_RETHROW)
     } catch let e as TensorError {
       lua_pushstring(L, e.message)
       result = Int32(LG_ERROR)
@@ -96,6 +92,36 @@ struct LuaCall {
   /// An error about the call as a whole, prefixed with the function's name.
   func error(_ msg: String) -> LuaError { LuaError(message: "\(shortName): \(msg)") }
   var shortName: String { name.split(separator: ".").last.map(String.init) ?? name }
+
+  /// One step of a table walk (lua_next, protected): true with the key and value pushed, false
+  /// at the end. An error during the walk (Ctrl-C's hook) is thrown, never taken for the end.
+  func next(_ t: Int32) throws -> Bool {
+    switch lg_pnext(L, t) {
+    case 1: return true
+    case 0: return false
+    default:
+      let msg = lua_type(L, -1) == LUA_TSTRING ? LuaVM.string(L, -1) : "error during a table walk"
+      lg_pop(L, 1)
+      throw LuaError(message: msg)
+    }
+  }
+
+  /// Makes room for `n` more values on the Lua stack, or throws (a script nested so deep that
+  /// the stack cannot grow).
+  func reserve(_ n: Int) throws {
+    guard n <= 1_000_000, lua_checkstack(L, Int32(n)) != 0 else {
+      throw error("stack overflow: cannot make room for \(n) values on the Lua stack")
+    }
+  }
+
+  /// Throws unless the Lua heap can grow by `bytes` within its limit: Swift building a Lua
+  /// value of a size that came from data must not exhaust the heap (it would abort).
+  func reserveHeap(_ bytes: Int) throws {
+    let ctx = lg_context(L)!.pointee
+    guard bytes >= 0, bytes <= ctx.heapLimit, ctx.heapBytes <= ctx.heapLimit - bytes else {
+      throw error("not enough memory: \(Storage.humanBytes(bytes)) more for the Lua heap would pass its limit of \(Storage.humanBytes(Int(ctx.heapLimit))) (LUAGAN_LUA_HEAP_LIMIT)")
+    }
+  }
 
   // MARK: - Readers
 
@@ -148,11 +174,12 @@ struct LuaCall {
   static func convertDim(_ d: Int, rank: Int, allowEnd: Bool = false, _ fail: (String) throws -> Never) throws -> Int {
     let n = rank + (allowEnd ? 1 : 0)
     if d == 0 { try fail("dimension 0 is invalid: dimensions are 1-based, and -1 is the last") }
-    let r = d > 0 ? d - 1 : n + d
-    guard r >= 0 && r < Swift.max(n, 1) else {
+    guard n > 0 else { try fail("dimension \(d) out of range: a 0-d tensor has no dimensions") }
+    // d - 1 and n + d cannot overflow: d is neither 0 nor below -n here.
+    guard (d > 0 && d <= n) || (d < 0 && d >= -n) else {
       try fail("dimension \(d) out of range for a \(rank)-D tensor (expected 1..\(n) or -\(n)..-1)")
     }
-    return r
+    return d > 0 ? d - 1 : n + d
   }
 
   /// A shape given as varargs (`2, 3`) or one table (`{2, 3}`), starting at argument `i`.
@@ -199,17 +226,23 @@ struct LuaCall {
   }
 
   /// Indices for indexSelect/embedding: a tensor or table of 1-based integers, as 0-based.
+  /// Values outside 1..2^53 (math.mininteger among them) are refused here: the ops check the
+  /// upper bound against the dimension.
   func indices(_ i: Int32) throws -> (values: [Int], shape: [Int]) {
+    func zeroBased(_ v: Int) throws -> Int {
+      guard v >= 1 && v <= 1 << 53 else { throw argError(i, "index \(v) is out of range (indices are 1-based)") }
+      return v - 1
+    }
     if isTable(i) {
       let v = try intList(i, what: "index")
-      return (v.map { $0 - 1 }, [v.count])
+      return (try v.map(zeroBased), [v.count])
     }
     guard let t = try LuaVM.toTensor(L, i) else { throw typeError(i, "luagan.Tensor or table of indices") }
     var out: [Int] = []
     out.reserveCapacity(t.numel)
-    for v in t.toArray() {
+    for v in try t.toArray() {
       guard v == v.rounded(), Swift.abs(v) < 9e15 else { throw argError(i, "index \(v) is not an integer") }
-      out.append(Int(v) - 1)
+      out.append(try zeroBased(Int(v)))
     }
     return (out, t.shape)
   }
@@ -375,7 +408,7 @@ final class Options {
   func finish() throws {
     guard index != 0 else { return }
     lua_pushnil(L)
-    while lg_pnext(L, index) != 0 {
+    while try call.next(index) {
       let isString = lua_type(L, -2) == LUA_TSTRING
       let key = isString ? LuaVM.string(L, -2) : "[\(LuaVM.typeName(L, -2))]"
       lg_pop(L, 1)

@@ -11,8 +11,24 @@ public final class LuaVM {
   private var closed = false
 
   /// Registry keys (string keys, read with rawget so no metamethod can run).
-  static let tensorMeta = "luagan.Tensor"
+  static let tensorMeta = UserdataKind("luagan.Tensor")
   static let tensorMap = "luagan.tensorMap"
+
+  /// The Lua heap's limit: half the machine's memory, or $LUAGAN_LUA_HEAP_LIMIT bytes (a number
+  /// with an optional K, M or G suffix). Past it a script gets Lua's "not enough memory" error.
+  static let heapLimit: Int = {
+    if let s = ProcessInfo.processInfo.environment["LUAGAN_LUA_HEAP_LIMIT"], let v = parseBytes(s) { return v }
+    return MemoryAccounting.maxAllocationBytes / 2
+  }()
+
+  /// "512M" -> 536870912; nil when malformed.
+  static func parseBytes(_ s: String) -> Int? {
+    let units: [Character: Int] = ["K": 10, "M": 20, "G": 30]
+    var text = Substring(s.uppercased()), shift = 0
+    if let u = text.last, let sh = units[u] { shift = sh; text = text.dropLast() }
+    guard let v = Int(text), v > 0, v <= Int.max >> shift else { return nil }
+    return v << shift
+  }
 
   /// Live tensor bytes that trigger a full collection, as a backstop to step pacing (Torch7's
   /// soft limit); it grows with what survives a collection.
@@ -21,11 +37,11 @@ public final class LuaVM {
   /// Creates a state, opens the standard libraries and luagan's, and sets `package.path` to
   /// search `scriptDir` and the project's `scripts/lib`.
   public init(scriptDir: String? = nil) throws {
-    guard let L = lg_newstate() else { throw LuaError(message: "cannot create a Lua state") }
-    self.L = L
     context = .allocate(capacity: 1)
-    context.initialize(to: lg_Context(dispatch: Bridge.dispatch, gcCarry: 0, softLimit: LuaVM.softLimitBase))
-    lg_setcontext(L, context)
+    context.initialize(to: lg_Context(dispatch: Bridge.dispatch, gcCarry: 0, softLimit: LuaVM.softLimitBase,
+                                      heapBytes: 0, heapLimit: LuaVM.heapLimit, inSwift: 1))
+    guard let L = lg_newstate(context) else { context.deallocate(); throw LuaError(message: "cannot create a Lua state") }
+    self.L = L
     luaL_openlibs(L)
     installTensorType()
     TensorLib.install(L)
@@ -56,6 +72,10 @@ public final class LuaVM {
   public func runScript(_ path: String, args: [String], interpreter: String = "luagan") -> Failure? {
     setArgTable(script: path, args: args, interpreter: interpreter)
     guard luaL_loadfilex(L, path, nil) == LUA_OK else { return popString() }
+    guard args.count < 100_000, lua_checkstack(L, Int32(args.count) + 8) != 0 else {
+      lg_pop(L, 1)
+      return "too many arguments (\(args.count))"
+    }
     for a in args { lua_pushstring(L, a) }
     lg_catch_sigint(L)
     defer { lg_release_sigint() }
@@ -213,7 +233,7 @@ public final class LuaVM {
   private func installTensorType() {
     // Weak-valued map from Swift tensor to its userdata, so one tensor has one Lua identity.
     LuaVM.createWeakMap(L, LuaVM.tensorMap)
-    _ = luaL_newmetatable(L, LuaVM.tensorMeta)
+    _ = luaL_newmetatable(L, LuaVM.tensorMeta.name)
     lg_pop(L, 1)
   }
 
@@ -222,21 +242,36 @@ public final class LuaVM {
     lua_rawget(L, lg_registryindex())
   }
 
-  /// True when the value at i is a userdata whose metatable is registry[meta].
-  static func isUserdata(_ L: LuaState, _ i: Int32, _ meta: String) -> Bool {
-    guard lua_type(L, i) == LUA_TUSERDATA else { return false }
-    let idx = lua_absindex(L, i)
-    guard lua_getmetatable(L, idx) != 0 else { return false }
-    pushRegistry(L, meta)
-    let same = lua_rawequal(L, -1, -2) != 0
-    lg_pop(L, 2)
-    return same
+  /// True when the value at i is a userdata luagan made as `kind` (by its tag, not its
+  /// metatable, which a script can change with debug.setmetatable).
+  static func isUserdata(_ L: LuaState, _ i: Int32, _ kind: UserdataKind) -> Bool {
+    guard lua_type(L, i) == LUA_TUSERDATA, lua_rawlen(L, i) == UserdataKind.blockSize, let ud = lua_touserdata(L, i) else { return false }
+    return ud.load(as: UInt64.self) == kind.tag
+  }
+
+  /// The object pointer of a luagan userdata at i (nil once released).
+  static func boxedPointer(_ L: LuaState, _ i: Int32) -> UnsafeMutableRawPointer? {
+    lua_touserdata(L, i)?.load(fromByteOffset: 8, as: UnsafeMutableRawPointer?.self)
+  }
+
+  /// Pushes a new userdata of `kind` boxing `pointer` (already retained), with its metatable.
+  static func pushBox(_ L: LuaState, _ pointer: UnsafeMutableRawPointer, _ kind: UserdataKind, userValues: Int32 = 0) {
+    let ud = lg_newuserdata(L, UserdataKind.blockSize, userValues)!
+    ud.storeBytes(of: kind.tag, as: UInt64.self)
+    ud.storeBytes(of: pointer, toByteOffset: 8, as: UnsafeMutableRawPointer?.self)
+    pushRegistry(L, kind.name)
+    lua_setmetatable(L, -2)
+  }
+
+  /// Clears the object pointer of the luagan userdata at i (after releasing the object).
+  static func clearBox(_ L: LuaState, _ i: Int32) {
+    lua_touserdata(L, i)?.storeBytes(of: nil, toByteOffset: 8, as: UnsafeMutableRawPointer?.self)
   }
 
   /// The tensor at i, nil if it is not a tensor; throws if it was closed.
   static func toTensor(_ L: LuaState, _ i: Int32) throws -> Tensor? {
-    guard isUserdata(L, i, tensorMeta), let ud = lua_touserdata(L, i) else { return nil }
-    guard let p = ud.load(as: UnsafeMutableRawPointer?.self) else {
+    guard isUserdata(L, i, tensorMeta) else { return nil }
+    guard let p = boxedPointer(L, i) else {
       throw LuaError(message: "attempt to use a closed tensor (released by <close> or free())")
     }
     return Unmanaged<Tensor>.fromOpaque(p).takeUnretainedValue()
@@ -252,10 +287,7 @@ public final class LuaVM {
       return
     }
     lg_pop(L, 1)
-    let ud = lg_newuserdata(L, MemoryLayout<UnsafeMutableRawPointer?>.size, 0)!
-    ud.storeBytes(of: Unmanaged.passRetained(t).toOpaque(), as: UnsafeMutableRawPointer?.self)
-    pushRegistry(L, tensorMeta)
-    lua_setmetatable(L, -2)
+    pushBox(L, Unmanaged.passRetained(t).toOpaque(), tensorMeta)
     lua_pushlightuserdata(L, key)
     lua_pushvalue(L, -2)
     lua_rawset(L, -4)
@@ -264,8 +296,7 @@ public final class LuaVM {
 
   /// Releases the Swift tensor behind the userdata at i (idempotent; __gc, __close, free).
   static func releaseTensor(_ L: LuaState, _ i: Int32, unmap: Bool) {
-    guard isUserdata(L, i, tensorMeta), let ud = lua_touserdata(L, i),
-          let p = ud.load(as: UnsafeMutableRawPointer?.self) else { return }
+    guard isUserdata(L, i, tensorMeta), let p = boxedPointer(L, i) else { return }
     if unmap {
       pushRegistry(L, tensorMap)
       lua_pushlightuserdata(L, p)
@@ -273,7 +304,7 @@ public final class LuaVM {
       lua_rawset(L, -3)
       lg_pop(L, 1)
     }
-    ud.storeBytes(of: nil, as: UnsafeMutableRawPointer?.self)
+    clearBox(L, i)
     Unmanaged<Tensor>.fromOpaque(p).release()
   }
 
@@ -325,6 +356,24 @@ public final class LuaVM {
       let after = Int64(MemoryAccounting.liveBytes)
       ctx.pointee.softLimit = Swift.max(softLimitBase, after + after / 2)
     }
+  }
+}
+
+/// A kind of userdata luagan makes: its metatable's registry name, and the tag each block of
+/// that kind starts with. A block is [tag][object pointer]; the tag mixes in a number drawn at
+/// start-up that no script can write into a userdata, so a foreign userdata given a luagan
+/// metatable (a file handle, through debug.setmetatable) is never taken for one of ours.
+struct UserdataKind {
+  let name: String
+  let tag: UInt64
+  static let blockSize = 16
+  static let secret = UInt64.random(in: 1...UInt64.max)
+
+  init(_ name: String) {
+    self.name = name
+    var h: UInt64 = 0xcbf2_9ce4_8422_2325  // FNV-1a of the name, so kinds differ
+    for b in name.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
+    tag = h ^ UserdataKind.secret
   }
 }
 

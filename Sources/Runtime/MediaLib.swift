@@ -7,22 +7,23 @@ import Tensor
 /// plots, and the file operations checkpoints need (atomic writes, folder renames, fsync).
 enum MediaLib {
   typealias Fn = TensorLib.Fn
-  static let datasetMeta = "luagan.Dataset"
-  static let loaderMeta = "luagan.Loader"
+  static let datasetMeta = UserdataKind("luagan.Dataset")
+  static let loaderMeta = UserdataKind("luagan.Loader")
 
   static func install(_ L: LuaState) {
     for (meta, fields) in [(datasetMeta, datasetIndex), (loaderMeta, loaderIndex)] {
-      _ = luaL_newmetatable(L, meta)
-      TensorLib.setBinding(L, -1, "__index", "\(meta).__index", fields)
-      TensorLib.setBinding(L, -1, "__gc", "\(meta).__gc", { c in LuaVM.releaseObject(c.L, 1, meta: meta); return 0 }, isFinalizer: true)
-      TensorLib.setBinding(L, -1, "__len", "\(meta).__len", { c in
+      _ = luaL_newmetatable(L, meta.name)
+      TensorLib.setBinding(L, -1, "__index", "\(meta.name).__index", fields)
+      TensorLib.setBinding(L, -1, "__gc", "\(meta.name).__gc", { c in LuaVM.releaseObject(c.L, 1, meta: meta); return 0 }, isFinalizer: true)
+      TensorLib.setBinding(L, -1, "__len", "\(meta.name).__len", { c in
         if let d = LuaVM.toObject(c.L, 1, meta: datasetMeta, as: Dataset.self) { c.push(d.count) } else { c.push(try loader(c).batchesPerEpoch) }
         return 1
       })
+      TensorLib.protectMetatable(L, -1)
       lg_pop(L, 1)
     }
     for (name, fns) in [("image", imageBindings()), ("data", dataBindings()), ("plot", plotBindings()),
-                        ("ckpt", fileBindings()), ("log", logBindings())] {
+                        ("paths", fileBindings()), ("ckpt", ckptBindings()), ("log", logBindings())] {
       lua_createtable(L, 0, Int32(fns.count))
       for (fname, body) in fns { TensorLib.setBinding(L, -1, fname, "\(name).\(fname)", body) }
       TensorLib.setGlobal(L, name)
@@ -51,7 +52,15 @@ enum MediaLib {
 
   static func imageBindings() -> [Fn] {
     [
-      ("load", { c in c.push(try Images.load(c.string(1))); return 1 }),
+      ("load", { c in
+        let path = try c.string(1)
+        let o = try c.options(2)
+        let maxPixels = try o.integer("maxPixels", Images.defaultMaxPixels)
+        try o.finish()
+        guard maxPixels > 0 else { throw c.error("option 'maxPixels' must be positive, got \(maxPixels)") }
+        c.push(try Images.load(path, maxPixels: maxPixels))
+        return 1
+      }),
       ("save", { c in
         let path = try c.string(1), x = try c.tensor(2)
         let o = try c.options(3)
@@ -205,28 +214,30 @@ enum MediaLib {
   }
 
   static func dataBindings() -> [Fn] {
-    func splitAndRoot(_ c: LuaCall, defaultRoot: String?) throws -> (String, String) {
+    func splitAndRoot(_ c: LuaCall, defaultRoot: String?) throws -> (String, String, Int) {
       let o = try c.options(1)
       let split = try o.string("split") ?? "train"
       let root = try o.string("root") ?? defaultRoot
+      let maxBytes = try o.integer("maxBytes", Datasets.defaultMaxBytes)
       try o.finish()
       guard let root else { throw c.error("option 'root' is required: the folder holding the data set's files") }
-      return (root, split)
+      guard maxBytes > 0 else { throw c.error("option 'maxBytes' must be positive, got \(maxBytes)") }
+      return (root, split, maxBytes)
     }
     return [
       ("fashionMNIST", { c in
-        let (root, split) = try splitAndRoot(c, defaultRoot: Datasets.fashionMNISTRoot)
-        LuaVM.pushObject(c.L, try Datasets.fashionMNIST(root: root, split: split), meta: datasetMeta)
+        let (root, split, maxBytes) = try splitAndRoot(c, defaultRoot: Datasets.fashionMNISTRoot)
+        LuaVM.pushObject(c.L, try Datasets.fashionMNIST(root: root, split: split, maxBytes: maxBytes), meta: datasetMeta)
         return 1
       }),
       ("mnist", { c in
-        let (root, split) = try splitAndRoot(c, defaultRoot: nil)
-        LuaVM.pushObject(c.L, try Datasets.mnist(root: root, split: split), meta: datasetMeta)
+        let (root, split, maxBytes) = try splitAndRoot(c, defaultRoot: nil)
+        LuaVM.pushObject(c.L, try Datasets.mnist(root: root, split: split, maxBytes: maxBytes), meta: datasetMeta)
         return 1
       }),
       ("cifar10", { c in
-        let (root, split) = try splitAndRoot(c, defaultRoot: nil)
-        LuaVM.pushObject(c.L, try Datasets.cifar10(root: root, split: split), meta: datasetMeta)
+        let (root, split, maxBytes) = try splitAndRoot(c, defaultRoot: nil)
+        LuaVM.pushObject(c.L, try Datasets.cifar10(root: root, split: split, maxBytes: maxBytes), meta: datasetMeta)
         return 1
       }),
       ("imageFolder", { c in
@@ -342,56 +353,67 @@ enum MediaLib {
     ]
   }
 
-  // MARK: - files (for ckpt) and the terminal (for log)
+  // MARK: - paths (files and folders through the OS, never a shell), ckpt and log
 
   static func fileBindings() -> [Fn] {
     [
-      ("_mkdir", { c in try ensureDirectory(c.string(1)); return 0 }),
-      ("_exists", { c in
+      ("mkdir", { c in try ensureDirectory(c.string(1)); return 0 }),
+      ("exists", { c in
         var isDir: ObjCBool = false
         let e = FileManager.default.fileExists(atPath: try c.string(1), isDirectory: &isDir)
         c.push(e); c.push(isDir.boolValue)
         return 2
       }),
-      ("_list", { c in
+      ("list", { c in
         let path = try c.string(1)
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
+        let names: [String]
+        do { names = try FileManager.default.contentsOfDirectory(atPath: path) } catch {
+          throw c.error("cannot list folder '\(path)': \(error.localizedDescription)")
+        }
         lua_createtable(c.L, Int32(names.count), 0)
         for (i, n) in names.sorted().enumerated() { c.push(n); lua_rawseti(c.L, -2, lua_Integer(i + 1)) }
         return 1
       }),
-      ("_remove", { c in
+      ("remove", { c in
         let p = try c.string(1)
+        let last = URL(fileURLWithPath: p).standardizedFileURL.path
+        guard !p.isEmpty, last != "/", !p.hasSuffix("/."), !p.hasSuffix("/.."), p != ".", p != ".." else {
+          throw c.argError(1, "refusing to remove '\(p)'")
+        }
         if FileManager.default.fileExists(atPath: p) {
           do { try FileManager.default.removeItem(atPath: p) } catch { throw c.error("cannot remove '\(p)': \(error.localizedDescription)") }
         }
         return 0
       }),
-      ("_rename", { c in
+      ("rename", { c in
         let a = try c.string(1), b = try c.string(2)
         guard rename(a, b) == 0 else { throw c.error("cannot rename '\(a)' to '\(b)': \(String(cString: strerror(errno)))") }
         return 0
       }),
-      ("_fsync", { c in
+      ("fsync", { c in
         let p = try c.string(1)
         let fd = open(p, O_RDONLY)
-        if fd >= 0 { _ = fsync(fd); close(fd) }
+        guard fd >= 0 else { throw c.error("cannot open '\(p)': \(String(cString: strerror(errno)))") }
+        _ = fsync(fd)
+        close(fd)
         return 0
       }),
-      ("_writeText", { c in
+      ("writeText", { c in
         let p = try c.string(1), s = try c.string(2)
         try writeAtomically(Data(s.utf8), to: p)
         return 0
       }),
-      ("_readText", { c in
+      ("readText", { c in
         let p = try c.string(1)
-        guard let d = FileManager.default.contents(atPath: p) else { throw c.error("cannot read '\(p)'") }
+        let d = try readRegularFile(p, what: "readText", limit: 1 << 30)
+        try c.reserveHeap(d.count * 2)
         c.push(String(decoding: d, as: UTF8.self))
         return 1
       }),
-      ("_pid", { c in c.push(Int(getpid())); return 1 }),
     ]
   }
+
+  static func ckptBindings() -> [Fn] { [("_pid", { c in c.push(Int(getpid())); return 1 })] }
 
   static func logBindings() -> [Fn] {
     [

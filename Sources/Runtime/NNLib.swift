@@ -12,7 +12,7 @@ enum NNLib {
 
   static func install(_ L: LuaState) {
     // The module metatable.
-    _ = luaL_newmetatable(L, LuaVM.moduleMeta)
+    _ = luaL_newmetatable(L, LuaVM.moduleMeta.name)
     let meta = lua_gettop(L)
     lua_pushstring(L, "__index")
     lg_pushbinding(L, Bridge.register("Module.__index", fieldFallback))
@@ -21,6 +21,7 @@ enum NNLib {
     for (name, body) in moduleMetamethods() {
       TensorLib.setBinding(L, meta, name, "Module.\(name)", body, isFinalizer: name == "__gc")
     }
+    TensorLib.protectMetatable(L, meta)
     lg_pop(L, 1)
     // The weak map from Swift module to userdata.
     LuaVM.createWeakMap(L, LuaVM.moduleMap)
@@ -125,8 +126,8 @@ enum NNLib {
       }),
       ("_MinibatchStdDev", make { c in try MinibatchStdDev(groupSize: c.optInteger(1, 4)) }),
       ("_ScriptModule", make { c in ScriptModule(typeName: try c.string(1)) }),
-      ("_Sequential", { c in try container(c, Sequential()) }),
-      ("_ModuleList", { c in try container(c, ModuleList()) }),
+      ("_Sequential", { c in try container(c, try Sequential()) }),
+      ("_ModuleList", { c in try container(c, try ModuleList()) }),
       ("SpectralNorm", { c in
         let m = try c.module(1)
         guard let wm = m as? WeightedModule else {
@@ -145,33 +146,34 @@ enum NNLib {
   }
 
   /// A Sequential or ModuleList from the modules given as arguments (or one table of them).
+  /// Children are read one at a time (never all on the stack at once: a list may be long).
   static func container(_ c: LuaCall, _ m: Module) throws -> Int32 {
-    var children: [(Int32, Module)] = []
-    if c.argc == 1 && c.isTable(1) {
-      let n = Int(lua_rawlen(c.L, 1))
-      for k in 0..<n {
+    let fromTable = c.argc == 1 && c.isTable(1)
+    let n = fromTable ? Int(lua_rawlen(c.L, 1)) : Int(c.argc)
+    // Check every child first, so a bad element leaves no half-built container behind.
+    for k in 0..<n {
+      if fromTable {
         lua_rawgeti(c.L, 1, lua_Integer(k + 1))
-        let top = lua_gettop(c.L)
-        guard let child = LuaVM.toModule(c.L, top) else { throw c.argError(1, "element \(k + 1) is \(c.typeName(top)), expected luagan.Module") }
-        children.append((top, child))
-      }
-    } else {
-      for i in 1...Swift.max(c.argc, 1) where i <= c.argc {
-        guard let child = LuaVM.toModule(c.L, i) else { throw c.argError(i, "luagan.Module expected, got \(c.typeName(i))") }
-        children.append((i, child))
+        defer { lg_pop(c.L, 1) }
+        guard LuaVM.toModule(c.L, -1) != nil else { throw c.argError(1, "element \(k + 1) is \(c.typeName(-1)), expected luagan.Module") }
+      } else if LuaVM.toModule(c.L, Int32(k + 1)) == nil {
+        throw c.argError(Int32(k + 1), "luagan.Module expected, got \(c.typeName(Int32(k + 1)))")
       }
     }
     c.push(m)
     let me = lua_gettop(c.L)
-    for (idx, child) in children { try appendChild(c, me, m, idx, child) }
-    lua_settop(c.L, me)
+    for k in 0..<n {
+      if fromTable { lua_rawgeti(c.L, 1, lua_Integer(k + 1)) } else { lua_pushvalue(c.L, Int32(k + 1)) }
+      try appendChild(c, me, m, lua_gettop(c.L), LuaVM.toModule(c.L, -1)!)
+      lua_settop(c.L, me)
+    }
     return 1
   }
 
   /// Appends `child` (the userdata at `childIndex`) to a container at `me`.
   static func appendChild(_ c: LuaCall, _ me: Int32, _ m: Module, _ childIndex: Int32, _ child: Module) throws {
     let name = String(m.childSlots.count)
-    if let s = m as? Sequential { s.append(child) } else if let l = m as? ModuleList { l.append(child) } else {
+    if let s = m as? Sequential { try s.append(child) } else if let l = m as? ModuleList { try l.append(child) } else {
       throw c.error("\(m.typeName) is not a container (Sequential or ModuleList)")
     }
     lua_pushvalue(c.L, childIndex)
@@ -240,7 +242,7 @@ enum NNLib {
         guard c.isTable(2) else { throw c.typeError(2, "table of name = tensor") }
         var entries: [String: Tensor] = [:]
         lua_pushnil(c.L)
-        while lg_pnext(c.L, 2) != 0 {
+        while try c.next(2) {
           guard lua_type(c.L, -2) == LUA_TSTRING, let t = try LuaVM.toTensor(c.L, -1) else {
             let kn = c.typeName(-2), vn = c.typeName(-1)
             lg_pop(c.L, 2)
@@ -311,7 +313,7 @@ enum NNLib {
         guard ["__call", "__close", "__pairs"].contains(name), lua_type(c.L, 2) == LUA_TFUNCTION else {
           throw c.error("only __call, __close and __pairs can be set from Lua")
         }
-        LuaVM.pushRegistry(c.L, LuaVM.moduleMeta)
+        LuaVM.pushRegistry(c.L, LuaVM.moduleMeta.name)
         lua_pushstring(c.L, name)
         lua_pushvalue(c.L, 2)
         lua_rawset(c.L, -3)
@@ -364,10 +366,7 @@ enum NNLib {
             m.setBuffer(key, t)
           }
         } else if let child = LuaVM.toModule(c.L, 3) {
-          if child === m || child.namedModules().contains(where: { $0.1 === m }) {
-            throw c.error("\(m.typeName).\(key): a module cannot contain itself")
-          }
-          m.setChild(key, child)
+          do { try m.setChild(key, child) } catch let e as TensorError { throw c.error("\(m.typeName).\(key): \(e.message)") }
         } else if c.isNil(3) {
           m.setParameter(key, nil)  // clears a parameter, buffer or child of that name
         } else {

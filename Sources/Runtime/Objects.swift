@@ -6,29 +6,26 @@ import Tensor
 /// Userdata boxing Swift objects other than tensors: modules (with a user value table for
 /// their Lua-side fields), optimizers and EMAs. One metatable per kind, named in the registry.
 extension LuaVM {
-  static let moduleMeta = "luagan.Module"
+  static let moduleMeta = UserdataKind("luagan.Module")
   static let moduleMap = "luagan.moduleMap"
   static let moduleClasses = "luagan.moduleClasses"
-  static let optimizerMeta = "luagan.Optimizer"
-  static let emaMeta = "luagan.EMA"
+  static let optimizerMeta = UserdataKind("luagan.Optimizer")
+  static let emaMeta = UserdataKind("luagan.EMA")
 
   /// Pushes a new userdata boxing `object` (retained), with `userValues` user values.
-  static func pushObject(_ L: LuaState, _ object: AnyObject, meta: String, userValues: Int32 = 0) {
-    let ud = lg_newuserdata(L, MemoryLayout<UnsafeMutableRawPointer?>.size, userValues)!
-    ud.storeBytes(of: Unmanaged.passRetained(object).toOpaque(), as: UnsafeMutableRawPointer?.self)
-    pushRegistry(L, meta)
-    lua_setmetatable(L, -2)
+  static func pushObject(_ L: LuaState, _ object: AnyObject, meta: UserdataKind, userValues: Int32 = 0) {
+    pushBox(L, Unmanaged.passRetained(object).toOpaque(), meta, userValues: userValues)
   }
 
   /// The object at i if it is a userdata of kind `meta`; nil otherwise.
-  static func toObject<T: AnyObject>(_ L: LuaState, _ i: Int32, meta: String, as: T.Type) -> T? {
-    guard isUserdata(L, i, meta), let ud = lua_touserdata(L, i), let p = ud.load(as: UnsafeMutableRawPointer?.self) else { return nil }
+  static func toObject<T: AnyObject>(_ L: LuaState, _ i: Int32, meta: UserdataKind, as: T.Type) -> T? {
+    guard isUserdata(L, i, meta), let p = boxedPointer(L, i) else { return nil }
     return Unmanaged<AnyObject>.fromOpaque(p).takeUnretainedValue() as? T
   }
 
-  static func releaseObject(_ L: LuaState, _ i: Int32, meta: String) {
-    guard isUserdata(L, i, meta), let ud = lua_touserdata(L, i), let p = ud.load(as: UnsafeMutableRawPointer?.self) else { return }
-    ud.storeBytes(of: nil, as: UnsafeMutableRawPointer?.self)
+  static func releaseObject(_ L: LuaState, _ i: Int32, meta: UserdataKind) {
+    guard isUserdata(L, i, meta), let p = boxedPointer(L, i) else { return }
+    clearBox(L, i)
     Unmanaged<AnyObject>.fromOpaque(p).release()
   }
 

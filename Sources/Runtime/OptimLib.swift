@@ -10,13 +10,13 @@ enum OptimLib {
 
   static func install(_ L: LuaState) {
     for (meta, methods) in [(LuaVM.optimizerMeta, optimizerMethods()), (LuaVM.emaMeta, [Fn]())] {
-      _ = luaL_newmetatable(L, meta)
+      _ = luaL_newmetatable(L, meta.name)
       lua_pushstring(L, "__index")
       lua_createtable(L, 0, Int32(methods.count))
       for (name, body) in methods { TensorLib.setBinding(L, -1, name, "Optimizer.\(name)", body) }
       lua_rawset(L, -3)
-      TensorLib.setBinding(L, -1, "__gc", "\(meta).__gc", { c in LuaVM.releaseObject(c.L, 1, meta: meta); return 0 }, isFinalizer: true)
-      if meta == LuaVM.optimizerMeta {
+      TensorLib.setBinding(L, -1, "__gc", "\(meta.name).__gc", { c in LuaVM.releaseObject(c.L, 1, meta: meta); return 0 }, isFinalizer: true)
+      if meta.name == LuaVM.optimizerMeta.name {
         TensorLib.setBinding(L, -1, "__tostring", "Optimizer.__tostring", { c in
           let o = try optimizer(c)
           c.push("\(o.typeName) (\(o.groups.count) group\(o.groups.count == 1 ? "" : "s"), \(o.allParameters.count) parameters: " +
@@ -24,6 +24,7 @@ enum OptimLib {
           return 1
         })
       }
+      TensorLib.protectMetatable(L, -1)
       lg_pop(L, 1)
     }
     lua_createtable(L, 0, 8)
@@ -204,7 +205,7 @@ enum OptimLib {
         guard lua_rawget(c.L, 2) == LUA_TTABLE else { throw c.argError(2, "the state has no 'state' table") }
         let st = lua_gettop(c.L)
         lua_pushnil(c.L)
-        while lg_pnext(c.L, st) != 0 {
+        while try c.next(st) {
           var ok: Int32 = 0
           let i = Int(lua_tointegerx(c.L, -2, &ok))
           guard ok != 0, i >= 1, i <= n, lua_type(c.L, -1) == LUA_TTABLE else {
@@ -214,11 +215,16 @@ enum OptimLib {
           let et = lua_gettop(c.L)
           var tensors: [String: Tensor] = [:], step = 0
           lua_pushnil(c.L)
-          while lg_pnext(c.L, et) != 0 {
+          while try c.next(et) {
             let key = lua_type(c.L, -2) == LUA_TSTRING ? LuaVM.string(c.L, -2) : "?"
             if key == "step" {
-              guard c.isNumber(-1) else { lg_pop(c.L, 2); throw c.argError(2, "state \(i): step must be a number") }
-              step = Int(lua_tonumberx(c.L, -1, nil))
+              var isInt: Int32 = 0
+              let v = lua_tointegerx(c.L, -1, &isInt)
+              guard c.isNumber(-1), isInt != 0, v >= 0, v <= 1 << 53 else {
+                lg_pop(c.L, 2)
+                throw c.argError(2, "state \(i): step must be a whole number in 0..2^53")
+              }
+              step = Int(v)
             } else if let t = try LuaVM.toTensor(c.L, -1) {
               tensors[key] = t
             } else {
@@ -249,7 +255,7 @@ enum OptimLib {
             }
             lg_pop(c.L, 1)
             lua_pushnil(c.L)
-            while lg_pnext(c.L, gti) != 0 {
+            while try c.next(gti) {
               let key = lua_type(c.L, -2) == LUA_TSTRING ? LuaVM.string(c.L, -2) : ""
               if key == "betas", lua_type(c.L, -1) == LUA_TTABLE {
                 lua_rawgeti(c.L, -1, 1); opts["beta1"] = lua_tonumberx(c.L, -1, nil); lg_pop(c.L, 1)

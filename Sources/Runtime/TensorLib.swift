@@ -18,7 +18,7 @@ enum TensorLib {
     // The library table: every method, plus constructors and utilities.
     lua_createtable(L, 0, Int32(methods.count + 32))
     lua_pushnil(L)
-    while lg_pnext(L, methodsIndex) != 0 {
+    while lg_pnext(L, methodsIndex) == 1 {
       lua_pushvalue(L, -2)
       lua_rotate(L, -2, 1)
       lua_rawset(L, -4)
@@ -27,7 +27,7 @@ enum TensorLib {
     let libIndex = lua_gettop(L)
 
     // The metatable.
-    LuaVM.pushRegistry(L, LuaVM.tensorMeta)
+    LuaVM.pushRegistry(L, LuaVM.tensorMeta.name)
     let meta = lua_gettop(L)
     lua_pushstring(L, "__index")
     lua_pushvalue(L, methodsIndex)
@@ -37,9 +37,7 @@ enum TensorLib {
     for (name, body) in metamethods() {
       setBinding(L, meta, name, "Tensor.\(name)", body, isFinalizer: name == "__gc")
     }
-    lua_pushstring(L, "__metatable")  // scripts cannot replace or inspect it
-    lua_pushboolean(L, 0)
-    lua_rawset(L, meta)
+    protectMetatable(L, meta)
     lg_pop(L, 1)
 
     // Globals and package.loaded.
@@ -61,6 +59,14 @@ enum TensorLib {
     lua_pushstring(L, key)
     lg_pushbinding(L, Bridge.register(qualified, isFinalizer: isFinalizer, body))
     lua_rawset(L, t)
+  }
+
+  /// metatable.__metatable = false: getmetatable and setmetatable refuse to show or replace it.
+  static func protectMetatable(_ L: LuaState, _ meta: Int32) {
+    let m = lua_absindex(L, meta)
+    lua_pushstring(L, "__metatable")
+    lua_pushboolean(L, 0)
+    lua_rawset(L, m)
   }
 
   static func setGlobal(_ L: LuaState, _ name: String) {
@@ -157,7 +163,7 @@ enum TensorLib {
       ("dim", { c in c.push(try c.tensor(1).rank); return 1 }),
       ("numel", { c in c.push(try c.tensor(1).numel); return 1 }),
       ("item", { c in c.push(try c.tensor(1).item()); return 1 }),
-      ("totable", { c in pushNested(c, try c.tensor(1)); return 1 }),
+      ("totable", { c in try pushNested(c, try c.tensor(1)); return 1 }),
       ("dtype", { c in c.push(try c.tensor(1).dtype.rawValue); return 1 }),
       ("isContiguous", { c in c.push(try c.tensor(1).isContiguous); return 1 }),
       ("clone", { c in c.push(try c.tensor(1).clone()); return 1 }),
@@ -276,8 +282,17 @@ enum TensorLib {
     return r
   }
 
-  static func pushNested(_ c: LuaCall, _ x: Tensor) {
-    let v = x.toArray()
+  /// Nested tables of numbers, one level per dim (one stack slot per level).
+  static func pushNested(_ c: LuaCall, _ x: Tensor) throws {
+    // A Lua table holds a number in 16 bytes, plus 56 per table.
+    let (tables, o1) = x.shape.dropLast().reduce((1, false)) { acc, d in
+      let (p, o) = acc.0.multipliedReportingOverflow(by: Swift.max(d, 1)); return (p, acc.1 || o)
+    }
+    let (cells, o2) = x.numel.multipliedReportingOverflow(by: 16)
+    guard !o1, !o2, !tables.multipliedReportingOverflow(by: 56).overflow else { throw c.error("a tensor of shape \(formatShape(x.shape)) is too large for Lua tables") }
+    try c.reserveHeap(cells + tables * 56)
+    try c.reserve(x.rank + 4)
+    let v = try x.toArray()
     if x.rank == 0 { c.push(v.first ?? 0); return }
     let strides = Tensor.contiguousStrides(x.shape)
     func build(_ dim: Int, _ base: Int) {
@@ -675,7 +690,7 @@ enum TensorLib {
       ("setRNGState", { c in
         let w = try c.intList(1, what: "word")
         guard w.count == 4 else { throw c.argError(1, "expected the 4 words returned by getRNGState, got \(w.count)") }
-        Generator.global.words = w.map { UInt64(bitPattern: Int64($0)) }
+        try Generator.global.restore(w.map { UInt64(bitPattern: Int64($0)) })
         return 0
       }),
       ("setNumThreads", { c in
@@ -693,12 +708,20 @@ enum TensorLib {
       }),
       ("isGradEnabled", { c in c.push(GradMode.isEnabled); return 1 }),
       ("resetPeakMemory", { _ in MemoryAccounting.resetPeak(); return 0 }),
+      ("setMemoryLimit", { c in
+        if c.isNil(1) { MemoryAccounting.limitBytes = nil; return 0 }
+        let bytes = try c.integer(1)
+        guard bytes > 0 else { throw c.argError(1, "the limit must be a positive number of bytes (or nil for none), got \(bytes)") }
+        MemoryAccounting.limitBytes = bytes
+        return 0
+      }),
       ("memory", { c in
         lua_createtable(c.L, 0, 4)
         c.push(MemoryAccounting.liveBytes); c.setField(-1, "tensorBytes")
         c.push(MemoryAccounting.peakBytes); c.setField(-1, "peakTensorBytes")
         c.push(residentBytes()); c.setField(-1, "rss")
         c.push(Int(lg_gc_count_kb(c.L)) * 1024); c.setField(-1, "luaBytes")
+        if let limit = MemoryAccounting.limitBytes { c.push(limit); c.setField(-1, "limit") }
         return 1
       }),
       ("cat", { c in
@@ -734,7 +757,7 @@ enum TensorLib {
         guard c.isTable(2) else { throw c.typeError(2, "table of name = tensor") }
         var entries: [(String, Tensor)] = []
         lua_pushnil(c.L)
-        while lg_pnext(c.L, 2) != 0 {
+        while try c.next(2) {
           guard lua_type(c.L, -2) == LUA_TSTRING else {
             lg_pop(c.L, 2)
             throw c.argError(2, "keys must be tensor names (strings), got a \(c.typeName(-2)) key")
@@ -751,7 +774,7 @@ enum TensorLib {
         var metadata: [String: String] = [:]
         if c.isTable(3) {
           lua_pushnil(c.L)
-          while lg_pnext(c.L, 3) != 0 {
+          while try c.next(3) {
             if lua_type(c.L, -2) == LUA_TSTRING && lua_type(c.L, -1) == LUA_TSTRING {
               metadata[LuaVM.string(c.L, -2)] = LuaVM.string(c.L, -1)
             }
@@ -790,6 +813,7 @@ enum TensorLib {
   static func callLuaFunction(_ c: LuaCall, _ fi: Int32, _ xs: [Tensor]) throws -> Tensor {
     let top = lua_gettop(c.L)
     defer { lua_settop(c.L, top) }
+    try c.reserve(xs.count + 8)
     lua_pushvalue(c.L, fi)
     for x in xs { c.push(x) }
     guard lg_pcall(c.L, Int32(xs.count), 1) == LUA_OK else {

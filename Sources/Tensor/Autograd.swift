@@ -1,3 +1,5 @@
+import Foundation
+
 /// Reverse-mode autograd on a dynamic graph, micrograd-sized.
 ///
 /// Each primitive op records a `Node` holding its inputs and a pullback: a closure from the
@@ -34,6 +36,46 @@ final class Node {
     self.op = op
     self.edges = edges
     self.pullback = pullback
+  }
+
+  /// Releasing a node releases its inputs' nodes and what its pullback captured, which release
+  /// theirs: a chain of 300,000 ops (`y = y + 1` in a loop) would recurse that deep and overflow
+  /// the stack. The node hands what it holds to the graveyard, which drops it iteratively.
+  deinit {
+    if edges.isEmpty && pullback == nil { return }
+    Graveyard.bury(self)
+  }
+}
+
+/// Drops released graph pieces one at a time, so releasing a graph never recurses deeper than
+/// one node, however long the graph. Per thread: nodes die where their last owner lets go.
+enum Graveyard {
+  final class Plot { var draining = false; var graves: [Any] = [] }
+  static let key: pthread_key_t = {
+    var k = pthread_key_t()
+    pthread_key_create(&k) { if let p = $0 { Unmanaged<Plot>.fromOpaque(p).release() } }
+    return k
+  }()
+
+  static var plot: Plot {
+    if let p = pthread_getspecific(key) { return Unmanaged<Plot>.fromOpaque(p).takeUnretainedValue() }
+    let p = Plot()
+    pthread_setspecific(key, Unmanaged.passRetained(p).toOpaque())
+    return p
+  }
+
+  /// Takes the node's edges and pullback (the graveyard then holds their last references: no
+  /// local copy may outlive the drain, or releasing it would recurse after all).
+  static func bury(_ node: Node) {
+    let p = plot
+    p.graves.append(node.edges)
+    node.edges = []
+    if let pullback = node.pullback { p.graves.append(pullback) }
+    node.pullback = nil
+    if p.draining { return }  // an outer bury is draining: it will drop these
+    p.draining = true
+    while let g = p.graves.popLast() { _ = g }  // dropping g may bury more: they land in graves
+    p.draining = false
   }
 }
 

@@ -9,3 +9,29 @@ public struct TensorError: Error, CustomStringConvertible, Sendable {
 
 /// `{2, 3, 4}`: shapes print as Lua tables, the form users write them in.
 public func formatShape(_ shape: [Int]) -> String { "{" + shape.map(String.init).joined(separator: ",") + "}" }
+
+/// Size arithmetic on numbers that came from a script or a file: an overflow is an error that
+/// names what was being computed, never a silent wrap (release builds) or a trap (debug).
+public enum Checked {
+  public static func add(_ a: Int, _ b: Int, _ what: @autoclosure () -> String) throws -> Int {
+    let (r, o) = a.addingReportingOverflow(b)
+    if o { throw TensorError("\(what()): \(a) + \(b) is too large") }
+    return r
+  }
+  public static func sub(_ a: Int, _ b: Int, _ what: @autoclosure () -> String) throws -> Int {
+    let (r, o) = a.subtractingReportingOverflow(b)
+    if o { throw TensorError("\(what()): \(a) - \(b) is out of range") }
+    return r
+  }
+  public static func mul(_ a: Int, _ b: Int, _ what: @autoclosure () -> String) throws -> Int {
+    let (r, o) = a.multipliedReportingOverflow(by: b)
+    if o { throw TensorError("\(what()): \(a) × \(b) is too large") }
+    return r
+  }
+  /// The product of `values`, or an error.
+  public static func product(_ values: [Int], _ what: @autoclosure () -> String) throws -> Int {
+    var p = 1
+    for v in values { p = try mul(p, v, what()) }
+    return p
+  }
+}

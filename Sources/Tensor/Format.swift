@@ -5,26 +5,43 @@ import Foundation
 /// shape and dtype.
 extension Tensor: CustomStringConvertible {
   public var description: String {
-    let values = toArray()
+    // Only the elements shown are read, so a huge (or huge expanded) tensor prints quickly.
     let summarize = numel > 1000
-    let shown = summarize ? summarizedValues(values) : values
+    let value = elementReader()
+    let shown = summarize ? summarizedValues(value) : (0..<numel).map(value)
     let fmt = ValueFormatter(shown.filter { $0.isFinite })
     var body = ""
     if rank == 0 {
-      body = fmt.format(values.first ?? 0)
+      body = fmt.format(numel > 0 ? value(0) : 0)
     } else {
-      body = render(values, dim: 0, base: 0, indent: 7, fmt: fmt, summarize: summarize)
+      body = render(value, dim: 0, base: 0, indent: 7, fmt: fmt, summarize: summarize)
     }
     var suffix = ", shape=\(formatShape(shape)), dtype=\(dtype.rawValue)"
     if let op = node?.op { suffix += ", gradFn=\(op)" } else if requiresGrad { suffix += ", requiresGrad=true" }
     return "tensor(\(body)\(suffix))"
   }
 
-  private func summarizedValues(_ v: [Double]) -> [Double] {
+  /// The element at a row-major position, read through the strides (no copy).
+  func elementReader() -> (Int) -> Double {
+    let rowMajor = Tensor.contiguousStrides(shape)
+    return { [self] linear in
+      var rem = linear, at = offset
+      for d in 0..<rank {
+        at += (rem / rowMajor[d]) * strides[d]
+        rem %= rowMajor[d]
+      }
+      switch dtype {
+      case .float32: return Double(storage.pointer(Float.self)[at])
+      case .float64: return storage.pointer(Double.self)[at]
+      }
+    }
+  }
+
+  private func summarizedValues(_ v: (Int) -> Double) -> [Double] {
     // The values that will be shown: first and last 3 along every dim.
     var out: [Double] = []
     func walk(_ dim: Int, _ base: Int) {
-      if dim == rank { out.append(v[base]); return }
+      if dim == rank { out.append(v(base)); return }
       let n = shape[dim], st = Tensor.contiguousStrides(shape)[dim]
       let idx = n > 6 ? Array(0..<3) + Array((n - 3)..<n) : Array(0..<n)
       for i in idx { walk(dim + 1, base + i * st) }
@@ -33,11 +50,11 @@ extension Tensor: CustomStringConvertible {
     return out
   }
 
-  private func render(_ v: [Double], dim: Int, base: Int, indent: Int, fmt: ValueFormatter, summarize: Bool) -> String {
+  private func render(_ v: (Int) -> Double, dim: Int, base: Int, indent: Int, fmt: ValueFormatter, summarize: Bool) -> String {
     let n = shape[dim], st = Tensor.contiguousStrides(shape)[dim]
     let idx: [Int?] = summarize && n > 6 ? [0, 1, 2, nil, n - 3, n - 2, n - 1] : (0..<n).map { $0 }
     if dim == rank - 1 {
-      var items = idx.map { $0.map { fmt.format(v[base + $0 * st]) } ?? "..." }
+      var items = idx.map { $0.map { fmt.format(v(base + $0 * st)) } ?? "..." }
       // Wrap long rows at about 80 columns, as PyTorch does.
       let perLine = Swift.max(1, (80 - indent) / (fmt.width + 2))
       if items.count > perLine {

@@ -37,13 +37,13 @@ public enum GradCheck {
         e[j] = 1
         let go = try Tensor.from(e, shape: y.shape, dtype: .float64)
         let gs = try Tensor.grad(outputs: [y], inputs: inputs, gradOutputs: [go], retainGraph: true, allowUnused: true)
-        for (k, g) in gs.enumerated() { analytic[k][j] = g.toArray() }
+        for (k, g) in gs.enumerated() { analytic[k][j] = try g.toArray() }
       }
     }
     // Numeric columns, by central differences.
     var maxErr = 0.0, worst = "", passed = true
     for (k, x) in inputs.enumerated() {
-      let base = x.toArray()
+      let base = try x.toArray()
       for i in 0..<x.numel {
         var plus = base, minus = base
         plus[i] += eps

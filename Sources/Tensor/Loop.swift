@@ -5,8 +5,11 @@
 struct Loop {
   var shape: [Int]
   var strides: [SIMD4<Int>]
+  /// Some dimension has size 0: there is nothing to visit.
+  let isEmpty: Bool
 
   init(shape: [Int], strides: [[Int]]) {
+    isEmpty = shape.contains(0)
     var s: [Int] = [], st: [SIMD4<Int>] = []
     for d in 0..<shape.count where shape[d] != 1 {
       var v = SIMD4<Int>(repeating: 0)
@@ -30,6 +33,7 @@ struct Loop {
   /// Runs are grouped into chunks of about `grain` elements, which may run concurrently.
   @inline(__always)
   func run(grain: Int = Parallel.elementGrain, _ body: (Int, SIMD4<Int>, SIMD4<Int>) -> Void) {
+    if isEmpty { return }
     guard let inner = shape.last else { body(1, .zero, .zero); return }
     let innerStride = strides[shape.count - 1]
     let outerRank = shape.count - 1

@@ -24,10 +24,15 @@ public final class Generator {
     state = (splitmix(), splitmix(), splitmix(), splitmix())
   }
 
-  /// The state as four words (for checkpoints) and back.
-  public var words: [UInt64] {
-    get { [state.0, state.1, state.2, state.3] }
-    set { if newValue.count == 4 { state = (newValue[0], newValue[1], newValue[2], newValue[3]) } }
+  /// The state as four words (for checkpoints); `restore` takes them back.
+  public var words: [UInt64] { [state.0, state.1, state.2, state.3] }
+
+  /// Restores a state saved from `words`. All zeros is refused: xoshiro's one fixed point,
+  /// from which it would return 0 forever (and rejection samplers would never finish).
+  public func restore(_ w: [UInt64]) throws {
+    guard w.count == 4 else { throw TensorError("setRNGState: expected 4 words, got \(w.count)") }
+    guard w.contains(where: { $0 != 0 }) else { throw TensorError("setRNGState: an all-zero state is not a valid generator state") }
+    state = (w[0], w[1], w[2], w[3])
   }
 
   @inline(__always) public func next() -> UInt64 {
@@ -61,7 +66,7 @@ public final class Generator {
 
   /// Uniform integer in lo...hi.
   public func integer(_ lo: Int, _ hi: Int) -> Int {
-    let span = UInt64(hi - lo) &+ 1
+    let span = UInt64(bitPattern: Int64(hi &- lo)) &+ 1  // hi >= lo: the difference fits in 64 bits unsigned
     if span == 0 { return lo &+ Int(bitPattern: UInt(next())) }
     // Lemire's nearly divisionless method, with rejection for exact uniformity.
     var m = next().multipliedFullWidth(by: span)
@@ -69,7 +74,7 @@ public final class Generator {
       let t = (0 &- span) % span
       while m.low < t { m = next().multipliedFullWidth(by: span) }
     }
-    return lo + Int(m.high)
+    return lo &+ Int(bitPattern: UInt(m.high))
   }
 
   /// A uniformly random permutation of 0..<n (Fisher–Yates).
@@ -140,6 +145,7 @@ extension Tensor {
   /// A random permutation of 0..<n as float values. Reference: torch.randperm.
   public static func randperm(_ n: Int, dtype: DType = .float32, generator: Generator = .global) throws -> Tensor {
     let t = try empty([n], dtype: dtype)  // sized first: refuses absurd n before building the permutation
+    try Storage.checkAllocatable(count: n, elementBytes: 8, what: "randperm's permutation")
     let p = generator.permutation(n)
     var i = 0
     return try generated([n], dtype: dtype) { defer { i += 1 }; _ = t; return Double(p[i]) }

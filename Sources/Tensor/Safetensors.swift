@@ -38,7 +38,7 @@ public enum Safetensors {
     data.append(contentsOf: Array(header.utf8))
     data.reserveCapacity(data.count + offset)
     for (_, t) in tensors {
-      let c = t.contiguousData()
+      let c = try t.contiguousData()
       data.append(Data(bytesNoCopy: c.storage.raw + c.offset * t.dtype.byteSize, count: t.numel * t.dtype.byteSize, deallocator: .none))
     }
     return data
@@ -47,9 +47,7 @@ public enum Safetensors {
   /// Reads every tensor in the file (float types become float32/float64 tensors; integer and
   /// half types are converted to float32), plus the metadata, in file order.
   public static func load(_ path: String) throws -> (tensors: [(String, Tensor)], metadata: [String: String]) {
-    guard FileManager.default.fileExists(atPath: path) else { throw TensorError("safetensors: no such file '\(path)'") }
-    guard let data = FileManager.default.contents(atPath: path) else { throw TensorError("safetensors: cannot read '\(path)'") }
-    return try decode(data, name: path)
+    return try decode(readRegularFile(path, what: "safetensors"), name: path)
   }
 
   public static func decode(_ data: Data, name: String = "data") throws -> (tensors: [(String, Tensor)], metadata: [String: String]) {
@@ -73,11 +71,18 @@ public enum Safetensors {
             let shapeAny = info["shape"] as? [Any], let offs = info["data_offsets"] as? [Any], offs.count == 2 else {
         throw bad("entry '\(key)' lacks dtype, shape or data_offsets")
       }
+      // A JSON number as a non-negative Int, or nil (1e300 or 2.5 is not one; NSNumber.intValue
+      // of such a value is undefined).
+      func count(_ v: Any) -> Int? {
+        guard let n = v as? NSNumber, n.doubleValue.isFinite, n.doubleValue >= 0, n.doubleValue < 0x1p62 else { return nil }
+        let i = n.int64Value
+        return Double(i) == n.doubleValue.rounded(.towardZero) && n.doubleValue == n.doubleValue.rounded() ? Int(i) : nil
+      }
       let shape = try shapeAny.map { v -> Int in
-        guard let i = (v as? NSNumber)?.intValue, i >= 0, Double(i) == (v as? NSNumber)?.doubleValue else { throw bad("entry '\(key)' has an invalid shape") }
+        guard let i = count(v) else { throw bad("entry '\(key)' has an invalid shape") }
         return i
       }
-      guard let b = (offs[0] as? NSNumber)?.intValue, let e = (offs[1] as? NSNumber)?.intValue, b >= 0, e >= b, e <= payload else {
+      guard let b = count(offs[0]), let e = count(offs[1]), e >= b, e <= payload else {
         throw bad("entry '\(key)' has data offsets outside the \(payload)-byte payload")
       }
       let size: Int
@@ -137,6 +142,19 @@ public enum Safetensors {
     }
     return out + "\""
   }
+}
+
+/// The bytes of a regular file (not a folder, a device or a pipe, which may never end), after
+/// checking its size can be held in memory. Errors start with `what`.
+public func readRegularFile(_ path: String, what: String, limit: Int = MemoryAccounting.maxAllocationBytes) throws -> Data {
+  var st = stat()
+  guard stat(path, &st) == 0 else { throw TensorError("\(what): no such file '\(path)'") }
+  guard (st.st_mode & S_IFMT) == S_IFREG else { throw TensorError("\(what): '\(path)' is not a regular file") }
+  let size = Int(st.st_size)
+  guard size <= limit else { throw TensorError("\(what): '\(path)' is \(Storage.humanBytes(size)), more than the limit of \(Storage.humanBytes(limit))") }
+  try Storage.checkAllocatable(count: size, elementBytes: 1, what: "the contents of '\(path)'")
+  guard let data = FileManager.default.contents(atPath: path) else { throw TensorError("\(what): cannot read '\(path)'") }
+  return data
 }
 
 /// Writes `data` to a temporary file beside `path`, syncs it, and renames it into place, so a

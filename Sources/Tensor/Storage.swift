@@ -41,6 +41,10 @@ public enum MemoryAccounting {
     return nil
   }
 
+  /// A cap on live tensor bytes set by the script (`tensor.setMemoryLimit`), nil for none:
+  /// past it an allocation is an error, so a run (or the fuzzer) fails fast instead of paging.
+  nonisolated(unsafe) public static var limitBytes: Int? = nil
+
   /// The largest single allocation accepted: the machine's physical memory. Larger requests are
   /// refused with an error instead of being left to the kernel's OOM killer.
   public static let maxAllocationBytes: Int = {
@@ -150,6 +154,23 @@ public final class Storage {
   /// Bumped by every in-place write, so saved tensors can tell they were overwritten.
   public internal(set) var version = 0
 
+  /// Throws unless `count` elements of `elementBytes` each can be allocated: no overflow, within
+  /// the machine's memory, the memory available now and the script's limit. Called before any
+  /// Swift array of a size that came from a user or a file is made (an array that cannot be
+  /// allocated traps, which no Lua script must be able to cause).
+  public static func checkAllocatable(count: Int, elementBytes: Int, what: String) throws {
+    let (bytes, overflow) = count.multipliedReportingOverflow(by: elementBytes)
+    guard count >= 0, !overflow, bytes <= MemoryAccounting.maxAllocationBytes else {
+      throw TensorError("cannot allocate \(what): \(count) elements of \(elementBytes) bytes is more than this machine's memory")
+    }
+    if let limit = MemoryAccounting.limitBytes, bytes > limit {
+      throw TensorError("cannot allocate \(what) of \(humanBytes(bytes)): more than the limit of \(humanBytes(limit)) (tensor.setMemoryLimit)")
+    }
+    if bytes >= 256 << 20, let available = MemoryAccounting.availableBytes(), bytes > available + StorageAllocator.cachedBytes {
+      throw TensorError("cannot allocate \(what) of \(humanBytes(bytes)): only \(humanBytes(available)) of memory is available")
+    }
+  }
+
   /// Allocates `count` elements; zero-filled when `zeroed`. Throws instead of trapping when the
   /// request is absurd or the system refuses it.
   public init(count: Int, dtype: DType, zeroed: Bool = false) throws {
@@ -157,6 +178,9 @@ public final class Storage {
     let (bytes, overflow) = count.multipliedReportingOverflow(by: dtype.byteSize)
     if overflow || bytes > MemoryAccounting.maxAllocationBytes {
       throw TensorError("cannot allocate \(count) elements of \(dtype.rawValue) (\(Storage.humanBytes(overflow ? Int.max : bytes))): more than this machine's memory")
+    }
+    if let limit = MemoryAccounting.limitBytes, bytes > limit - Swift.min(limit, MemoryAccounting.liveBytes) {
+      throw TensorError("cannot allocate \(Storage.humanBytes(bytes)) for a tensor: \(Storage.humanBytes(MemoryAccounting.liveBytes)) of the limit of \(Storage.humanBytes(limit)) (tensor.setMemoryLimit) already live")
     }
     if bytes >= 256 << 20, let available = MemoryAccounting.availableBytes(), bytes > available + StorageAllocator.cachedBytes {
       throw TensorError("cannot allocate \(Storage.humanBytes(bytes)) for a tensor: only \(Storage.humanBytes(available)) of memory is available")

@@ -88,14 +88,24 @@ public final class Tensor {
     return t
   }
 
-  /// Element count of `shape`, refusing negative sizes and overflow.
+  /// A new float32 tensor whose values `fill` writes in row-major order (no intermediate array).
+  public static func filled(_ shape: [Int], _ fill: (UnsafeMutableBufferPointer<Float>) throws -> Void) throws -> Tensor {
+    let t = try empty(shape, dtype: .float32)
+    try fill(UnsafeMutableBufferPointer(start: t.mutablePointer(Float.self), count: t.numel))
+    return t
+  }
+
+  /// Element count of `shape`, refusing negative sizes and overflow. The product of the sizes
+  /// with zeros counted as ones must fit too, so that no stride, and no product of some of the
+  /// sizes (flatten of an empty tensor), can overflow either.
   public static func checkedCount(_ shape: [Int]) throws -> Int {
-    var n = 1
+    var n = 1, span = 1
     for d in shape {
       guard d >= 0 else { throw TensorError("invalid shape \(formatShape(shape)): sizes must be >= 0") }
-      let (m, o) = n.multipliedReportingOverflow(by: d)
-      guard !o else { throw TensorError("shape \(formatShape(shape)) has too many elements") }
+      let (m, o) = n.multipliedReportingOverflow(by: d), (sp, o2) = span.multipliedReportingOverflow(by: Swift.max(d, 1))
+      guard !o, !o2 else { throw TensorError("shape \(formatShape(shape)) has too many elements") }
       n = m
+      span = sp
     }
     return n
   }
@@ -135,8 +145,9 @@ public final class Tensor {
   }
 
   /// The values in row-major order, as Doubles.
-  public func toArray() -> [Double] {
-    let c = contiguousData()
+  public func toArray() throws -> [Double] {
+    try Storage.checkAllocatable(count: numel, elementBytes: 8, what: "an array of the tensor's values")
+    let c = try contiguousData()
     switch dtype {
     case .float32: let p = c.pointer(Float.self); return (0..<numel).map { Double(p[$0]) }
     case .float64: let p = c.pointer(Double.self); return Array(UnsafeBufferPointer(start: p, count: numel))
@@ -144,8 +155,9 @@ public final class Tensor {
   }
 
   /// The values in row-major order, as Floats.
-  public func toFloatArray() -> [Float] {
-    let c = contiguousData()
+  public func toFloatArray() throws -> [Float] {
+    try Storage.checkAllocatable(count: numel, elementBytes: 4, what: "an array of the tensor's values")
+    let c = try contiguousData()
     switch dtype {
     case .float32: return Array(UnsafeBufferPointer(start: c.pointer(Float.self), count: numel))
     case .float64: let p = c.pointer(Double.self); return (0..<numel).map { Float(p[$0]) }
@@ -162,9 +174,10 @@ public final class Tensor {
   }
 
   /// A contiguous tensor with the same values, without recording (shares storage if possible).
-  func contiguousData() -> Tensor {
+  /// Throws when a copy is needed and cannot be allocated (an expanded view can be huge).
+  func contiguousData() throws -> Tensor {
     if isContiguous { return self }
-    return try! stridedCopy(self)  // same element count as an existing tensor: cannot fail to size
+    return try stridedCopy(self)
   }
 
   /// A new Tensor object over the same storage and layout, outside any graph.

@@ -6,7 +6,7 @@ final class ScriptTests: XCTestCase {
   static let listed = ["tensor_basics", "autograd", "bridge", "misuse", "memory", "fixtures_ops", "fixtures_layers",
                        "fixtures_optim", "fixtures_gan", "fixtures_exchange", "nn_modules", "misuse_nn", "gan2d",
                        "option_parsing", "images", "datasets", "checkpoints", "logs_plots", "misuse_io",
-                       "metrics", "fixtures_metrics", "inception_net", "fixtures_biggan", "domain_metrics", "threads"]
+                       "metrics", "fixtures_metrics", "inception_net", "fixtures_biggan", "domain_metrics", "threads", "never_crash"]
 
   func testEveryScriptIsListed() throws {
     let dir = Luagan.root.appendingPathComponent("scripts/tests")
@@ -39,4 +39,5 @@ final class ScriptTests: XCTestCase {
   func testTinyBigGANStepsMatchPyTorch() throws { try Luagan.runTestScript("fixtures_biggan") }
   func testDomainClassifierAndMetricsOnRealData() throws { try Luagan.runTestScript("domain_metrics") }
   func testSameBitsForAnyThreadCount() throws { try Luagan.runTestScript("threads") }
+  func testNeverCrash() throws { try Luagan.runTestScript("never_crash", environment: ["LUAGAN_LUA_HEAP_LIMIT": "512M"]) }
 }

@@ -53,8 +53,8 @@ enum Luagan {
   }
 
   /// Runs scripts/tests/<name>.lua and fails the calling test unless it exits 0.
-  static func runTestScript(_ name: String, file: StaticString = #filePath, line: UInt = #line) throws {
-    let r = try run(["scripts/tests/\(name).lua"])
+  static func runTestScript(_ name: String, environment: [String: String] = [:], file: StaticString = #filePath, line: UInt = #line) throws {
+    let r = try run(["scripts/tests/\(name).lua"], environment: environment)
     print(r.stdout, terminator: "")
     if r.status != 0 {
       XCTFail("scripts/tests/\(name).lua exited with \(r.status)\n--- stdout\n\(r.stdout)\n--- stderr\n\(r.stderr)", file: file, line: line)

@@ -14,7 +14,7 @@ final class WinogradTests: XCTestCase {
       xv.requiresGrad = true; wv.requiresGrad = true
       let y = try Tensor.conv2d(xv, wv, spec: ConvSpec(padding: (1, 1)))
       try y.backward(gy)
-      return [y.toArray(), xv.grad!.toArray(), wv.grad!.toArray()]
+      return [try y.toArray(), try xv.grad!.toArray(), try wv.grad!.toArray()]
     }
     let saved = ConvolutionSettings.winograd
     defer { ConvolutionSettings.winograd = saved }

@@ -61,7 +61,7 @@ function M.reference(opts)
   else
     ref.features, ref.logits = M.classify(model, images)
     if opts.cache ~= false then
-      os.execute(("mkdir -p %q"):format(M.cacheDir))
+      paths.mkdir(M.cacheDir)
       tensor.save(path, { features = ref.features, logits = ref.logits })
     end
   end
@@ -76,7 +76,7 @@ function M.reference(opts)
       local pool3 = metrics.extract(function(x) return opts.inception:features((x + 1) / 2) end, images, { batchSize = 50 })
       ref.inceptionStats = metrics.featureStats(pool3)
       if opts.cache ~= false then
-        os.execute(("mkdir -p %q"):format(M.cacheDir))
+        paths.mkdir(M.cacheDir)
         metrics.saveStats(ipath, ref.inceptionStats)
       end
     end

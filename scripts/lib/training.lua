@@ -65,7 +65,7 @@ function M.start(spec, description)
   end
   if opt.threads > 0 then tensor.setNumThreads(opt.threads) end
   tensor.manualSeed(opt.seed)
-  os.execute(("mkdir -p %q %q"):format(opt.out, opt.out .. "/samples"))
+  paths.mkdir(opt.out .. "/samples")
   local text = options.describe(opt, spec)
   local f = io.open(opt.out .. "/options.txt", "w")
   if f then f:write(text, "\n"); f:close() end

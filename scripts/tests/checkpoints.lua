@@ -5,7 +5,7 @@ local tinygan = require("tinygan")
 local check, checkError, close = T.check, T.checkError, T.close
 local tmp = os.tmpname()
 os.remove(tmp)
-os.execute(("mkdir -p %q"):format(tmp))
+paths.mkdir(tmp)
 
 T.test("JSON keeps integers, floats, strings and nesting exact", function()
   local v = { i = 9007199254740993, f = 0.1, neg = -2.5e-300, s = "a\"b\\c\n\1é", t = true, list = { 1, 2.0, "x" },
@@ -113,5 +113,5 @@ T.test("resume is bit-exact: 20 iterations straight equal 10 + save + load + 10"
   print(("resume: %d tensors identical (parameters, buffers, EMA, Adam moments, the next noise)"):format(n))
 end)
 
-os.execute(("rm -rf %q"):format(tmp))
+paths.remove(tmp)
 T.finish("checkpoints")

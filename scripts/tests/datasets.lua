@@ -5,7 +5,7 @@ local T = require("testing")
 local check, checkError, close = T.check, T.checkError, T.close
 local tmp = os.tmpname()
 os.remove(tmp)
-os.execute(("mkdir -p %q"):format(tmp))
+paths.mkdir(tmp)
 
 local function write(path, bytes) local f = assert(io.open(path, "wb")); f:write(bytes); f:close() end
 local function u32(n) return string.pack(">I4", n) end
@@ -50,7 +50,7 @@ T.test("MNIST-format files (plain or gzip) and their corruptions", function()
   checkError("option 'root' is required", data.mnist, {})
   -- a truncated gzip from the real Fashion-MNIST file
   local gz = io.open("/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz", "rb"):read("a")
-  os.execute(("mkdir -p %q"):format(tmp .. "/cut"))
+  paths.mkdir(tmp .. "/cut")
   write(tmp .. "/cut/t10k-labels-idx1-ubyte.gz", gz:sub(1, #gz // 2))
   write(tmp .. "/cut/t10k-images-idx3-ubyte.gz", io.open("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz", "rb"):read("a"))
   checkError("data.fashionMNIST: '" .. tmp .. "/cut/t10k-labels-idx1-ubyte.gz' is truncated or corrupt", data.fashionMNIST, { root = tmp .. "/cut", split = "test" })
@@ -58,7 +58,7 @@ end)
 
 T.test("CIFAR-10 binary batches and their corruptions", function()
   local dir = tmp .. "/cifar-10-batches-bin"
-  os.execute(("mkdir -p %q"):format(dir))
+  paths.mkdir(dir)
   local rec = function(label, v) return string.char(label) .. string.char(v):rep(3072) end
   write(dir .. "/test_batch.bin", rec(3, 10) .. rec(9, 200))
   local ds = data.cifar10 { root = tmp, split = "test" }
@@ -73,7 +73,7 @@ end)
 
 T.test("image folders: classes from sub-folders, resized, channels converted", function()
   local root = tmp .. "/folder"
-  for _, cls in ipairs { "cats", "dogs" } do os.execute(("mkdir -p %q"):format(root .. "/" .. cls)) end
+  for _, cls in ipairs { "cats", "dogs" } do paths.mkdir(root .. "/" .. cls) end
   image.save(root .. "/cats/a.png", tensor.ones(3, 8, 8) * 0.5)
   image.save(root .. "/cats/b.png", tensor.zeros(1, 4, 6))
   image.save(root .. "/dogs/c.png", tensor.ones(4, 8, 8))
@@ -157,5 +157,5 @@ T.test("loader throughput", function()
   check(rate > 1000)
 end)
 
-os.execute(("rm -rf %q"):format(tmp))
+paths.remove(tmp)
 T.finish("datasets")

@@ -6,7 +6,7 @@ local check, checkError, close = T.check, T.checkError, T.close
 local root = os.getenv("LUAGAN_HOME") or "."
 local tmp = os.tmpname()
 os.remove(tmp)
-os.execute(("mkdir -p %q"):format(tmp))
+paths.mkdir(tmp)
 
 T.test("reads PNGs written by another encoder: gray, gray+alpha, RGB, RGBA, 16-bit, palette", function()
   local expected = fixtures.load("png_expected")
@@ -72,5 +72,5 @@ T.test("bad files give clear errors", function()
   checkError("image.save: cannot create folder", image.save, "/proc/luagan-no-such/x.png", tensor.zeros(1, 2, 2))
 end)
 
-os.execute(("rm -rf %q"):format(tmp))
+paths.remove(tmp)
 T.finish("images")

@@ -4,7 +4,7 @@ local T = require("testing")
 local check, checkError = T.check, T.checkError
 local tmp = os.tmpname()
 os.remove(tmp)
-os.execute(("mkdir -p %q"):format(tmp))
+paths.mkdir(tmp)
 
 T.test("the logger appends one JSON object per line and flushes it", function()
   local lg = log.Logger(tmp .. "/run")
@@ -89,5 +89,5 @@ T.test("a legend of many series goes beside the plot, in columns; a few stay ins
   T.check(cyan > 0, "the legend beside the plot shows the last series")
 end)
 
-os.execute(("rm -rf %q"):format(tmp))
+paths.remove(tmp)
 T.finish("logs_plots")

@@ -44,6 +44,8 @@ local cases = {
           function() return tensor.new("a") end, function() return tensor.new() end,
           function() local t = {}; local c = t; for _ = 1, 100 do c[1] = {}; c = c[1] end; return tensor.new(t) end },
   manualSeed = { function() return tensor.manualSeed("a") end, function() return tensor.manualSeed(0.5) end },
+  setMemoryLimit = { function() return tensor.setMemoryLimit(-1) end, function() return tensor.setMemoryLimit("x") end,
+                    function() return tensor.setMemoryLimit(0.5) end },
   getRNGState = {}, clock = {}, memory = {}, resetPeakMemory = {}, isTensor = {}, isGradEnabled = {}, getNumThreads = {},
   _profileStart = {}, _profileStop = {},
   profile = { function() return tensor.profile(5) end, function() return tensor.profile(function() error("x") end) end },

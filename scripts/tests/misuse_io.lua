@@ -1,4 +1,4 @@
--- The misuse loop for image, data, ckpt, log and plot: wrong types, nil, absurd sizes, bad
+-- The misuse loop for image, data, ckpt, log, plot and paths: wrong types, nil, absurd sizes, bad
 -- files and unknown options. Every call must raise a Lua error; every function has cases.
 local T = require("testing")
 local check = T.check
@@ -49,13 +49,23 @@ local cases = {
   ["log.series"] = { function() return log.series(5, "x") end },
   ["log.Progress"] = { function() return log.Progress(0) end, function() return log.Progress("x") end,
     function() return log.Progress(10):update() end },
+  ["paths.mkdir"] = { function() return paths.mkdir() end, function() return paths.mkdir("/proc/nope/x") end,
+    function() return paths.mkdir("/etc/passwd") end },
+  ["paths.exists"] = { function() return paths.exists() end, function() return paths.exists({}) end },
+  ["paths.list"] = { function() return paths.list() end, function() return paths.list("/nonexistent") end },
+  ["paths.remove"] = { function() return paths.remove() end, function() return paths.remove("/") end,
+    function() return paths.remove("..") end, function() return paths.remove("a/..") end },
+  ["paths.rename"] = { function() return paths.rename("/nonexistent/a", "/nonexistent/b") end, function() return paths.rename("a") end },
+  ["paths.fsync"] = { function() return paths.fsync("/nonexistent") end, function() return paths.fsync(5) end },
+  ["paths.writeText"] = { function() return paths.writeText("/nonexistent/a", "x") end, function() return paths.writeText(tmp, 5) end },
+  ["paths.readText"] = { function() return paths.readText("/nonexistent") end, function() return paths.readText() end },
   ["plot.lines"] = { function() return plot.lines() end, function() return plot.lines(tmp .. ".png", 5) end,
     function() return plot.lines(tmp .. ".png", { 5 }) end, function() return plot.lines(tmp .. ".png", { { y = { "a" } } }) end,
     function() return plot.lines("/proc/nope/x.png", { { y = { 1 } } }) end },
 }
 
 local exported = {}
-for _, lib in ipairs { "image", "data", "ckpt", "log", "plot" } do
+for _, lib in ipairs { "image", "data", "ckpt", "log", "plot", "paths" } do
   for k, v in pairs(_G[lib]) do
     if type(k) == "string" and k:sub(1, 1) ~= "_" then
       if type(v) == "function" then exported[#exported + 1] = lib .. "." .. k
@@ -67,6 +77,7 @@ table.sort(exported)
 
 local calls = T.misuseSweep(exported, cases)
 
-os.execute(("rm -rf %q %q.png"):format(tmp, tmp))
+paths.remove(tmp)
+os.remove(tmp .. ".png")
 print(("misuse_io: %d bad calls, all raised Lua errors"):format(calls))
 T.finish("misuse_io")

@@ -22,7 +22,7 @@ public enum FeatureMetrics {
       guard rows >= minRows else {
         throw TensorError("\(function): too few samples in \(name): need at least \(minRows), got \(rows)")
       }
-      values = x.toArray()
+      values = try x.toArray()
       try FeatureMetrics.requireFinite(values, dims, name, function)
     }
 
@@ -266,14 +266,17 @@ public enum FeatureMetrics {
   public static func kernelInceptionDistance(_ a: Tensor, _ b: Tensor, subsets: Int = 100, subsetSize: Int = 1000,
                                              degree: Int = 3, gamma: Double? = nil, coef0: Double = 1, seed: UInt32 = 2020,
                                              function: String = "metrics.kid") throws -> (mean: Double, std: Double) {
-    guard subsets >= 1 else { throw TensorError("\(function): subsets must be at least 1, got \(subsets)") }
+    // Bounds keep every request a finite amount of work (the defaults are 100, 1000 and 3).
+    guard subsets >= 1, subsets <= 100_000 else { throw TensorError("\(function): subsets must be in 1..100000, got \(subsets)") }
     guard subsetSize >= 2 else { throw TensorError("\(function): subsetSize must be at least 2, got \(subsetSize)") }
-    guard degree >= 1 else { throw TensorError("\(function): degree must be at least 1, got \(degree)") }
+    guard degree >= 1, degree <= 64 else { throw TensorError("\(function): degree must be in 1..64, got \(degree)") }
+    guard coef0.isFinite, gamma.map({ $0.isFinite }) ?? true else { throw TensorError("\(function): gamma and coef0 must be finite") }
     let fa = try Features(a, "featsA", function), fb = try Features(b, "featsB", function)
     try requireSameWidth(fa, fb, ("featsA", "featsB"), function)
     for (f, name) in [(fa, "featsA"), (fb, "featsB")] where f.rows < subsetSize {
       throw TensorError("\(function): too few samples in \(name): \(f.rows) rows, fewer than subsetSize=\(subsetSize) (pass a smaller {subsetSize=})")
     }
+    try Storage.checkAllocatable(count: try Checked.mul(subsetSize, subsetSize, function), elementBytes: 8, what: "\(function)'s kernel matrix")
     let d = fa.dims, m = subsetSize
     let g = gamma ?? 1 / Double(d)
     var rng = NumpyRandomState(seed: seed)
@@ -314,7 +317,7 @@ public enum FeatureMetrics {
   /// Returns precision, recall and F = 2PR / max(P + R, 1e-5).
   public static func precisionRecall(real: Tensor, fake: Tensor, k: Int = 3,
                                      function: String = "metrics.precisionRecall") throws -> (precision: Double, recall: Double, fScore: Double) {
-    guard k >= 1 else { throw TensorError("\(function): k must be at least 1, got \(k)") }
+    guard k >= 1, k < 1 << 40 else { throw TensorError("\(function): k must be at least 1 and less than the number of samples, got \(k)") }
     let r = try Features(real, "real", function, minRows: k + 1), f = try Features(fake, "fake", function, minRows: k + 1)
     try requireSameWidth(r, f, ("real", "fake"), function)
     let radiiReal = kNearestRadii(r, k), radiiFake = kNearestRadii(f, k)

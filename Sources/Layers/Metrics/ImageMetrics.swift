@@ -18,7 +18,7 @@ public enum ImageMetrics {
       guard range.1 > range.0 else { throw TensorError("\(function): range must be {lo, hi} with lo < hi, got {\(range.0), \(range.1)}") }
       n = x.shape[0]; c = x.shape[1]; h = x.shape[2]; w = x.shape[3]
       guard n >= 1, c >= 1, h >= 1, w >= 1 else { throw TensorError("\(function): \(name) is empty (shape \(formatShape(x.shape)))") }
-      let raw = x.toArray()
+      let raw = try x.toArray()
       if let bad = raw.firstIndex(where: { !$0.isFinite }) {
         throw TensorError("\(function): \(name) contains NaN or infinite values (first at image \(bad / (c * h * w) + 1))")
       }
@@ -72,6 +72,14 @@ public enum ImageMetrics {
       throw TensorError("\(function): nhoodsPerImage, dirRepeats and dirsPerRepeat must be at least 1")
     }
     guard o.minResolution >= k else { throw TensorError("\(function): minResolution must be at least the patch size \(k), got \(o.minResolution)") }
+    // Bounds keep the work finite (PGGAN's defaults: 7, 128, 4 and 128).
+    guard k <= 255, o.neighborhoodsPerImage <= 1 << 20, o.directionRepeats <= 1 << 16, o.directionsPerRepeat <= 1 << 16,
+          o.directionRepeats * o.directionsPerRepeat <= 1 << 20 else {
+      throw TensorError("\(function): nhoodSize (<= 255), nhoodsPerImage (<= 2^20), dirRepeats and dirsPerRepeat (<= 2^16 each, product <= 2^20) are too large")
+    }
+    let patches = try Checked.mul(A.n, o.neighborhoodsPerImage, function), dims = A.c * k * k
+    try Storage.checkAllocatable(count: try Checked.mul(patches, dims, function), elementBytes: 12, what: "\(function)'s descriptors")
+    try Storage.checkAllocatable(count: try Checked.mul(dims, o.directionsPerRepeat, function), elementBytes: 16, what: "\(function)'s directions")
     var resolutions: [Int] = []
     var res = A.h
     while res >= o.minResolution { resolutions.append(res); res /= 2 }
@@ -341,8 +349,13 @@ public enum ImageMetrics {
 
   static func meanMSSSIM(_ A: Images, _ B: Images, pairs: [(Int, Int)], _ o: MSSSIMOptions, _ function: String) throws -> Double {
     let levels = o.weights.count
-    guard levels >= 1 else { throw TensorError("\(function): weights must hold at least one scale weight") }
-    guard o.filterSize >= 1, o.filterSigma > 0 else { throw TensorError("\(function): filterSize and filterSigma must be positive") }
+    guard levels >= 1, levels <= 16 else { throw TensorError("\(function): weights must hold 1 to 16 scale weights, got \(levels)") }
+    guard o.filterSize >= 1, o.filterSize <= 255, o.filterSigma > 0, o.filterSigma.isFinite else {
+      throw TensorError("\(function): filterSize must be in 1..255 and filterSigma positive")
+    }
+    guard o.weights.allSatisfy({ $0.isFinite }), o.k1.isFinite, o.k2.isFinite, o.maxValue.isFinite else {
+      throw TensorError("\(function): weights, k1, k2 and maxValue must be finite")
+    }
     let factor = 1 << (levels - 1)
     guard A.h % factor == 0, A.w % factor == 0 else {
       throw TensorError("\(function): \(levels) scales need height and width divisible by \(factor), got \(A.h)x\(A.w)")

@@ -11,10 +11,8 @@
 -- module, optimizer, EMA and loader of `into` in place from the entry with the same key, and
 -- returns the whole state as plain data (state dicts for modules).
 local ckpt, tensor, nn = ckpt, tensor, nn
-local S = {}
-for k, v in pairs(ckpt) do
-  if type(k) == "string" and k:sub(1, 1) == "_" then S[k:sub(2)] = v; ckpt[k] = nil end
-end
+local S = setmetatable({ pid = ckpt._pid }, { __index = paths })
+ckpt._pid = nil
 
 -- JSON with exact integers: integers print without a fraction and read back as integers;
 -- floats print with 17 significant digits (exact round trip); non-finite numbers are tagged.
@@ -38,6 +36,9 @@ end
 
 function json.encode(v, indent, depth)
   depth = depth or 0
+  if indent ~= nil and (math.type(indent) ~= "integer" or indent < 0 or indent > 16) then
+    error(("bad argument #2 to 'encode' (indent must be an integer in 0..16, got %s)"):format(tostring(indent)), 2)
+  end
   local t = type(v)
   if v == nil then return "null"
   elseif t == "boolean" then return tostring(v)
@@ -79,7 +80,7 @@ end
 
 function json.decode(s, name)
   name = name or "JSON"
-  local pos = 1
+  local pos, depth = 1, 0
   local function fail(msg) error(("%s: %s at character %d"):format(name, msg, pos), 0) end
   local function ws() pos = s:find("[^ \t\r\n]", pos) or #s + 1 end
   local value
@@ -106,11 +107,15 @@ function json.decode(s, name)
   function value()
     ws()
     local c = s:sub(pos, pos)
+    if c == "{" or c == "[" then
+      depth = depth + 1
+      if depth > 200 then fail("arrays and objects nested more than 200 deep") end
+    end
     if c == "{" then
       pos = pos + 1
       local t = {}
       ws()
-      if s:sub(pos, pos) == "}" then pos = pos + 1; return t end
+      if s:sub(pos, pos) == "}" then pos = pos + 1; depth = depth - 1; return t end
       while true do
         ws()
         if s:sub(pos, pos) ~= '"' then fail("expected a key") end
@@ -124,6 +129,7 @@ function json.decode(s, name)
         pos = pos + 1
         if d == "}" then break elseif d ~= "," then fail("expected ',' or '}'") end
       end
+      depth = depth - 1
       if t.__number then return t.__number == "nan" and 0 / 0 or (t.__number == "inf" and math.huge or -math.huge) end
       if t.__pairs then
         local r = {}
@@ -135,7 +141,7 @@ function json.decode(s, name)
       pos = pos + 1
       local t = {}
       ws()
-      if s:sub(pos, pos) == "]" then pos = pos + 1; return t end
+      if s:sub(pos, pos) == "]" then pos = pos + 1; depth = depth - 1; return t end
       while true do
         t[#t + 1] = value()
         ws()
@@ -143,6 +149,7 @@ function json.decode(s, name)
         pos = pos + 1
         if d == "]" then break elseif d ~= "," then fail("expected ',' or ']'") end
       end
+      depth = depth - 1
       return t
     elseif c == '"' then return str()
     elseif s:sub(pos, pos + 3) == "true" then pos = pos + 4; return true
@@ -175,32 +182,37 @@ local function kindOf(v)
   return type(v)
 end
 
--- Encodes `v` for JSON, moving tensors into `tensors` under path-like names.
-local function encode(v, path, tensors)
+-- Encodes `v` for JSON, moving tensors into `tensors` under path-like names. `open` holds the
+-- tables being encoded (the path from the root): meeting one again is a cycle.
+local function encode(v, path, tensors, open)
   local kind = kindOf(v)
   if kind == "tensor" then
     tensors[path] = v
     return { __tensor = path }
   elseif kind == "module" then
     local sd = {}
-    for k, t in pairs(v:stateDict()) do sd[k] = encode(t, path .. "/" .. k, tensors) end
+    for k, t in pairs(v:stateDict()) do sd[k] = encode(t, path .. "/" .. k, tensors, open) end
     return { __module = v:typeName(), stateDict = sd }
   elseif kind == "optimizer" then
-    return { __optimizer = true, stateDict = encode(v:stateDict(), path, tensors) }
+    return { __optimizer = true, stateDict = encode(v:stateDict(), path, tensors, open) }
   elseif kind == "ema" then
     local st = v:settings()
-    return { __ema = true, decay = st.decay, startIter = st.startIter, model = encode(v.model, path .. "/model", tensors) }
+    return { __ema = true, decay = st.decay, startIter = st.startIter, model = encode(v.model, path .. "/model", tensors, open) }
   elseif kind == "loader" then
     local st = v:state()
     return { __loader = true, epoch = st.epoch, position = st.position, seed = st.seed }
   elseif kind == "table" then
+    if open[v] then error(("ckpt.save: entry %s contains itself (a cycle cannot be saved)"):format(path == "" and "/" or path), 0) end
+    if open.depth >= 100 then error(("ckpt.save: entry %s is nested more than 100 tables deep"):format(path), 0) end
+    open[v], open.depth = true, open.depth + 1
     local out = {}
     for k, x in pairs(v) do
       if type(k) ~= "string" and math.type(k) ~= "integer" then
         error(("ckpt.save: entry %s has a %s key; only string and integer keys can be saved"):format(path, type(k)), 0)
       end
-      out[k] = encode(x, path .. "/" .. tostring(k), tensors)
+      out[k] = encode(x, path .. "/" .. tostring(k), tensors, open)
     end
+    open[v], open.depth = nil, open.depth - 1
     return out
   elseif kind == "number" or kind == "string" or kind == "boolean" then
     return v
@@ -251,7 +263,7 @@ function ckpt.save(dir, state, opts)
   checkName(name)
 
   local tensors = {}
-  local body = encode(state, "", tensors)
+  local body = encode(state, "", tensors, { depth = 0 })
   local doc = { format = "luagan-checkpoint", version = 1, state = body }
   local tmp = ("%s/.tmp-%s-%d"):format(dir, name, S.pid())
   S.remove(tmp)

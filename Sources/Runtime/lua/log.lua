@@ -16,7 +16,8 @@ function log.Logger(dir, opts)
   if type(dir) ~= "string" then error(("bad argument #1 to 'Logger' (folder name expected, got %s)"):format(type(dir)), 2) end
   opts = opts or {}
   local name = opts.name or "log.jsonl"
-  os.execute(("mkdir -p %q"):format(dir))
+  local ok, err = pcall(paths.mkdir, dir)
+  if not ok then error(("log.Logger: %s"):format(tostring(err)), 2) end
   local path = dir .. "/" .. name
   local f, err = io.open(path, "a")
   if not f then error(("log.Logger: cannot open %s: %s"):format(path, tostring(err)), 2) end

@@ -207,6 +207,12 @@ extension Tensor {
     guard spec.stride.0 > 0, spec.stride.1 > 0 else { throw TensorError("\(op): stride must be positive, got (\(spec.stride.0), \(spec.stride.1))") }
     guard spec.padding.0 >= 0, spec.padding.1 >= 0 else { throw TensorError("\(op): padding must be >= 0, got (\(spec.padding.0), \(spec.padding.1))") }
     guard w.shape[2] > 0, w.shape[3] > 0 else { throw TensorError("\(op): kernel size must be positive, weight \(formatShape(w.shape))") }
+    // Padded sizes and transposed output sizes below are computed from these: bound them.
+    for (v, name) in [(spec.stride.0, "stride"), (spec.stride.1, "stride"), (spec.padding.0, "padding"), (spec.padding.1, "padding")] where v > 1 << 30 {
+      throw TensorError("\(op): \(name) \(v) is too large")
+    }
+    _ = try Checked.add(x.shape[2], 2 * spec.padding.0, op)
+    _ = try Checked.add(x.shape[3], 2 * spec.padding.1, op)
   }
 
   /// Cross-correlation of x (N, Cin, H, W) with w (Cout, Cin, kH, kW), plus an optional bias
@@ -233,7 +239,7 @@ extension Tensor {
   static func convCore(_ x0: Tensor, _ w0: Tensor, _ g: ConvGeometry, _ spec: ConvSpec) throws -> Tensor {
     let dt = DType.promote(x0.dtype, w0.dtype)
     let x = try x0.to(dt), w = try w0.to(dt)
-    let xc = x.contiguousData(), wc = w.contiguousData()
+    let xc = try x.contiguousData(), wc = try w.contiguousData()
     let y = try Tensor.empty([g.n, g.cout, g.ho, g.wo], dtype: dt)
     if y.numel > 0 {
       switch dt {
@@ -260,8 +266,13 @@ extension Tensor {
     guard outputPadding.0 >= 0, outputPadding.1 >= 0, outputPadding.0 < Swift.max(spec.stride.0, 1), outputPadding.1 < Swift.max(spec.stride.1, 1) else {
       throw TensorError("convTranspose2d: outputPadding must be >= 0 and smaller than the stride, got (\(outputPadding.0), \(outputPadding.1))")
     }
-    let ho = (x.shape[2] - 1) * spec.stride.0 - 2 * spec.padding.0 + w.shape[2] + outputPadding.0
-    let wo = (x.shape[3] - 1) * spec.stride.1 - 2 * spec.padding.1 + w.shape[3] + outputPadding.1
+    func outputSize(_ n: Int, _ s: Int, _ p: Int, _ k: Int, _ op: Int) throws -> Int {
+      let span = try Checked.mul(Swift.max(n - 1, 0), s, "convTranspose2d: output size")
+      return try Checked.add(Checked.add(span, k, "convTranspose2d: output size"), op, "convTranspose2d: output size") - 2 * p
+    }
+    guard x.shape[2] > 0, x.shape[3] > 0 else { throw TensorError("convTranspose2d: input height and width must be positive, got \(formatShape(x.shape))") }
+    let ho = try outputSize(x.shape[2], spec.stride.0, spec.padding.0, w.shape[2], outputPadding.0)
+    let wo = try outputSize(x.shape[3], spec.stride.1, spec.padding.1, w.shape[3], outputPadding.1)
     guard ho > 0, wo > 0 else {
       throw TensorError("convTranspose2d: output size \(ho)x\(wo) is not positive (input \(formatShape(x.shape)), weight \(formatShape(w.shape)))")
     }
@@ -286,7 +297,7 @@ extension Tensor {
     }
     let x = try Tensor.zeros([g.n, g.cin, g.h, g.w], dtype: dt)
     if x.numel > 0 && y.numel > 0 {
-      let yc = y.contiguousData(), wc = w.contiguousData()
+      let yc = try y.contiguousData(), wc = try w.contiguousData()
       switch dt {
       case .float32: try convBackwardInputKernel(Float.self, yc, wc, g, x)
       case .float64: try convBackwardInputKernel(Double.self, yc, wc, g, x)
@@ -311,7 +322,7 @@ extension Tensor {
     }
     let dw = try Tensor.zeros(wshape, dtype: dt)
     if g.n > 0 && g.howo > 0 {
-      let xc = x.contiguousData(), gc = gy.contiguousData()
+      let xc = try x.contiguousData(), gc = try gy.contiguousData()
       switch dt {
       case .float32: try convBackwardWeightKernel(Float.self, xc, gc, g, dw)
       case .float64: try convBackwardWeightKernel(Double.self, xc, gc, g, dw)

@@ -21,7 +21,7 @@ extension Tensor {
     let d = try normalizedDim(dim, "indexSelect")
     guard rank > 0 else { throw TensorError("indexSelect: cannot index a 0-d tensor") }
     try checkIndices(indices, limit: shape[d], "indexSelect")
-    let src = contiguousData()
+    let src = try contiguousData()
     var s = shape
     s[d] = indices.count
     let out = try Tensor.empty(s, dtype: dtype)
@@ -47,7 +47,7 @@ extension Tensor {
       throw TensorError("indexAdd: \(indices.count) indices for \(shape[d]) rows")
     }
     try checkIndices(indices, limit: size, "indexAdd")
-    let src = contiguousData()
+    let src = try contiguousData()
     var s = shape
     s[d] = size
     let out = try Tensor.zeros(s, dtype: dtype)
@@ -73,7 +73,7 @@ extension Tensor {
     let d = try normalizedDim(dim, "gather")
     try checkGatherShape(index, d, "gather", sizeAlong: nil)
     try checkIndices(index.values, limit: shape[d], "gather")
-    let src = contiguousData()
+    let src = try contiguousData()
     let out = try Tensor.empty(index.shape, dtype: dtype)
     let inner = shape[(d + 1)...].reduce(1, *), outer = shape[..<d].reduce(1, *)
     let D = shape[d], J = index.shape[d]
@@ -105,7 +105,7 @@ extension Tensor {
       throw TensorError("scatterAdd: index shape \(formatShape(index.shape)) differs from source shape \(formatShape(shape))")
     }
     try checkIndices(index.values, limit: size, "scatterAdd")
-    let src = contiguousData()
+    let src = try contiguousData()
     var s = shape
     s[d] = size
     let out = try Tensor.zeros(s, dtype: dtype)

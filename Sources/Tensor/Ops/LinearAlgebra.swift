@@ -11,14 +11,14 @@ struct BLASOperand {
   let ld: Int
 
   /// m: (rows, cols) view at dims (r, c) of t (batch dims before them).
-  init(_ t: Tensor, rowDim: Int, colDim: Int) {
+  init(_ t: Tensor, rowDim: Int, colDim: Int) throws {
     let rows = t.shape[rowDim], cols = t.shape[colDim]
     if t.strides[colDim] == 1 || cols == 1, t.strides[rowDim] >= Swift.max(1, cols) || rows == 1 {
       tensor = t; transposed = false; ld = Swift.max(1, rows == 1 ? cols : t.strides[rowDim])
     } else if t.strides[rowDim] == 1 || rows == 1, t.strides[colDim] >= Swift.max(1, rows) || cols == 1 {
       tensor = t; transposed = true; ld = Swift.max(1, cols == 1 ? rows : t.strides[colDim])
     } else {
-      let c = t.contiguousData()
+      let c = try t.contiguousData()
       tensor = c; transposed = false; ld = Swift.max(1, cols)
     }
   }
@@ -117,7 +117,7 @@ extension Tensor {
     let a = try to(dt), b = try other.to(dt)
     let M = shape[0], K = shape[1], N = other.shape[1]
     let out = try Tensor.empty([M, N], dtype: dt)
-    let oa = BLASOperand(a, rowDim: 0, colDim: 1), ob = BLASOperand(b, rowDim: 0, colDim: 1)
+    let oa = try BLASOperand(a, rowDim: 0, colDim: 1), ob = try BLASOperand(b, rowDim: 0, colDim: 1)
     func go<T: TensorScalar>(_: T.Type) {
       gemm(T.self, transA: oa.transposed, transB: ob.transposed, M: M, N: N, K: K, alpha: 1,
            A: oa.tensor.pointer(T.self), lda: oa.ld, B: ob.tensor.pointer(T.self), ldb: ob.ld,
@@ -142,7 +142,7 @@ extension Tensor {
     let a = try to(dt), b = try other.to(dt)
     let Bn = shape[0], M = shape[1], K = shape[2], N = other.shape[2]
     let out = try Tensor.empty([Bn, M, N], dtype: dt)
-    let oa = BLASOperand(a, rowDim: 1, colDim: 2), ob = BLASOperand(b, rowDim: 1, colDim: 2)
+    let oa = try BLASOperand(a, rowDim: 1, colDim: 2), ob = try BLASOperand(b, rowDim: 1, colDim: 2)
     func go<T: TensorScalar>(_: T.Type) {
       for i in 0..<Bn {
         gemm(T.self, transA: oa.transposed, transB: ob.transposed, M: M, N: N, K: K, alpha: 1,

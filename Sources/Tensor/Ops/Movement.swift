@@ -9,7 +9,7 @@ extension Tensor {
     guard unknown.count <= 1 else { throw TensorError("\(op): only one dimension can be -1, got \(formatShape(requested))") }
     for d in s where d < -1 { throw TensorError("\(op): invalid size \(d) in \(formatShape(requested))") }
     if let u = unknown.first {
-      let known = s.enumerated().filter { $0.offset != u }.reduce(1) { $0 * $1.element }
+      let known = try Checked.product(s.enumerated().filter { $0.offset != u }.map { $0.element }, "\(op): shape \(formatShape(requested))")
       guard known > 0 && numel % known == 0 else {
         throw TensorError("\(op): shape \(formatShape(requested)) is invalid for a tensor of \(numel) elements (shape \(formatShape(shape)))")
       }
@@ -26,7 +26,7 @@ extension Tensor {
   public func reshape(_ newShape: [Int]) throws -> Tensor {
     let s = try inferShape(newShape, "reshape")
     if s == shape { return self }
-    let src = contiguousData()
+    let src = try contiguousData()
     let out = Tensor(storage: src.storage, shape: s, strides: Tensor.contiguousStrides(s), offset: src.offset)
     return record("reshape", out, [self]) { [shape = self.shape] g, _ in [try g.reshape(shape)] }
   }
@@ -95,10 +95,10 @@ extension Tensor {
 
   /// `length` elements of `dim` from `start` (0-based), a view. Reference: torch.narrow.
   public func narrow(dim: Int, start: Int, length: Int) throws -> Tensor {
-    let d = try normalizedDim(dim, "narrow")
     guard rank > 0 else { throw TensorError("narrow: cannot narrow a 0-d tensor") }
-    guard start >= 0, length >= 0, start + length <= shape[d] else {
-      throw TensorError("narrow: range [\(start + 1), \(start + length)] is outside dim \(d + 1) of size \(shape[d])")
+    let d = try normalizedDim(dim, "narrow")
+    guard start >= 0, length >= 0, start <= shape[d], length <= shape[d] - start else {
+      throw TensorError("narrow: start \(start &+ 1) with length \(length) is outside dim \(d + 1) of size \(shape[d])")
     }
     if start == 0 && length == shape[d] { return self }
     var s = shape
@@ -164,7 +164,7 @@ extension Tensor {
     guard pads.count == rank else { throw TensorError("pad: expected \(rank) (before, after) pairs, got \(pads.count)") }
     for (b, a) in pads where b < 0 || a < 0 { throw TensorError("pad: padding must be >= 0, got (\(b), \(a))") }
     if pads.allSatisfy({ $0 == (0, 0) }) { return self }
-    let s = zip(shape, pads).map { $0 + $1.0 + $1.1 }
+    let s = try zip(shape, pads).map { try Checked.add(Checked.add($0, $1.0, "pad"), $1.1, "pad") }
     let out = try Tensor.full(s, value, dtype: dtype)
     var inner: Tensor = out
     for d in 0..<rank {
@@ -196,7 +196,7 @@ extension Tensor {
       for k in 0..<t.rank where k != d && t.shape[k] != first.shape[k] {
         throw TensorError("cat: tensor \(i + 1) has shape \(formatShape(t.shape)) but tensor 1 has \(formatShape(first.shape)); sizes must match except in dim \(d + 1)")
       }
-      total += t.shape[d]
+      total = try Checked.add(total, t.shape[d], "cat: the total size of dim \(d + 1)")
     }
     var s = first.shape
     s[d] = total
@@ -224,6 +224,8 @@ extension Tensor {
   public func split(size: Int, dim: Int) throws -> [Tensor] {
     let d = try normalizedDim(dim, "split")
     guard size > 0 else { throw TensorError("split: size must be positive, got \(size)") }
+    let pieces = shape[d] / size + (shape[d] % size == 0 ? 0 : 1)
+    guard pieces <= 1 << 24 else { throw TensorError("split: \(pieces) pieces are too many (at most 2^24)") }
     return try stride(from: 0, to: shape[d], by: size).map { try narrow(dim: d, start: $0, length: Swift.min(size, shape[d] - $0)) }
   }
 
@@ -231,7 +233,7 @@ extension Tensor {
   public func chunk(_ chunks: Int, dim: Int) throws -> [Tensor] {
     guard chunks > 0 else { throw TensorError("chunk: number of chunks must be positive, got \(chunks)") }
     let d = try normalizedDim(dim, "chunk")
-    return try split(size: Swift.max(1, (shape[d] + chunks - 1) / chunks), dim: d)
+    return try split(size: Swift.max(1, shape[d] / chunks + (shape[d] % chunks == 0 ? 0 : 1)), dim: d)
   }
 
   /// Reverses the order of elements along `dims` (a copy). Reference: torch.flip.

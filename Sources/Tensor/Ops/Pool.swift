@@ -27,9 +27,10 @@ struct PoolGeometry {
 func checkPool(_ x: Tensor, k: Int, s: Int, p: Int, _ op: String) throws {
   guard x.rank == 4 else { throw TensorError("\(op): input must be 4-D (N, C, H, W), got shape \(formatShape(x.shape))") }
   guard k > 0, s > 0 else { throw TensorError("\(op): kernel size and stride must be positive, got \(k) and \(s)") }
-  guard p >= 0, 2 * p <= k else { throw TensorError("\(op): padding must be between 0 and half the kernel size, got \(p) for kernel \(k)") }
-  guard x.shape[2] + 2 * p >= k, x.shape[3] + 2 * p >= k else {
-    throw TensorError("\(op): kernel \(k) is larger than the padded input \(x.shape[2] + 2 * p)x\(x.shape[3] + 2 * p) (input \(formatShape(x.shape)))")
+  guard p >= 0, p <= k / 2 else { throw TensorError("\(op): padding must be between 0 and half the kernel size, got \(p) for kernel \(k)") }
+  let ph = try Checked.add(x.shape[2], 2 * p, op), pw = try Checked.add(x.shape[3], 2 * p, op)  // 2p <= k: no overflow
+  guard ph >= k, pw >= k else {
+    throw TensorError("\(op): kernel \(k) is larger than the padded input \(ph)x\(pw) (input \(formatShape(x.shape)))")
   }
 }
 
@@ -40,7 +41,7 @@ extension Tensor {
     let s = stride ?? k
     try checkPool(self, k: k, s: s, p: p, "avgPool2d")
     let g = PoolGeometry(shape, k: k, s: s, p: p, countIncludePad: countIncludePad)
-    let src = contiguousData()
+    let src = try contiguousData()
     let out = try Tensor.empty([shape[0], shape[1], g.ho, g.wo], dtype: dtype)
     func go<T: TensorScalar>(_: T.Type) {
       let px = src.pointer(T.self), po = out.pointer(T.self)
@@ -68,11 +69,13 @@ extension Tensor {
   /// divisor) into an (N, C, H, W) tensor.
   public func avgPool2dTranspose(kernel k: Int, stride s: Int, padding p: Int, countIncludePad: Bool, outputSize: (Int, Int)) throws -> Tensor {
     guard rank == 4 else { throw TensorError("avgPool2dTranspose: input must be 4-D, got \(formatShape(shape))") }
+    try checkPool(Tensor(storage: storage, shape: [shape[0], shape[1], outputSize.0, outputSize.1], strides: [0, 0, 0, 0], offset: 0),
+                  k: k, s: s, p: p, "avgPool2dTranspose")
     let g = PoolGeometry([shape[0], shape[1], outputSize.0, outputSize.1], k: k, s: s, p: p, countIncludePad: countIncludePad)
     guard g.ho == shape[2], g.wo == shape[3] else {
       throw TensorError("avgPool2dTranspose: input \(formatShape(shape)) does not pool from size \(outputSize.0)x\(outputSize.1)")
     }
-    let src = contiguousData()
+    let src = try contiguousData()
     let out = try Tensor.zeros([shape[0], shape[1], g.h, g.w], dtype: dtype)
     func go<T: TensorScalar>(_: T.Type) {
       let py = src.pointer(T.self), po = out.pointer(T.self)
@@ -100,8 +103,10 @@ extension Tensor {
     let s = stride ?? k
     try checkPool(self, k: k, s: s, p: p, "maxPool2d")
     let g = PoolGeometry(shape, k: k, s: s, p: p, countIncludePad: false)
-    let src = contiguousData()
-    var idx = [Int](repeating: 0, count: g.planes * g.ho * g.wo)
+    let src = try contiguousData()
+    let count = try Checked.product([g.planes, g.ho, g.wo], "maxPool2d")
+    try Storage.checkAllocatable(count: count, elementBytes: 8, what: "maxPool2d's window indices")
+    var idx = [Int](repeating: 0, count: count)
     func go<T: TensorScalar>(_: T.Type) {
       let px = src.pointer(T.self)
       idx.withUnsafeMutableBufferPointer { ib in
@@ -139,8 +144,8 @@ extension Tensor {
     guard factor >= 1 else { throw TensorError("upsampleNearest: factor must be a positive integer, got \(factor)") }
     if factor == 1 { return self }
     let (h, w) = (shape[2], shape[3])
-    let src = contiguousData()
-    let out = try Tensor.empty([shape[0], shape[1], h * factor, w * factor], dtype: dtype)
+    let out = try Tensor.empty([shape[0], shape[1], Checked.mul(h, factor, "upsampleNearest"), Checked.mul(w, factor, "upsampleNearest")], dtype: dtype)
+    let src = try contiguousData()
     func go<T: TensorScalar>(_: T.Type) {
       let px = src.pointer(T.self), po = out.pointer(T.self)
       let W = w * factor

@@ -7,7 +7,7 @@ extension Tensor {
   public func normalizedDim(_ d: Int, _ op: String, rank r: Int? = nil) throws -> Int {
     let n = r ?? rank
     let dd = d < 0 ? d + n : d
-    guard dd >= 0 && dd < Swift.max(n, 1) else {
+    guard dd >= 0 && dd < n else {
       throw TensorError("\(op): dimension \(d < 0 ? d : d + 1) out of range for a tensor with \(n) dimension\(n == 1 ? "" : "s")")
     }
     return dd
@@ -28,7 +28,7 @@ extension Tensor {
   /// Reference: torch.sum.
   public func sum(dims: [Int]? = nil, keepDim: Bool = false) throws -> Tensor {
     let mask = try reduceMask(dims, "sum")
-    let src = contiguousData()
+    let src = try contiguousData()
     let kept: Tensor
     switch dtype {
     case .float32: kept = try sumKernel(src, reduce: mask, Float.self)
@@ -87,7 +87,7 @@ extension Tensor {
     guard numel > 0 else { throw TensorError("\(op): the tensor is empty") }
     let x = dim == nil ? try reshape([numel]) : self
     let d = try x.normalizedDim(dim ?? 0, op)
-    let src = x.contiguousData()
+    let src = try x.contiguousData()
     let idx: [Int]
     switch dtype {
     case .float32: idx = argExtremeKernel(src, dim: d, largest: largest, Float.self)
