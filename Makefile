@@ -2,7 +2,7 @@
 # Both install missing system packages first and build in release mode.
 LUAGAN := .build/release/luagan
 
-.PHONY: all setup build demo test bench clean
+.PHONY: all setup build demo test bench fuzz test-asan clean
 all: build
 
 setup:
@@ -31,6 +31,18 @@ bench: build
 	$(LUAGAN) scripts/bench/kernels.lua
 	LG_MEM=1 $(LUAGAN) scripts/bench/gan_workloads.lua biggan32 --steps=5 --threads=2
 	LG_MEM=1 $(LUAGAN) scripts/bench/gan_workloads.lua pggan32 --steps=5 --threads=2
+
+# The fuzzer at full size: random calls of every function and method with hostile arguments,
+# and mutated files for every reader, watched from outside (scripts/fuzz, Sources/LuaganFuzz).
+# Failures go to fuzz-failures.log with the seed, the call and a command to replay it.
+fuzz: build
+	.build/release/luagan-fuzz --calls 1000000 --files 10000 --seed $${SEED:-1}
+
+# The Lua suites and a fuzz slice under the address sanitizer (a separate build folder).
+test-asan: setup
+	swift build -c release --sanitize=address --scratch-path .build-asan
+	scripts/run_lua_suites.sh .build-asan/release/luagan
+	.build-asan/release/luagan-fuzz --calls 20000 --per-child 2000 --files 1000 --timeout 120 --luagan .build-asan/release/luagan
 
 clean:
 	rm -rf .build

@@ -8,7 +8,7 @@ let fast: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-enforce-exclusivity=u
 
 let package = Package(
   name: "luagan",
-  products: [.executable(name: "luagan", targets: ["luagan"])],
+  products: [.executable(name: "luagan", targets: ["luagan"]), .executable(name: "luagan-fuzz", targets: ["LuaganFuzz"])],
   targets: [
     // MARK: - System libraries (Debian packages, found through pkg-config)
     .systemLibrary(name: "CLua", pkgConfig: "lua5.4", providers: [.apt(["liblua5.4-dev"])]),
@@ -35,6 +35,8 @@ let package = Package(
         .embedInCode("lua/metrics.lua"),
       ]),
     .executableTarget(name: "luagan", dependencies: ["Runtime"]),
+    // The fuzzing driver: runs scripts/fuzz in child processes and watches them from outside.
+    .executableTarget(name: "LuaganFuzz"),
 
     // MARK: - Tests
     .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
