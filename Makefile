@@ -42,7 +42,7 @@ fuzz: build
 test-asan: setup
 	swift build -c release --sanitize=address --scratch-path .build-asan
 	scripts/run_lua_suites.sh .build-asan/release/luagan
-	.build-asan/release/luagan-fuzz --calls 20000 --per-child 2000 --files 1000 --timeout 120 --luagan .build-asan/release/luagan
+	LSAN_OPTIONS=suppressions=$(CURDIR)/scripts/lsan.supp .build-asan/release/luagan-fuzz --calls 20000 --per-child 2000 --files 1000 --timeout 120 --luagan .build-asan/release/luagan
 
 clean:
 	rm -rf .build

@@ -17,8 +17,10 @@ let package = Package(
     .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
 
     // MARK: - Libraries
+    // CPUID and XCR0: what the CPU can do, for choosing kernels by capability.
+    .target(name: "CPUFeatures"),
     // Tensors, kernels and autograd. Knows nothing of Lua.
-    .target(name: "Tensor", dependencies: ["COpenBLAS"], swiftSettings: fast),
+    .target(name: "Tensor", dependencies: ["COpenBLAS", "CPUFeatures"], swiftSettings: fast),
     // Modules, optimizers, images, data sets, checkpoints and metrics. Knows nothing of Lua.
     .target(name: "Layers", dependencies: ["Tensor", "COpenBLAS", "CPNG", "CZlib"], swiftSettings: fast),
     // The only bridge to Lua: bindings, the module system, the Lua-side libraries.

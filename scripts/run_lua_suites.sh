@@ -4,6 +4,7 @@
 set -u
 luagan=${1:?usage: run_lua_suites.sh path/to/luagan}
 cd "$(dirname "$0")/.."
+export LSAN_OPTIONS="suppressions=$PWD/scripts/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
 failed=()
 for f in scripts/tests/*.lua; do
   name=$(basename "$f" .lua)

@@ -700,6 +700,30 @@ enum TensorLib {
         return 0
       }),
       ("getNumThreads", { c in c.push(Parallel.threads); return 1 }),
+      ("flops", { c in c.push(FlopCounter.total); return 1 }),
+      ("config", { c in
+        // What runs: the CPU, its ISA level, the BLAS core and who chose it, the thread count.
+        let cpu = CPU.current
+        lua_createtable(c.L, 0, 12)
+        c.push(cpu.brand); c.setField(-1, "cpu")
+        c.push(cpu.vendor); c.setField(-1, "vendor")
+        c.push(cpu.family); c.setField(-1, "family")
+        c.push(cpu.model); c.setField(-1, "model")
+        c.push(cpu.isaLevel); c.setField(-1, "isaLevel")
+        c.push(cpu.isaDescription); c.setField(-1, "isa")
+        lua_createtable(c.L, Int32(cpu.features.count), 0)
+        for (i, f) in cpu.features.enumerated() { c.push(f); lua_rawseti(c.L, -2, lua_Integer(i + 1)) }
+        c.setField(-1, "features")
+        c.push(BLASCore.current); c.setField(-1, "blasCore")
+        c.push(BLASCore.best(for: cpu)); c.setField(-1, "blasBest")
+        c.push(BLASCore.rank(BLASCore.current)); c.setField(-1, "blasRank")
+        c.push(BLASCore.rank(BLASCore.best(for: cpu))); c.setField(-1, "blasBestRank")
+        c.push(BLASCore.chosenBy); c.setField(-1, "blasChosenBy")
+        c.push(BLASCore.expectedGflopsPerThread(BLASCore.best(for: cpu))); c.setField(-1, "expectedSgemmGflopsPerThread")
+        c.push(Parallel.blasDescription); c.setField(-1, "openblas")
+        c.push(Parallel.threads); c.setField(-1, "threads")
+        return 1
+      }),
       ("setGradEnabled", { c in
         let prev = GradMode.isEnabled
         GradMode.isEnabled = try c.bool(1)

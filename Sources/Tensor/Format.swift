@@ -6,6 +6,9 @@ import Foundation
 extension Tensor: CustomStringConvertible {
   public var description: String {
     // Only the elements shown are read, so a huge (or huge expanded) tensor prints quickly.
+    if numel == 0 {
+      return "tensor([], shape=\(formatShape(shape)), dtype=\(dtype.rawValue)\(requiresGrad ? ", requiresGrad=true" : ""))"
+    }
     let summarize = numel > 1000
     let value = elementReader()
     let shown = summarize ? summarizedValues(value) : (0..<numel).map(value)

@@ -1,3 +1,4 @@
+import Synchronization
 import Foundation
 
 /// A coarse op-level profiler (`tensor.profile(fn)` in Lua): while enabled, the time between
@@ -34,4 +35,13 @@ public enum Profiler {
     totals[key] = (old.calls + 1, old.nanoseconds + (t &- last))
     last = t
   }
+}
+
+/// Floating-point operations done by matrix products and convolutions (2 per multiply-add,
+/// convolutions at the direct algorithm's count whatever the algorithm): benchmarks divide a
+/// workload's count by its time to compare it with sgemm's rate on the same machine.
+public enum FlopCounter {
+  static let count = Atomic<Int>(0)
+  public static var total: Int { count.load(ordering: .relaxed) }
+  @inline(__always) static func add(_ n: Int) { count.wrappingAdd(n, ordering: .relaxed) }
 }

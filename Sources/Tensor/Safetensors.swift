@@ -153,7 +153,20 @@ public func readRegularFile(_ path: String, what: String, limit: Int = MemoryAcc
   let size = Int(st.st_size)
   guard size <= limit else { throw TensorError("\(what): '\(path)' is \(Storage.humanBytes(size)), more than the limit of \(Storage.humanBytes(limit))") }
   try Storage.checkAllocatable(count: size, elementBytes: 1, what: "the contents of '\(path)'")
-  guard let data = FileManager.default.contents(atPath: path) else { throw TensorError("\(what): cannot read '\(path)'") }
+  let fd = open(path, O_RDONLY)
+  guard fd >= 0 else { throw TensorError("\(what): cannot open '\(path)': \(String(cString: strerror(errno)))") }
+  defer { close(fd) }
+  var data = Data(count: size)
+  let got = data.withUnsafeMutableBytes { raw -> Int in
+    var off = 0
+    while off < size {
+      let n = read(fd, raw.baseAddress! + off, size - off)
+      if n <= 0 { break }
+      off += n
+    }
+    return off
+  }
+  guard got == size else { throw TensorError("\(what): cannot read '\(path)' (\(got) of \(size) bytes)") }
   return data
 }
 

@@ -31,6 +31,8 @@ func fail(_ message: String, status: Int32) -> Never {
   exit(status)
 }
 
+BLASStartup.ensureBestCore()
+
 var argv = Array(CommandLine.arguments.dropFirst())
 var chunks: [(isChunk: Bool, text: String)] = []
 var interactive = false
@@ -41,7 +43,8 @@ parse: while let a = argv.first {
   switch a {
   case "-h", "--help": print(usage, terminator: ""); exit(0)
   case "-v", "--version":
-    print("luagan \(Version.luagan) (Lua 5.4, OpenBLAS: \(Parallel.blasDescription))")
+    print("luagan \(Version.luagan) (Lua 5.4)")
+    print(Machine.summary)
     exit(0)
   case "-i": interactive = true; argv.removeFirst()
   case "-e", "-l":

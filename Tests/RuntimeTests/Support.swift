@@ -30,7 +30,7 @@ enum Luagan {
     p.arguments = args
     p.currentDirectoryURL = cwd ?? root
     var env = ProcessInfo.processInfo.environment
-    for (k, v) in environment { env[k] = v }
+    for (k, v) in environment { env[k] = v.isEmpty ? nil : v }  // "" removes a variable
     p.environment = env
     let out = Pipe(), err = Pipe(), inp = Pipe()
     p.standardOutput = out

@@ -1,4 +1,4 @@
--- gan_workloads.lua: the biggan32 and pggan32 training workloads of ../shared/bench/README.md,
+-- gan_workloads.lua: the biggan32, pggan32 and demo32 training workloads of ../shared/bench/README.md,
 -- built from luagan's own modules (scripts/lib/models/*.lua), one iteration = one D step and
 -- one G step, on random data. Prints one JSON line like torch_reference.py, so the two can
 -- be run back to back and compared as a ratio:
@@ -10,8 +10,8 @@ local biggan = require("models.biggan")
 local pggan = require("models.pggan")
 
 local workload = arg[1]
-if workload ~= "biggan32" and workload ~= "pggan32" then
-  io.stderr:write("usage: luagan scripts/bench/gan_workloads.lua biggan32|pggan32 [--steps=5] [--warmup=2] [--threads=2]\n")
+if workload ~= "biggan32" and workload ~= "pggan32" and workload ~= "demo32" then
+  io.stderr:write("usage: luagan scripts/bench/gan_workloads.lua biggan32|pggan32|demo32 [--steps=5] [--warmup=2] [--threads=2]\n")
   os.exit(2)
 end
 local rest = { [0] = arg[0] }
@@ -27,17 +27,21 @@ local opt = options.cli(rest, {
 tensor.setNumThreads(opt.threads)
 tensor.manualSeed(0)
 
-local function biggan32()
-  local ch, bs = opt.channels > 0 and opt.channels or 64, opt.batch > 0 and opt.batch or 50
-  -- BigGAN at 32x32: shared embedding 128, hierarchical z 128 = 4 chunks of 32, G attention
-  -- after the 16x16 block, SN (eps 1e-8) everywhere, CBN eps 1e-5, N(0, 0.02) init, 3 channels.
+-- biggan32: ch 64, batch 50, 3 channels, G attention at 16; demo32 (the main job's step,
+-- scripts/configs/demo.lua): ch 8, batch 32, 1 channel, no attention.
+local function biggan32(demo)
+  local ch = opt.channels > 0 and opt.channels or (demo and 8 or 64)
+  local bs = opt.batch > 0 and opt.batch or (demo and 32 or 50)
+  local imgCh, attention = demo and 1 or 3, demo and "0" or "16"
+  -- BigGAN at 32x32: shared embedding 128, hierarchical z 128 = 4 chunks of 32, SN (eps 1e-8)
+  -- everywhere, CBN eps 1e-5, N(0, 0.02) init.
   local G = biggan.Generator { resolution = 32, ch = ch, dimZ = 128, sharedDim = 128, shared = true, hier = true,
-    numClasses = 10, attention = "16", snEps = 1e-8, bnEps = 1e-5, init = "N02", outChannels = 3 }
-  local D = biggan.Discriminator { resolution = 32, ch = ch, numClasses = 10, attention = "0", snEps = 1e-8, init = "N02", inChannels = 3 }
+    numClasses = 10, attention = attention, snEps = 1e-8, bnEps = 1e-5, init = "N02", outChannels = imgCh }
+  local D = biggan.Discriminator { resolution = 32, ch = ch, numClasses = 10, attention = "0", snEps = 1e-8, init = "N02", inChannels = imgCh }
   local ema = optim.EMA(G, { decay = 0.9999, startIter = 0 })
   local optG = optim.Adam(G:parameters(), { lr = 2e-4, betas = { 0, 0.999 }, eps = 1e-8 })
   local optD = optim.Adam(D:parameters(), { lr = 2e-4, betas = { 0, 0.999 }, eps = 1e-8 })
-  local x, y = tensor.rand(bs, 3, 32, 32) * 2 - 1, tensor.randint(1, 10, bs)
+  local x, y = tensor.rand(bs, imgCh, 32, 32) * 2 - 1, tensor.randint(1, 10, bs)
   local it = 0
   local function iteration()
     it = it + 1
@@ -83,8 +87,12 @@ local function pggan32()
   return iteration, G:numParameters() + D:numParameters()
 end
 
-local iteration, params = (workload == "biggan32" and biggan32 or pggan32)()
+local iteration, params
+if workload == "pggan32" then iteration, params = pggan32() else iteration, params = biggan32(workload == "demo32") end
 for _ = 1, opt.warmup do iteration() end
+local flops0 = tensor.flops()
+iteration()
+local flopsPerIter = tensor.flops() - flops0  -- matrix products and convolutions, direct count
 local times = {}
 for i = 1, opt.steps do
   local t0 = tensor.clock()
@@ -101,8 +109,9 @@ local function peakRSS()
   f:close()
   return (tonumber(text:match("VmHWM:%s+(%d+)")) or 0) / 1024
 end
-print(('{"workload": "%s", "ms_per_iter": %.1f, "ms_min": %.1f, "ms_max": %.1f, "peak_rss_mb": %.1f, "params": %d, "threads": %d, "luagan": true}')
-  :format(workload, median * 1e3, times[1] * 1e3, times[#times] * 1e3, peakRSS(), params, opt.threads))
+print(('{"workload": "%s", "ms_per_iter": %.1f, "ms_min": %.1f, "ms_max": %.1f, "peak_rss_mb": %.1f, "params": %d, "threads": %d, "gflop_per_iter": %.2f, "gflops": %.1f, "blas_core": "%s", "luagan": true}')
+  :format(workload, median * 1e3, times[1] * 1e3, times[#times] * 1e3, peakRSS(), params, opt.threads,
+          flopsPerIter / 1e9, flopsPerIter / median / 1e9, tensor.config().blasCore))
 if opt.profile then print(tensor.profile(iteration)) end
 if os.getenv("LG_MEM") then
   local m = tensor.memory()

@@ -46,7 +46,7 @@ local cases = {
   manualSeed = { function() return tensor.manualSeed("a") end, function() return tensor.manualSeed(0.5) end },
   setMemoryLimit = { function() return tensor.setMemoryLimit(-1) end, function() return tensor.setMemoryLimit("x") end,
                     function() return tensor.setMemoryLimit(0.5) end },
-  getRNGState = {}, clock = {}, memory = {}, resetPeakMemory = {}, isTensor = {}, isGradEnabled = {}, getNumThreads = {},
+  getRNGState = {}, clock = {}, memory = {}, config = {}, flops = {}, resetPeakMemory = {}, isTensor = {}, isGradEnabled = {}, getNumThreads = {},
   _profileStart = {}, _profileStop = {},
   profile = { function() return tensor.profile(5) end, function() return tensor.profile(function() error("x") end) end },
   setRNGState = { function() return tensor.setRNGState({ 1, 2 }) end, function() return tensor.setRNGState("x") end },

@@ -21,6 +21,8 @@ public struct ConvSpec: Equatable, Sendable {
 struct ConvGeometry {
   let n, cin, h, w, cout, kh, kw, sh, sw, ph, pw, ho, wo: Int
   var ck: Int { cin * kh * kw }
+  /// Multiply-adds ×2 of one pass (forward, input gradient or weight gradient), direct algorithm.
+  var flops: Int { 2 &* n &* cout &* ck &* howo }
   var hw: Int { h * w }
   var howo: Int { ho * wo }
 
@@ -241,6 +243,7 @@ extension Tensor {
     let x = try x0.to(dt), w = try w0.to(dt)
     let xc = try x.contiguousData(), wc = try w.contiguousData()
     let y = try Tensor.empty([g.n, g.cout, g.ho, g.wo], dtype: dt)
+    FlopCounter.add(g.flops)
     if y.numel > 0 {
       switch dt {
       case .float32: try convForwardKernel(Float.self, xc, wc, g, y)
@@ -296,6 +299,7 @@ extension Tensor {
       throw TensorError("convTranspose2d: input {\(y.shape[2]),\(y.shape[3])} does not match output size {\(outputSize.0),\(outputSize.1)} for this kernel, stride and padding")
     }
     let x = try Tensor.zeros([g.n, g.cin, g.h, g.w], dtype: dt)
+    FlopCounter.add(g.flops)
     if x.numel > 0 && y.numel > 0 {
       let yc = try y.contiguousData(), wc = try w.contiguousData()
       switch dt {
@@ -321,6 +325,7 @@ extension Tensor {
       throw TensorError("conv2dWeight: output gradient \(formatShape(gy.shape)) does not match input \(formatShape(x.shape))")
     }
     let dw = try Tensor.zeros(wshape, dtype: dt)
+    FlopCounter.add(g.flops)
     if g.n > 0 && g.howo > 0 {
       let xc = try x.contiguousData(), gc = try gy.contiguousData()
       switch dt {

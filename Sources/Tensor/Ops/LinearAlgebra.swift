@@ -117,6 +117,7 @@ extension Tensor {
     let a = try to(dt), b = try other.to(dt)
     let M = shape[0], K = shape[1], N = other.shape[1]
     let out = try Tensor.empty([M, N], dtype: dt)
+    FlopCounter.add(2 &* M &* N &* K)
     let oa = try BLASOperand(a, rowDim: 0, colDim: 1), ob = try BLASOperand(b, rowDim: 0, colDim: 1)
     func go<T: TensorScalar>(_: T.Type) {
       gemm(T.self, transA: oa.transposed, transB: ob.transposed, M: M, N: N, K: K, alpha: 1,
@@ -142,6 +143,7 @@ extension Tensor {
     let a = try to(dt), b = try other.to(dt)
     let Bn = shape[0], M = shape[1], K = shape[2], N = other.shape[2]
     let out = try Tensor.empty([Bn, M, N], dtype: dt)
+    FlopCounter.add(2 &* Bn &* M &* N &* K)
     let oa = try BLASOperand(a, rowDim: 1, colDim: 2), ob = try BLASOperand(b, rowDim: 1, colDim: 2)
     func go<T: TensorScalar>(_: T.Type) {
       for i in 0..<Bn {
