@@ -2,9 +2,17 @@
 // luagan: GAN research in Lua 5.4 over a Swift tensor engine on OpenBLAS.
 import PackageDescription
 
+import Foundation
+
 // Release builds drop Swift's runtime checks in the numeric targets: every index and size is
-// validated at the Lua boundary, and the kernels are hot loops.
-let fast: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-enforce-exclusivity=unchecked"], .when(configuration: .release))]
+// validated at the Lua boundary, and the kernels are hot loops. LUAGAN_CHECKED=1 builds with
+// -O instead for the targets it names (LUAGAN_CHECKED=Layers, or all), to measure what the
+// unchecked build is worth per target.
+let checkedTargets = Set((ProcessInfo.processInfo.environment["LUAGAN_CHECKED"] ?? "").split(separator: ",").map(String.init))
+func fast(_ target: String) -> [SwiftSetting] {
+  checkedTargets.contains(target) || checkedTargets.contains("all") ? []
+    : [.unsafeFlags(["-Ounchecked", "-enforce-exclusivity=unchecked"], .when(configuration: .release))]
+}
 
 let package = Package(
   name: "luagan",
@@ -20,9 +28,9 @@ let package = Package(
     // CPUID and XCR0: what the CPU can do, for choosing kernels by capability.
     .target(name: "CPUFeatures"),
     // Tensors, kernels and autograd. Knows nothing of Lua.
-    .target(name: "Tensor", dependencies: ["COpenBLAS", "CPUFeatures"], swiftSettings: fast),
+    .target(name: "Tensor", dependencies: ["COpenBLAS", "CPUFeatures"], swiftSettings: fast("Tensor")),
     // Modules, optimizers, images, data sets, checkpoints and metrics. Knows nothing of Lua.
-    .target(name: "Layers", dependencies: ["Tensor", "COpenBLAS", "CPNG", "CZlib"], swiftSettings: fast),
+    .target(name: "Layers", dependencies: ["Tensor", "COpenBLAS", "CPNG", "CZlib"], swiftSettings: fast("Layers")),
     // The only bridge to Lua: bindings, the module system, the Lua-side libraries.
     .target(
       name: "Runtime", dependencies: ["CLua", "Tensor", "Layers"],
