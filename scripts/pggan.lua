@@ -143,14 +143,18 @@ for iter = startIter + 1, opt.iters do
   local fake = tensor.noGrad(function() return G(tensor.randn(batch, opt.latent), level, t) end)
   local dReal, dFake = D(real, level, t), D(fake, level, t)
   if opt.loss == "wgangp" then
-    lossD = gan.wassersteinD(dReal, dFake)
-      + gan.gradientPenalty(D, real, fake, { lambda = opt.gpLambda, target = opt.gpTarget, gradScale = 1 / k }, level, t)
-      + gan.driftPenalty(dReal, opt.drift)
+    -- Backward in two passes into the same gradients: the real and fake graphs are freed
+    -- before the penalty's double-backprop graph is built (same sum, half the peak memory).
+    lossD = gan.wassersteinD(dReal, dFake) + gan.driftPenalty(dReal, opt.drift)
+    lossD:backward()
+    local gp = gan.gradientPenalty(D, real, fake, { lambda = opt.gpLambda, target = opt.gpTarget, gradScale = 1 / k }, level, t)
+    gp:backward()
+    lossD = lossD:detach() + gp:detach()
   else
     -- PGGAN's LSGAN: mean(D(real)²) + 0.1·mean((D(fake) - 1)²) (reals target 0, fakes 1)
     lossD = gan.lsganD(dReal, dFake, { realTarget = 0, fakeTarget = 1, fakeWeight = 0.1 }) * 2
+    lossD:backward()
   end
-  lossD:backward()
   optD:step()
   Gs:update(G, iter)     -- per D step, from G before this iteration's G step (train.py)
 

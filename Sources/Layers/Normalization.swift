@@ -1,10 +1,12 @@
 import Tensor
 
-/// Batch normalization over (N, H, W) per channel, without affine: training mode uses the
-/// batch's biased variance to normalise and updates the running estimates with momentum and
+/// Batch normalization over (N, H, W) per channel followed by y = x̂·scale + shift (scale and
+/// shift (N, C) or (1, C), or nil): training mode normalises with the batch's biased variance
+/// (the fused primitive Tensor.batchNorm) and updates the running estimates with momentum and
 /// the unbiased variance; eval mode uses the running estimates.
 /// Reference: torch.nn.functional.batch_norm.
-func batchNormalize(_ x: Tensor, _ module: Module, channels: Int, momentum: Double, eps: Double) throws -> Tensor {
+func batchNormalize(_ x: Tensor, _ module: Module, channels: Int, momentum: Double, eps: Double,
+                    scale: Tensor? = nil, shift: Tensor? = nil) throws -> Tensor {
   guard x.rank == 4, x.shape[1] == channels else {
     throw TensorError("\(module.typeName): input must be (N, \(channels), H, W), got \(formatShape(x.shape))")
   }
@@ -15,20 +17,21 @@ func batchNormalize(_ x: Tensor, _ module: Module, channels: Int, momentum: Doub
     guard n > 1 else {
       throw TensorError("\(module.typeName): expected more than 1 value per channel when training, got input \(formatShape(x.shape))")
     }
-    let mean = try x.mean(dims: [0, 2, 3], keepDim: true)            // (1, C, 1, 1)
-    let centered = try x.sub(mean)
-    let variance = try centered.mul(centered).mean(dims: [0, 2, 3], keepDim: true)  // biased
+    let (y, mean, variance) = try Tensor.batchNorm(x, scale: scale, shift: shift, eps: eps)
     try GradMode.withDisabled {
       let m = Tensor.scalar(momentum, dtype: rm.dtype), keep = Tensor.scalar(1 - momentum, dtype: rm.dtype)
-      let unbiased = try variance.detach().reshape([c]).mul(Tensor.scalar(Double(n) / Double(n - 1), dtype: rv.dtype))
-      _ = try rm.copy_(mean.detach().reshape([c]).mul(m).add(rm.mul(keep)))
+      let unbiased = try Tensor.from(variance.map { $0 * Double(n) / Double(n - 1) }, shape: [c], dtype: rv.dtype)
+      _ = try rm.copy_(Tensor.from(mean, shape: [c], dtype: rm.dtype).mul(m).add(rm.mul(keep)))
       _ = try rv.copy_(unbiased.mul(m).add(rv.mul(keep)))
       if let t = module.buffer("num_batches_tracked") { _ = try t.add_(Tensor.scalar(1, dtype: t.dtype)) }
     }
-    return try centered.mul(variance.add(Tensor.scalar(eps, dtype: variance.dtype)).rsqrt())
+    return y
   }
   let mean = try rm.reshape([1, c, 1, 1]), variance = try rv.reshape([1, c, 1, 1])
-  return try x.sub(mean).mul(variance.add(Tensor.scalar(eps, dtype: variance.dtype)).rsqrt())
+  var y = try x.sub(mean).mul(variance.add(Tensor.scalar(eps, dtype: variance.dtype)).rsqrt())
+  if let scale { y = try y.mul(scale.reshape([scale.shape[0], c, 1, 1])) }
+  if let shift { y = try y.add(shift.reshape([shift.shape[0], c, 1, 1])) }
+  return y
 }
 
 /// Batch normalization with a learnable per-channel weight and bias (affine).
@@ -53,9 +56,9 @@ public final class BatchNorm2d: Module {
 
   public override func forward(_ inputs: [Tensor]) throws -> Tensor {
     try expectInputs(inputs, 1, "1 input (N, \(channels), H, W)")
-    let y = try batchNormalize(inputs[0], self, channels: channels, momentum: momentum, eps: eps)
-    guard affine else { return y }
-    return try y.mul(requireParameter("weight").reshape([1, channels, 1, 1])).add(requireParameter("bias").reshape([1, channels, 1, 1]))
+    let scale = affine ? try requireParameter("weight").reshape([1, channels]) : nil
+    let shift = affine ? try requireParameter("bias").reshape([1, channels]) : nil
+    return try batchNormalize(inputs[0], self, channels: channels, momentum: momentum, eps: eps, scale: scale, shift: shift)
   }
 
   public override var summary: String { "(\(channels), eps=\(eps), momentum=\(momentum)\(affine ? "" : ", affine=false"))" }
@@ -111,11 +114,11 @@ public final class ConditionalBatchNorm2d: Module {
     guard x.rank == 4, y.shape.first == x.shape.first else {
       throw TensorError("ConditionalBatchNorm2d: x \(formatShape(x.shape)) and condition \(formatShape(y.shape)) must share the batch size")
     }
-    let normalized = try batchNormalize(x, self, channels: channels, momentum: momentum, eps: eps)
     let n = x.shape[0]
-    let gain = try requireChild("gain").forward([y]).reshape([n, channels, 1, 1])
-    let bias = try requireChild("bias").forward([y]).reshape([n, channels, 1, 1])
-    return try normalized.mul(gain.add(Tensor.scalar(1, dtype: gain.dtype))).add(bias)
+    let gain = try requireChild("gain").forward([y]).reshape([n, channels])
+    let bias = try requireChild("bias").forward([y]).reshape([n, channels])
+    return try batchNormalize(x, self, channels: channels, momentum: momentum, eps: eps,
+                              scale: gain.add(Tensor.scalar(1, dtype: gain.dtype)), shift: bias)
   }
 
   public override var summary: String {

@@ -431,6 +431,18 @@ enum TensorLib {
         return 1
       }),
       ("upsampleNearest", { c in c.push(try c.tensor(1).upsampleNearest(c.integer(2))); return 1 }),
+      ("batchNorm", { c in
+        // tensor.batchNorm(x, scale, shift, {eps=}) -> y, mean, var (batch statistics, biased variance)
+        let x = try c.tensor(1), scale = try c.optTensor(2), shift = try c.optTensor(3)
+        let o = try c.options(4)
+        let eps = try o.number("eps", 1e-5)
+        try o.finish()
+        let (y, mean, variance) = try Tensor.batchNorm(x, scale: scale, shift: shift, eps: eps)
+        c.push(y)
+        c.push(try Tensor.from(mean, shape: [mean.count], dtype: y.dtype))
+        c.push(try Tensor.from(variance, shape: [variance.count], dtype: y.dtype))
+        return 3
+      }),
       ("embedding", { c in
         let w = try c.tensor(1)
         let (idx, shape) = try c.indices(2)

@@ -84,6 +84,26 @@ enum Graveyard {
 /// x alive).
 @inline(__always) func saved(_ t: Tensor, if wanted: Bool) -> Tensor? { wanted ? t : nil }
 
+/// What a pullback keeps of a big operand: the tensor, or, when it is a nearest upsampling of
+/// another, that smaller tensor and the factor (rematerialized when the pullback runs; the
+/// values and the graph to the source are the same).
+enum SavedOperand {
+  case tensor(Tensor)
+  case upsampled(Tensor, Int)
+
+  init?(_ t: Tensor, if wanted: Bool) {
+    guard wanted else { return nil }
+    if let (s, f) = t.upsampledFrom { self = .upsampled(s, f) } else { self = .tensor(t) }
+  }
+
+  func value() throws -> Tensor {
+    switch self {
+    case .tensor(let t): return t
+    case .upsampled(let s, let f): return try s.upsampleNearest(f)
+    }
+  }
+}
+
 /// Where a gradient flows: into the node that produced a tensor, or into a leaf tensor.
 enum Edge {
   case node(Node)

@@ -172,6 +172,12 @@ extension Tensor {
       GradCase("avgPool2d 3x3 pad exclude", [[1, 1, 4, 4]]) { try $0[0].avgPool2d(kernel: 3, stride: 1, padding: 1, countIncludePad: false) }]),
     OpSpec("maxPool2d", .custom, [GradCase("maxPool2d", [[1, 2, 4, 4]]) { try $0[0].maxPool2d(kernel: 2) },
                                   GradCase("maxPool2d 3x3 s2 pad", [[1, 1, 5, 5]]) { try $0[0].maxPool2d(kernel: 3, stride: 2, padding: 1) }]),
+    OpSpec("batchNorm", .custom, [
+      GradCase("batchNorm per-sample affine", [[3, 2, 2, 2], [3, 2], [3, 2]], domains: [-2...2, 0.5...2, -2...2]) {
+        try Tensor.batchNorm($0[0], scale: $0[1], shift: $0[2], eps: 1e-5).0
+      },
+      GradCase("batchNorm channel affine", [[2, 3, 2, 3], [1, 3], [1, 3]]) { try Tensor.batchNorm($0[0], scale: $0[1], shift: $0[2], eps: 1e-3).0 },
+      GradCase("batchNorm plain", [[4, 2, 1, 2]]) { try Tensor.batchNorm($0[0], scale: nil, shift: nil, eps: 1e-5).0 }]),
     OpSpec("upsampleNearest", .custom, [GradCase("upsampleNearest", [[1, 2, 2, 3]]) { try $0[0].upsampleNearest(2) }]),
   ]
 }

@@ -70,11 +70,15 @@ public enum StorageAllocator {
   /// Bytes held in the reuse pool right now.
   public static var cachedBytes: Int { lock.lock(); defer { lock.unlock() }; return cached }
 
-  /// The pool may hold twice the peak of live tensor bytes, within [256 MiB, 4 GiB]: a training
-  /// step frees and re-requests blocks of many sizes (and the collector frees the previous
-  /// step's garbage late), and a pool of half the peak evicted the very blocks the next layer
-  /// wanted: a small CNN's step faulted 16k fresh pages, its evaluation 5 GB.
-  static var cap: Int { Swift.min(4 << 30, Swift.max(256 << 20, 2 * MemoryAccounting.peakBytes)) }
+  /// The pool holds what a training step frees and wants again, but never lets live plus
+  /// pooled bytes pass 1.1x the peak of live tensor bytes (256 MiB at least): blocks beyond
+  /// that go back to the system, so resident memory follows the live peak. (It used to hold
+  /// up to twice the peak: biggan32 then sat at 1.86 GB resident for 0.95 GB live.)
+  static let capFraction = Double(ProcessInfo.processInfo.environment["LG_POOL_FRACTION"] ?? "") ?? 1.1
+  static let capFloor = (Int(ProcessInfo.processInfo.environment["LG_POOL_FLOOR_MB"] ?? "") ?? 256) << 20
+  static var cap: Int {
+    Swift.max(capFloor, Int(capFraction * Double(MemoryAccounting.peakBytes)) - MemoryAccounting.liveBytes)
+  }
 
   /// The size class of a request: multiples of 64 below 64 KiB, else (8...15)·2^e.
   static func sizeClass(_ bytes: Int) -> Int {
@@ -84,9 +88,14 @@ public enum StorageAllocator {
     return ((bytes + step - 1) / step) * step
   }
 
+  /// Large blocks always come from mmap and go back to the system when freed: glibc's dynamic
+  /// threshold would otherwise serve them from a heap it cannot shrink once fragmented.
+  static let mallocConfigured: Bool = { glibcMallopt(-3 /* M_MMAP_THRESHOLD */, Int32(minCachedBytes)) == 1 }()
+
   /// A block of at least `size` bytes (a size class) and its actual size: a pooled block of
   /// that class, else the smallest pooled block of up to 1.5× the size, else a fresh one.
   static func allocate(_ size: Int) -> (pointer: UnsafeMutableRawPointer, size: Int)? {
+    _ = mallocConfigured
     if size >= minCachedBytes {
       lock.lock()
       var chosen = size
@@ -101,49 +110,74 @@ public enum StorageAllocator {
       }
       lock.unlock()
     }
-    var p: UnsafeMutableRawPointer? = nil
-    if posix_memalign(&p, 64, size) != 0 {
-      // Out of memory: give the pool back to the system and try once more.
-      emptyCache()
-      if posix_memalign(&p, 64, size) != 0 { return nil }
+    if let p = systemAllocate(size) { return (p, size) }
+    emptyCache()  // out of memory: give the pool back to the system and try once more
+    return systemAllocate(size).map { ($0, size) }
+  }
+
+  /// Blocks from this size up are mapped on their own, 2 MiB aligned, with transparent huge
+  /// pages asked for: a fresh block then faults once per 2 MiB instead of once per 4 KiB (a
+  /// fault costs microseconds on these VMs), which is what lets the pool stay small.
+  static let hugeMin = 2 << 20
+  static let hugePage = 2 << 20
+
+  static func systemAllocate(_ size: Int) -> UnsafeMutableRawPointer? {
+    guard size >= hugeMin else {
+      var p: UnsafeMutableRawPointer? = nil
+      return posix_memalign(&p, 64, size) == 0 ? p : nil
     }
-    return p.map { ($0, size) }
+    let span = size + hugePage
+    guard let raw = mmap(nil, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), raw != MAP_FAILED else { return nil }
+    let start = Int(bitPattern: raw), aligned = (start + hugePage - 1) & ~(hugePage - 1)
+    if aligned > start { munmap(raw, aligned - start) }
+    let tail = start + span - (aligned + size)
+    if tail > 0 { munmap(UnsafeMutableRawPointer(bitPattern: aligned + size), tail) }
+    let p = UnsafeMutableRawPointer(bitPattern: aligned)!
+    _ = madvise(p, size, 14 /* MADV_HUGEPAGE */)
+    return p
+  }
+
+  static func systemFree(_ p: UnsafeMutableRawPointer, _ size: Int) {
+    if size >= hugeMin { munmap(p, size) } else { free(p) }
   }
 
   static func release(_ p: UnsafeMutableRawPointer, _ size: Int) {
     if size >= minCachedBytes {
       let limit = cap
       if size <= limit {
-        var evicted: [UnsafeMutableRawPointer] = []
+        var evicted: [(pointer: UnsafeMutableRawPointer, size: Int)] = []
         lock.lock()
         while cached + size > limit, let oldest = order.first {
           order.removeFirst()
           if let i = pool[oldest.size]?.firstIndex(of: oldest.pointer) { pool[oldest.size]!.remove(at: i) }
           cached -= oldest.size
-          evicted.append(oldest.pointer)
+          evicted.append(oldest)
         }
         pool[size, default: []].append(p)
         order.append((p, size))
         cached += size
         lock.unlock()
-        for e in evicted { free(e) }
+        for e in evicted { systemFree(e.pointer, e.size) }
         return
       }
     }
-    free(p)
+    systemFree(p, size)
   }
 
   /// Returns every pooled block to the system.
   public static func emptyCache() {
     lock.lock()
-    let blocks = pool.values.flatMap { $0 }
+    let blocks = order
     pool = [:]
     order = []
     cached = 0
     lock.unlock()
-    for b in blocks { free(b) }
+    for b in blocks { systemFree(b.pointer, b.size) }
   }
 }
+
+/// glibc's mallopt (Swift's Glibc module does not export it).
+@_silgen_name("mallopt") func glibcMallopt(_ param: Int32, _ value: Int32) -> Int32
 
 /// A flat, 64-byte aligned buffer of `count` elements of one dtype, shared by every view of it.
 public final class Storage {

@@ -17,6 +17,10 @@ public final class Tensor {
   public var grad: Tensor?
   /// The op that produced this tensor (nil for leaves and for results computed without grad).
   var node: Node?
+  /// Set by upsampleNearest: this tensor is `source` upsampled by `factor`. A pullback that
+  /// must keep this tensor keeps the factor²-times smaller source instead, and upsamples it
+  /// again when it runs (a generator's convolutions read upsampled activations).
+  var upsampledFrom: (source: Tensor, factor: Int)?
 
   public var dtype: DType { storage.dtype }
   public var rank: Int { shape.count }

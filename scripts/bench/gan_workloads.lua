@@ -76,10 +76,14 @@ local function pggan32()
   local function iteration()
     it = it + 1
     local fake = tensor.noGrad(function() return G(tensor.randn(bs, 128), level, t) end)
+    optD:zeroGrad()
     local dReal, dFake = D(x, level, t), D(fake, level, t)
-    local lossD = gan.wassersteinD(dReal, dFake) + gan.gradientPenalty(D, x, fake, { lambda = 10, target = 1 }, level, t)
-      + gan.driftPenalty(dReal, 0.001)
-    optD:zeroGrad(); lossD:backward(); optD:step()
+    -- Two backward passes into the same gradients: the real and fake graphs are freed before
+    -- the penalty's double-backprop graph is built (the sum, and so the step, is the same).
+    local lossD = gan.wassersteinD(dReal, dFake) + gan.driftPenalty(dReal, 0.001)
+    lossD:backward()
+    gan.gradientPenalty(D, x, fake, { lambda = 10, target = 1 }, level, t):backward()
+    optD:step()
     local lossG = gan.wassersteinG(D(G(tensor.randn(bs, 128), level, t), level, t))
     optG:zeroGrad(); lossG:backward(); optG:step()
     Gs:update(G, it)

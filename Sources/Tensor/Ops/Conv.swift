@@ -250,10 +250,10 @@ extension Tensor {
       case .float64: try convForwardKernel(Double.self, xc, wc, g, y)
       }
     }
-    return record("conv2d", y, [x, w]) { [kx = saved(x, if: w.requiresGrad), kw = saved(w, if: x.requiresGrad)] gy, needs in
+    return record("conv2d", y, [x, w]) { [kx = SavedOperand(x, if: w.requiresGrad), kw = saved(w, if: x.requiresGrad)] gy, needs in
       // dy/dx: the adjoint convolution; dy/dw: correlate the input with the output gradient
       [needs[0] ? try Tensor.convTranspose2dCore(gy, kw!, spec, outputSize: (g.h, g.w)) : nil,
-       needs[1] ? try Tensor.conv2dWeight(kx!, gy, spec, kernel: (g.kh, g.kw)) : nil]
+       needs[1] ? try Tensor.conv2dWeight(kx!.value(), gy, spec, kernel: (g.kh, g.kw)) : nil]
     }
   }
 
@@ -333,10 +333,10 @@ extension Tensor {
       case .float64: try convBackwardWeightKernel(Double.self, xc, gc, g, dw)
       }
     }
-    return record("conv2dWeight", dw, [x, gy]) { [kx = saved(x, if: gy.requiresGrad), kg = saved(gy, if: x.requiresGrad)] gw, needs in
+    return record("conv2dWeight", dw, [x, gy]) { [kx = SavedOperand(x, if: gy.requiresGrad), kg = saved(gy, if: x.requiresGrad)] gw, needs in
       // ⟨dW(x, gy), V⟩ = ⟨gy, conv(x, V)⟩: d/dx = convᵀ(gy, V), d/dgy = conv(x, V)
       [needs[0] ? try Tensor.convTranspose2dCore(kg!, gw, spec, outputSize: (g.h, g.w)) : nil,
-       needs[1] ? try Tensor.convCore(kx!, gw, g, spec) : nil]
+       needs[1] ? try Tensor.convCore(kx!.value(), gw, g, spec) : nil]
     }
   }
 }

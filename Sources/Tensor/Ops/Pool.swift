@@ -158,6 +158,7 @@ extension Tensor {
       }
     }
     switch dtype { case .float32: go(Float.self); case .float64: go(Double.self) }
+    if requiresGrad && GradMode.isEnabled { out.upsampledFrom = (self, factor) }
     return record("upsampleNearest", out, [self]) { gy, _ in
       // each input pixel fed factor² outputs: sum their gradients
       [try gy.avgPool2d(kernel: factor).mul(gy.constant(Double(factor * factor)))]
