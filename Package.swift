@@ -27,8 +27,10 @@ let package = Package(
     // MARK: - Libraries
     // CPUID and XCR0: what the CPU can do, for choosing kernels by capability.
     .target(name: "CPUFeatures"),
+    // luagan's own vector kernels, compiled per instruction set and chosen by CPUID.
+    .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3"], .when(configuration: .release))]),
     // Tensors, kernels and autograd. Knows nothing of Lua.
-    .target(name: "Tensor", dependencies: ["COpenBLAS", "CPUFeatures"], swiftSettings: fast("Tensor")),
+    .target(name: "Tensor", dependencies: ["COpenBLAS", "CPUFeatures", "CKernels"], swiftSettings: fast("Tensor")),
     // Modules, optimizers, images, data sets, checkpoints and metrics. Knows nothing of Lua.
     .target(name: "Layers", dependencies: ["Tensor", "COpenBLAS", "CPNG", "CZlib"], swiftSettings: fast("Layers")),
     // The only bridge to Lua: bindings, the module system, the Lua-side libraries.

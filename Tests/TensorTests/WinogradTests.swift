@@ -1,8 +1,9 @@
 import XCTest
 import Tensor
 
-/// Winograd F(2×2,3×3) against im2col + GEMM, for all three convolution passes, on odd and
-/// even sizes, in float64 (near-exact agreement) and float32 (a few ulps).
+/// Winograd F(2×2,3×3) and the direct kernel against im2col + GEMM, for all three convolution
+/// passes, on odd and even sizes, in float64 (near-exact agreement) and float32 (a few ulps),
+/// with every build of luagan's vector kernels this CPU can run (baseline, AVX2, AVX-512).
 final class WinogradTests: XCTestCase {
   func compare(dtype: DType, n: Int, c: Int, k: Int, h: Int, w: Int, tol: Double) throws {
     let g = Generator(seed: 11)
@@ -16,18 +17,20 @@ final class WinogradTests: XCTestCase {
       try y.backward(gy)
       return [try y.toArray(), try xv.grad!.toArray(), try wv.grad!.toArray()]
     }
-    let saved = ConvolutionSettings.winograd
-    defer { ConvolutionSettings.winograd = saved }
+    let saved = (ConvolutionSettings.winograd, ConvolutionSettings.direct)
+    defer { (ConvolutionSettings.winograd, ConvolutionSettings.direct) = saved }
     ConvolutionSettings.winogradMinChannels = 1
     defer { ConvolutionSettings.winogradMinChannels = 16 }
-    ConvolutionSettings.winograd = false
+    (ConvolutionSettings.winograd, ConvolutionSettings.direct) = (false, false)
     let reference = try passes()
-    ConvolutionSettings.winograd = true
-    let fast = try passes()
-    for (name, (a, b)) in zip(["output", "input grad", "weight grad"], zip(reference, fast)) {
-      let scale = a.map { abs($0) }.max()!
-      let err = zip(a, b).map { abs($0 - $1) }.max()!
-      XCTAssertLessThanOrEqual(err / scale, tol, "\(dtype) \(name) n\(n) c\(c) k\(k) \(h)x\(w): max error \(err) of \(scale)")
+    (ConvolutionSettings.winograd, ConvolutionSettings.direct) = (true, true)
+    for level in [1, 3, 4] {
+      let fast = try SIMDKernels.with(level: level) { try passes() }
+      for (name, (a, b)) in zip(["output", "input grad", "weight grad"], zip(reference, fast)) {
+        let scale = a.map { abs($0) }.max()!
+        let err = zip(a, b).map { abs($0 - $1) }.max()!
+        XCTAssertLessThanOrEqual(err / scale, tol, "\(dtype) \(name) n\(n) c\(c) k\(k) \(h)x\(w) kernels \(level): max error \(err) of \(scale)")
+      }
     }
   }
 
@@ -40,6 +43,18 @@ final class WinogradTests: XCTestCase {
   func testMatchesIm2colFloat32() throws {
     try compare(dtype: .float32, n: 4, c: 64, k: 32, h: 8, w: 8, tol: 2e-6)
     try compare(dtype: .float32, n: 2, c: 32, k: 48, h: 9, w: 6, tol: 2e-6)
+    try compare(dtype: .float32, n: 3, c: 16, k: 16, h: 1, w: 5, tol: 2e-6)
+  }
+
+  /// The direct kernel for few output channels (a generator's gray or RGB output layer).
+  func testDirectMatchesIm2colFloat32() throws {
+    try compare(dtype: .float32, n: 3, c: 32, k: 1, h: 8, w: 8, tol: 2e-6)
+    try compare(dtype: .float32, n: 2, c: 5, k: 3, h: 7, w: 1, tol: 2e-6)
+    try compare(dtype: .float32, n: 2, c: 1, k: 4, h: 2, w: 9, tol: 2e-6)
+  }
+
+  func testKernelLevelIsChosenByCPUID() {
+    XCTAssertEqual(SIMDKernels.level, CPU.current.isaLevel >= 4 ? 4 : CPU.current.isaLevel >= 3 ? 3 : 1)
   }
 
   /// Second-order gradients through the Winograd path.

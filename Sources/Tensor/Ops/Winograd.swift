@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 
 /// Winograd F(2×2, 3×3) for 3×3 convolutions with stride 1 and padding 1, the convolutions
@@ -18,10 +19,11 @@ enum Winograd {
   /// Whether a convolution takes this path: 3×3 kernel, stride 1, padding 1, and enough
   /// channels for the 16 GEMMs to be efficient (the RGB layers stay on im2col).
   static func applies(_ g: ConvGeometry) -> Bool {
-    enabled && g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1 && g.ph == 1 && g.pw == 1
+    _ = SIMDKernels.selected
+    return enabled && g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1 && g.ph == 1 && g.pw == 1
       && g.cin >= minChannels && g.cout >= minChannels && g.ho == g.h && g.wo == g.w
   }
-  nonisolated(unsafe) static var minChannels = 16
+  nonisolated(unsafe) static var minChannels = Int(ProcessInfo.processInfo.environment["LG_WINO_MIN"] ?? "") ?? 16
   nonisolated(unsafe) static var blockBudget = Int(ProcessInfo.processInfo.environment["LG_WINO_BUDGET"] ?? "") ?? (4 << 20)
 
   /// Tile-rows per block: the transformed block of the wider side stays near 4 MiB. Blocks
@@ -68,6 +70,13 @@ enum Winograd {
   /// tiles in order. One tile-row at a time: the vertical half of Bᵀ·B runs over padded image
   /// rows, the horizontal half over tiles.
   static func transformInput<T: TensorScalar>(_ x: UnsafePointer<T>, C: Int, _ g: Grid, r0: Int, nr: Int, _ v: UnsafeMutablePointer<T>) {
+    if T.self == Float.self {  // the vector kernel for this CPU (CKernels), channels split across threads
+      let xf = UnsafeRawPointer(x).assumingMemoryBound(to: Float.self), vf = UnsafeMutableRawPointer(v).assumingMemoryBound(to: Float.self)
+      Parallel.forChunks(C, grain: 1) { r in
+        lg_wino_input(xf, Int32(C), Int32(g.H), Int32(g.W), Int32(r0), Int32(nr), Int32(r.lowerBound), Int32(r.upperBound), vf)
+      }
+      return
+    }
     let tb = nr * g.tw, wp = 2 * g.tw + 2
     Parallel.forChunks(C, grain: 1) { chunk in
       withUnsafeTemporaryAllocation(of: T.self, capacity: 8 * wp) { tmp in
@@ -104,6 +113,13 @@ enum Winograd {
 
   /// y = Aᵀ m A for channels 0..<K of tile-rows r0..<r0+nr, clipped to the image.
   static func transformOutput<T: TensorScalar>(_ m: UnsafePointer<T>, K: Int, _ g: Grid, r0: Int, nr: Int, _ y: UnsafeMutablePointer<T>) {
+    if T.self == Float.self {
+      let mf = UnsafeRawPointer(m).assumingMemoryBound(to: Float.self), yf = UnsafeMutableRawPointer(y).assumingMemoryBound(to: Float.self)
+      Parallel.forChunks(K, grain: 1) { r in
+        lg_wino_output(mf, Int32(K), Int32(g.H), Int32(g.W), Int32(r0), Int32(nr), Int32(r.lowerBound), Int32(r.upperBound), yf)
+      }
+      return
+    }
     let tb = nr * g.tw
     Parallel.forChunks(K, grain: 1) { chunk in
       withUnsafeTemporaryAllocation(of: T.self, capacity: 2 * (2 * g.tw)) { tmp in
@@ -135,6 +151,13 @@ enum Winograd {
   /// m̄ = A ȳ Aᵀ, the adjoint of the output transform, for tile-rows r0..<r0+nr: mb[ξ][k][j];
   /// ȳ is 0 outside the image.
   static func transformOutputAdjoint<T: TensorScalar>(_ dy: UnsafePointer<T>, K: Int, _ g: Grid, r0: Int, nr: Int, _ mb: UnsafeMutablePointer<T>) {
+    if T.self == Float.self {
+      let df = UnsafeRawPointer(dy).assumingMemoryBound(to: Float.self), mf = UnsafeMutableRawPointer(mb).assumingMemoryBound(to: Float.self)
+      Parallel.forChunks(K, grain: 1) { r in
+        lg_wino_output_adjoint(df, Int32(K), Int32(g.H), Int32(g.W), Int32(r0), Int32(nr), Int32(r.lowerBound), Int32(r.upperBound), mf)
+      }
+      return
+    }
     let tb = nr * g.tw, w2 = 2 * g.tw
     Parallel.forChunks(K, grain: 1) { chunk in
       withUnsafeTemporaryAllocation(of: T.self, capacity: 2 * w2) { tmp in
@@ -180,7 +203,7 @@ enum Winograd {
           gemmCall(T.self, transA: false, transB: false, M: K, N: n, K: C, alpha: 1, A: u + xi * K * C, lda: C,
                B: v + xi * C * n, ldb: n, beta: 0, C: m + xi * K * n, ldc: n)
         }
-        transformOutput(m, K: K, grid, r0: r0, nr: nr, y)
+        transformOutput(UnsafePointer(m), K: K, grid, r0: r0, nr: nr, y)
       }
     }
   }
@@ -229,6 +252,11 @@ enum Winograd {
 public enum ConvolutionSettings {
   /// Use Winograd F(2×2, 3×3) where it applies (default on).
   nonisolated(unsafe) public static var winograd = true
+  /// Use the direct kernel for convolutions with few output channels (default on).
+  public static var direct: Bool {
+    get { DirectConv.enabled }
+    set { DirectConv.enabled = newValue }
+  }
   /// The fewest input and output channels for which Winograd is used.
   public static var winogradMinChannels: Int {
     get { Winograd.minChannels }

@@ -1,0 +1,32 @@
+// luagan's own vector kernels, in C so that each can be compiled for several instruction sets
+// (AVX-512, AVX2 + FMA, and the x86-64 baseline) and the best one the CPU supports chosen at
+// start-up from CPUID, the way the BLAS core is (Sources/Tensor/Machine.swift). The bodies
+// are plain loops (kernels_body.h) that the compiler vectorizes for each target.
+#ifndef LUAGAN_KERNELS_H
+#define LUAGAN_KERNELS_H
+#include <stddef.h>
+
+/// Chooses the variant for an ISA level (1: baseline, 3: AVX2 + FMA, 4: AVX-512) and returns
+/// the level chosen. Call once, before the kernels (Tensor does).
+int lg_kernels_select(int level);
+/// The level in use.
+int lg_kernels_level(void);
+
+// Winograd F(2x2, 3x3) transforms, float32. A block holds tile-rows r0..r0+nr-1 of an image
+// batch (tile-row tr is image tr / th, tile row tr % th), tw tiles per row; arrays indexed
+// [xi][channel][tile] with tb = nr * tw tiles per (xi, channel).
+// Each call covers channels [c0, c1): callers split channels across threads.
+void lg_wino_input(const float *x, int C, int H, int W, int r0, int nr, int c0, int c1, float *v);
+void lg_wino_output(const float *m, int K, int H, int W, int r0, int nr, int k0, int k1, float *y);
+void lg_wino_output_adjoint(const float *dy, int K, int H, int W, int r0, int nr, int k0, int k1, float *mb);
+
+// Direct 3x3 convolution, stride 1, padding 1, float32, for layers with few input or output
+// channels (an RGB or single-channel layer), where GEMMs are thin:
+//   y[n][k] (=/+=) Σ_c Σ_ij w[k][c][i][j] x[n][c][h+i-1][w+j-1]   (flip: w read as the
+// input-gradient kernel, w[c][k][2-i][2-j], for the adjoint convolution)
+// Output planes (n, k) with n·K + k in [p0, p1).
+void lg_conv3x3_direct(const float *x, const float *w, int N, int C, int K, int H, int W, int flip, long p0, long p1, float *y);
+// dw[k][c][i][j] = Σ_n Σ_hw dy[n][k][h][w] x[n][c][h+i-1][w+j-1], for k·C + c in [p0, p1).
+void lg_conv3x3_direct_weight(const float *x, const float *dy, int N, int C, int K, int H, int W, long p0, long p1, float *dw);
+
+#endif

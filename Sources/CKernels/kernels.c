@@ -1,0 +1,56 @@
+#include "lg_kernels.h"
+
+#define SUFFIX avx512
+#define TARGET __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,bmi2"), noinline))
+#include "kernels_body.h"
+#undef SUFFIX
+#undef TARGET
+
+#define SUFFIX avx2
+#define TARGET __attribute__((target("avx2,fma,bmi2"), noinline))
+#include "kernels_body.h"
+#undef SUFFIX
+#undef TARGET
+
+#define SUFFIX base
+#define TARGET __attribute__((noinline))
+#include "kernels_body.h"
+#undef SUFFIX
+#undef TARGET
+
+typedef struct {
+  void (*wino_input)(const float *, int, int, int, int, int, int, int, float *);
+  void (*wino_output)(const float *, int, int, int, int, int, int, int, float *);
+  void (*wino_output_adjoint)(const float *, int, int, int, int, int, int, int, float *);
+  void (*conv3x3_direct)(const float *, const float *, int, int, int, int, int, int, long, long, float *);
+  void (*conv3x3_direct_weight)(const float *, const float *, int, int, int, int, int, long, long, float *);
+} lg_kernel_table;
+
+#define TABLE(s) { wino_input_##s, wino_output_##s, wino_output_adjoint_##s, conv3x3_direct_##s, conv3x3_direct_weight_##s }
+static const lg_kernel_table tables[3] = { TABLE(base), TABLE(avx2), TABLE(avx512) };
+static const lg_kernel_table *current = &tables[0];
+static int currentLevel = 1;
+
+int lg_kernels_select(int level) {
+  if (level >= 4) { current = &tables[2]; currentLevel = 4; }
+  else if (level >= 3) { current = &tables[1]; currentLevel = 3; }
+  else { current = &tables[0]; currentLevel = 1; }
+  return currentLevel;
+}
+int lg_kernels_level(void) { return currentLevel; }
+
+void lg_wino_input(const float *x, int C, int H, int W, int r0, int nr, int c0, int c1, float *v) {
+  current->wino_input(x, C, H, W, r0, nr, c0, c1, v);
+}
+void lg_wino_output(const float *m, int K, int H, int W, int r0, int nr, int k0, int k1, float *y) {
+  current->wino_output(m, K, H, W, r0, nr, k0, k1, y);
+}
+void lg_wino_output_adjoint(const float *dy, int K, int H, int W, int r0, int nr, int k0, int k1, float *mb) {
+  current->wino_output_adjoint(dy, K, H, W, r0, nr, k0, k1, mb);
+}
+void lg_conv3x3_direct(const float *x, const float *w, int N, int C, int K, int H, int W, int flip, long p0, long p1, float *y) {
+  current->conv3x3_direct(x, w, N, C, K, H, W, flip, p0, p1, y);
+}
+void lg_conv3x3_direct_weight(const float *x, const float *dy, int N, int C, int K, int H, int W, long p0, long p1, float *dw) {
+  current->conv3x3_direct_weight(x, dy, N, C, K, H, W, p0, p1, dw);
+}
