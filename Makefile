@@ -25,12 +25,14 @@ test: build
 	swift build -c release --build-tests
 	swift test -c release --skip-build
 
-# Kernel benchmarks (sgemm, conv2d at BigGAN shapes, thread scaling), then the biggan32 and
-# pggan32 training workloads of ../shared/bench (compare with torch_reference.py back to back).
+# Benchmarks: what runs (CPU, ISA, BLAS core), kernel rates (sgemm, conv2d at BigGAN shapes,
+# thread scaling), then biggan32, pggan32 and demo32 side by side with PyTorch's
+# ../shared/bench/torch_reference.py, A B A B, as ratios (PyTorch from $$TORCH_PYTHON or
+# ../.venv-torch). LUAGAN_SIMULATE_BLAS_FALLBACK=1 make bench runs it all as on a CPU OpenBLAS
+# does not recognise.
 bench: build
 	$(LUAGAN) scripts/bench/kernels.lua
-	LG_MEM=1 $(LUAGAN) scripts/bench/gan_workloads.lua biggan32 --steps=5 --threads=2
-	LG_MEM=1 $(LUAGAN) scripts/bench/gan_workloads.lua pggan32 --steps=5 --threads=2
+	$(LUAGAN) scripts/bench/side_by_side.lua --rounds=2 --steps=5
 
 # The fuzzer at full size: random calls of every function and method with hostile arguments,
 # and mutated files for every reader, watched from outside (scripts/fuzz, Sources/LuaganFuzz).

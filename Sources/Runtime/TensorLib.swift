@@ -734,6 +734,7 @@ enum TensorLib {
         c.push(BLASCore.expectedGflopsPerThread(BLASCore.best(for: cpu))); c.setField(-1, "expectedSgemmGflopsPerThread")
         c.push(Parallel.blasDescription); c.setField(-1, "openblas")
         c.push(Parallel.threads); c.setField(-1, "threads")
+        c.push(SIMDKernels.level); c.setField(-1, "simdLevel")
         return 1
       }),
       ("setGradEnabled", { c in

@@ -28,12 +28,26 @@ local function report(name, flops, fn, n)
 end
 
 local threads = tensor.getNumThreads()
+local config = tensor.config()
+print(("machine: %s (%s), %s"):format(config.cpu, config.vendor, config.isa))
+print(("BLAS: OpenBLAS %s kernels (best for this CPU: %s; chosen by %s); %d threads"):format(
+  config.blasCore, config.blasBest, config.blasChosenBy, threads))
+print(("luagan kernels: level %d"):format(config.simdLevel))
 print(("luagan kernel benchmarks (%d threads)"):format(threads))
 local n = 4096
 local a, b = tensor.randn(n, n), tensor.randn(n, n)
 report("sgemm 4096x4096", 2 * n ^ 3, function() return a:mm(b) end, 3)
 a, b = nil, nil
 collectgarbage()
+-- Far below what this CPU's ISA should reach means the BLAS is not running the kernels the CPU
+-- can (an OpenBLAS fallback core, or a busy machine).
+local expected = config.expectedSgemmGflopsPerThread * threads
+if results["sgemm 4096x4096"] < expected then
+  print(("WARNING: sgemm %.1f GFLOP/s is far below the %.0f GFLOP/s a %s CPU should reach on %d threads (BLAS core %s)"):format(
+    results["sgemm 4096x4096"], expected, config.isa, threads, config.blasCore))
+end
+paths.mkdir("runs/bench")
+paths.writeText("runs/bench/kernels.json", ckpt.json.encode({ sgemm = results["sgemm 4096x4096"], blasCore = config.blasCore }))
 
 for _, hw in ipairs { 8, 16, 32 } do
   local x = tensor.randn(50, 256, hw, hw):requiresGrad(true)

@@ -13,7 +13,7 @@ local opt = options.cli(arg, {
   { "rounds", 2, "A B rounds per workload" },
   { "steps", 5, "timed iterations per run" },
   { "threads", 2, "threads on both sides" },
-  { "sgemm", 0, "sgemm GFLOP/s measured by kernels.lua in the same make bench (0: not known)" },
+  { "sgemm", 0, "sgemm GFLOP/s of this run (default: runs/bench/kernels.json from kernels.lua)" },
   { "python", "", "the Python with torch (default: searched)" },
 }, "luagan against PyTorch, back to back.")
 
@@ -45,6 +45,9 @@ local function median(v)
   return n % 2 == 1 and v[(n + 1) // 2] or (v[n // 2] + v[n // 2 + 1]) / 2
 end
 
+if opt.sgemm == 0 and paths.exists("runs/bench/kernels.json") then
+  opt.sgemm = ckpt.json.decode(paths.readText("runs/bench/kernels.json")).sgemm or 0
+end
 local c = tensor.config()
 print(("machine: %s, %s; BLAS %s (%s); %d threads"):format(c.cpu, c.isa, c.blasCore, c.blasChosenBy, opt.threads))
 if not withTorch then print("PyTorch not found (set TORCH_PYTHON, or make ../.venv-torch): luagan's side only") end
