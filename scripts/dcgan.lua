@@ -16,7 +16,7 @@ local spec = training.concat({
 }, training.commonSpec { iters = 5000, out = "runs/dcgan", sampleEvery = 500, saveEvery = 1000, evalEvery = 0, svEvery = 0 })
 
 local opt, saved = training.start(spec, "DCGAN: transposed-conv generator, strided-conv discriminator.")
-local dataset, loader, channels = training.data(opt, opt.batchSize)
+local _, loader, channels = training.data(opt, opt.batchSize)
 if opt.resolution ~= 32 then io.stderr:write("dcgan.lua builds 32x32 networks: use --resolution=32\n"); os.exit(2) end
 local G = dcgan.Generator { nz = opt.nz, ngf = opt.ngf, nc = channels }
 local D = dcgan.Discriminator { ndf = opt.ndf, nc = channels }

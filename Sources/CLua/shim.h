@@ -2,8 +2,9 @@
 //
 // Swift cannot see Lua's function-like macros or variadic functions, and must never be crossed
 // by Lua's longjmp (house decision 2). So this header gives:
-//   - static-inline versions of the macros Swift needs (lg_pop, lg_newtable, ...);
-//   - an allocator that aborts instead of returning NULL, so `m` API functions cannot raise;
+//   - static-inline versions of the macros Swift needs (lg_pop, lg_remove, ...);
+//   - an allocator that aborts when it fails while Swift runs (so `m` API functions cannot raise
+//     over Swift frames) and returns NULL otherwise (Lua's catchable "not enough memory");
 //   - the trampoline: every Swift binding runs inside lg_trampoline, *returns* an error code,
 //     and only then, with no Swift frame left on the stack, does C call lua_error;
 //   - protected helpers (lg_pnext, lg_docall) for the few operations that could raise.
@@ -21,13 +22,8 @@
 // MARK: - Macros as functions
 
 static inline int lg_registryindex(void) { return LUA_REGISTRYINDEX; }
-static inline int lg_upvalueindex(int i) { return lua_upvalueindex(i); }
 static inline void lg_pop(lua_State *L, int n) { lua_settop(L, -(n)-1); }
-static inline void lg_newtable(lua_State *L) { lua_createtable(L, 0, 0); }
-static inline void lg_insert(lua_State *L, int idx) { lua_rotate(L, idx, 1); }
 static inline void lg_remove(lua_State *L, int idx) { lua_rotate(L, idx, -1); lua_settop(L, -2); }
-static inline int lg_isnoneornil(lua_State *L, int idx) { return lua_type(L, idx) <= 0; }
-static inline const char *lg_typename(lua_State *L, int idx) { return lua_typename(L, lua_type(L, idx)); }
 static inline void *lg_newuserdata(lua_State *L, size_t size, int nuv) { return lua_newuserdatauv(L, size, nuv); }
 static inline int lg_getuservalue(lua_State *L, int idx) { return lua_getiuservalue(L, idx, 1); }
 static inline int lg_setuservalue(lua_State *L, int idx) { return lua_setiuservalue(L, idx, 1); }
@@ -39,7 +35,6 @@ static inline int lg_setuservalue(lua_State *L, int idx) { return lua_setiuserva
 static inline void lg_gc_step(lua_State *L, int kb) { lua_gc(L, LUA_GCSTEP, kb); }
 static inline void lg_gc_collect(lua_State *L) { lua_gc(L, LUA_GCCOLLECT, 0); }
 static inline int lg_gc_count_kb(lua_State *L) { return lua_gc(L, LUA_GCCOUNT, 0); }
-static inline int lg_gc_isrunning(lua_State *L) { return lua_gc(L, LUA_GCISRUNNING, 0); }
 
 // MARK: - The allocator: catchable out-of-memory in Lua, abort under Swift
 

@@ -21,6 +21,11 @@ enum Luagan {
 
   struct Result { let status: Int32; let stdout: String; let stderr: String }
 
+  /// A Lua string literal for `s` (for chunks passed with -e).
+  static func quote(_ s: String) -> String {
+    "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
+  }
+
   static func run(_ args: [String], stdin: String? = nil, cwd: URL? = nil, environment: [String: String] = [:]) throws -> Result {
     guard FileManager.default.isExecutableFile(atPath: binary.path) else {
       throw NSError(domain: "luagan", code: 1, userInfo: [NSLocalizedDescriptionKey: "no luagan executable at \(binary.path): run `swift build -c release` first"])

@@ -108,22 +108,25 @@ end
 function M.withFrozenBuffers(model, fn)
   local saved = {}
   for name, b in model:namedBuffers() do saved[name] = b:clone() end
-  local results = table.pack(pcall(fn))
-  tensor.noGrad(function()
-    for name, b in model:namedBuffers() do b:copy(saved[name]) end
+  local _ <close> = M.onExit(function()
+    tensor.noGrad(function()
+      for name, b in model:namedBuffers() do b:copy(saved[name]) end
+    end)
   end)
-  if not results[1] then error(results[2], 0) end
-  return table.unpack(results, 2, results.n)
+  return fn()
 end
+
+--- A to-be-closed value that runs `restore` when its scope ends, normally or by an error:
+-- `local _ <close> = training.onExit(f)`. The error then keeps its own traceback (a pcall,
+-- restore, rethrow loses it).
+function M.onExit(restore) return setmetatable({}, { __close = function() restore() end }) end
 
 --- Runs fn() and puts the global generator back as it was, so whatever fn draws does not
 -- move the training run.
 function M.keepingRNG(fn)
   local state = tensor.getRNGState()
-  local results = table.pack(pcall(fn))
-  tensor.setRNGState(state)
-  if not results[1] then error(results[2], 0) end
-  return table.unpack(results, 2, results.n)
+  local _ <close> = M.onExit(function() tensor.setRNGState(state) end)
+  return fn()
 end
 
 --- Runs fn() with the global generator seeded by `seed`, then puts the training stream back:
@@ -202,8 +205,7 @@ function Run:plots(lossNames)
     if #s.x >= 2 then series[#series + 1] = s end
   end
   if #series > 0 then plot.lines(self.dir .. "/losses.png", series, { title = "losses", xlabel = "iteration", ylabel = "loss" }) end
-  local evals = log.read(self.dir .. "/log.jsonl")
-  local fid = log.series(evals, "fid")
+  local fid = log.series(records, "fid")
   if #fid.x >= 2 then
     plot.lines(self.dir .. "/fid.png", { fid }, { title = "domain FID of EMA samples", xlabel = "iteration", ylabel = "FID" })
   end

@@ -2,8 +2,6 @@
 -- D outputs are raw scores (logits), shaped (N) or (N, 1).
 local gan, tensor, nn = gan, tensor, nn
 
-local function mean(x) return x:mean() end
-
 --- Hinge loss for D (BigGAN, Lim & Ye 2017): mean(relu(1 - D(x))) + mean(relu(1 + D(G(z)))).
 -- Returns the total and its real and fake parts.
 function gan.hingeD(dReal, dFake)

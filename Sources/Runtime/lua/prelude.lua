@@ -10,10 +10,8 @@ function tensor.noGrad(fn, ...)
     error(("bad argument #1 to 'noGrad' (function expected, got %s)"):format(type(fn)), 2)
   end
   local prev = tensor.setGradEnabled(false)
-  local results = table.pack(pcall(fn, ...))
-  tensor.setGradEnabled(prev)
-  if not results[1] then error(results[2], 0) end
-  return table.unpack(results, 2, results.n)
+  local _ <close> = setmetatable({}, { __close = function() tensor.setGradEnabled(prev) end })
+  return fn(...)
 end
 
 -- The libraries every script sees as globals and can also require (nn and optim come from
@@ -46,8 +44,9 @@ function tensor.profile(fn, ...)
     error(("bad argument #1 to 'profile' (function expected, got %s)"):format(type(fn)), 2)
   end
   tensor._profileStart()
-  local results = table.pack(pcall(fn, ...))
-  local rows = setmetatable(tensor._profileStop(), reportMeta)
-  if not results[1] then error(results[2], 0) end
-  return rows, table.unpack(results, 2, results.n)
+  local stopped
+  local _ <close> = setmetatable({}, { __close = function() if not stopped then tensor._profileStop() end end })
+  local results = table.pack(fn(...))
+  stopped = setmetatable(tensor._profileStop(), reportMeta)
+  return stopped, table.unpack(results, 1, results.n)
 end
