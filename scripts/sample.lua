@@ -98,7 +98,7 @@ if #results > 0 then
     { title = ("truncation sweep, %d samples each"):format(opt.n), xlabel = "domain FID (lower is better)",
       ylabel = "domain IS (higher is better)" })
   local f = assert(io.open(out .. "/truncation.json", "w"))
-  f:write(ckpt.json.encode(results, 2), "\n")
+  f:write(json.encode(results, 2), "\n")
   f:close()
   print("wrote " .. out .. "/truncation.png and truncation.json")
 end

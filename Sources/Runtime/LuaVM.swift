@@ -49,6 +49,7 @@ public final class LuaVM {
     OptimLib.install(L)
     MediaLib.install(L)
     MetricsLib.install(L)
+    JsonLib.install(L)
     try setPackagePath(scriptDir: scriptDir)
     try runPrelude()
   }

@@ -18,19 +18,18 @@ public enum Safetensors {
       guard !name.isEmpty, name != "__metadata__" else { throw TensorError("safetensors: invalid tensor name '\(name)'") }
       guard seen.insert(name).inserted else { throw TensorError("safetensors: duplicate tensor name '\(name)'") }
     }
-    var header = "{"
+    var members: [(String, JSON)] = []
     if !metadata.isEmpty {
-      header += "\"__metadata__\":{" + metadata.sorted { $0.key < $1.key }.map { "\(jsonString($0.key)):\(jsonString($0.value))" }.joined(separator: ",") + "},"
+      members.append(("__metadata__", .object(metadata.sorted { $0.key < $1.key }.map { ($0.key, JSON.string($0.value)) })))
     }
     var offset = 0
-    var entries: [String] = []
     for (name, t) in tensors {
       let bytes = t.numel * t.dtype.byteSize
-      let dt = t.dtype == .float32 ? "F32" : "F64"
-      entries.append("\(jsonString(name)):{\"dtype\":\"\(dt)\",\"shape\":[\(t.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + bytes)]}")
+      members.append((name, .object([("dtype", .string(t.dtype == .float32 ? "F32" : "F64")), ("shape", .array(t.shape.map { .int($0) })),
+                                      ("data_offsets", .array([.int(offset), .int(offset + bytes)]))])))
       offset += bytes
     }
-    header += entries.joined(separator: ",") + "}"
+    var header = try JSON.object(members).serialized()
     while (header.utf8.count + 8) % 8 != 0 { header += " " }
     var data = Data()
     var len = UInt64(header.utf8.count).littleEndian
@@ -55,30 +54,34 @@ public enum Safetensors {
     guard data.count >= 8 else { throw bad("\(data.count) bytes, shorter than the 8-byte header length") }
     let n = data.prefix(8).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self).littleEndian }
     guard n <= UInt64(data.count - 8), n <= 100_000_000 else { throw bad("header length \(n) exceeds the file size \(data.count)") }
-    let headerData = data.subdata(in: 8..<(8 + Int(n)))
-    guard let json = try? JSONSerialization.jsonObject(with: headerData), let dict = json as? [String: Any] else {
-      throw bad("the header is not a JSON object")
-    }
+    let header: JSON
+    do { header = try JSON.parse(data[8..<(8 + Int(n))], name: "header") } catch let e as TensorError { throw bad(e.message) }
+    guard case .object(let members) = header else { throw bad("the header is not a JSON object") }
     let base = 8 + Int(n), payload = data.count - base
     var metadata: [String: String] = [:]
-    if let m = dict["__metadata__"] {
-      guard let md = m as? [String: Any] else { throw bad("__metadata__ is not an object") }
-      for (k, v) in md { metadata[k] = v as? String ?? "\(v)" }
+    if let m = header["__metadata__"] {
+      guard case .object(let md) = m else { throw bad("__metadata__ is not an object") }
+      for (k, v) in md {
+        switch v {
+        case .string(let s): metadata[k] = s
+        case .int(let i): metadata[k] = String(i)
+        case .double(let d): metadata[k] = String(d)
+        case .bool(let b): metadata[k] = String(b)
+        default: throw bad("__metadata__ entry '\(k)' is not a string")
+        }
+      }
     }
     var entries: [(String, Int, Tensor)] = []
-    for (key, value) in dict where key != "__metadata__" {
-      guard let info = value as? [String: Any], let dt = info["dtype"] as? String,
-            let shapeAny = info["shape"] as? [Any], let offs = info["data_offsets"] as? [Any], offs.count == 2 else {
+    var seen = Set<String>()
+    for (key, value) in members where key != "__metadata__" {
+      guard seen.insert(key).inserted else { throw bad("entry '\(key)' appears twice") }
+      // A JSON number that is a non-negative integer count.
+      func count(_ v: JSON?) -> Int? { if case .int(let i)? = v, i >= 0 { return i }; return nil }
+      guard case .string(let dt)? = value["dtype"], case .array(let shapeItems)? = value["shape"],
+            case .array(let offs)? = value["data_offsets"], offs.count == 2 else {
         throw bad("entry '\(key)' lacks dtype, shape or data_offsets")
       }
-      // A JSON number as a non-negative Int, or nil (1e300 or 2.5 is not one; NSNumber.intValue
-      // of such a value is undefined).
-      func count(_ v: Any) -> Int? {
-        guard let n = v as? NSNumber, n.doubleValue.isFinite, n.doubleValue >= 0, n.doubleValue < 0x1p62 else { return nil }
-        let i = n.int64Value
-        return Double(i) == n.doubleValue.rounded(.towardZero) && n.doubleValue == n.doubleValue.rounded() ? Int(i) : nil
-      }
-      let shape = try shapeAny.map { v -> Int in
+      let shape = try shapeItems.map { v -> Int in
         guard let i = count(v) else { throw bad("entry '\(key)' has an invalid shape") }
         return i
       }
@@ -125,22 +128,6 @@ public enum Safetensors {
     }
     entries.sort { $0.1 != $1.1 ? $0.1 < $1.1 : $0.0 < $1.0 }
     return (entries.map { ($0.0, $0.2) }, metadata)
-  }
-
-  static func jsonString(_ s: String) -> String {
-    var out = "\""
-    for u in s.unicodeScalars {
-      switch u {
-      case "\"": out += "\\\""
-      case "\\": out += "\\\\"
-      case "\n": out += "\\n"
-      case "\r": out += "\\r"
-      case "\t": out += "\\t"
-      default:
-        if u.value < 0x20 { out += String(format: "\\u%04x", u.value) } else { out.unicodeScalars.append(u) }
-      }
-    }
-    return out + "\""
   }
 }
 

@@ -47,7 +47,7 @@ if results["sgemm 4096x4096"] < expected then
     results["sgemm 4096x4096"], expected, config.isa, threads, config.blasCore))
 end
 paths.mkdir("runs/bench")
-paths.writeText("runs/bench/kernels.json", ckpt.json.encode({ sgemm = results["sgemm 4096x4096"], blasCore = config.blasCore }))
+paths.writeText("runs/bench/kernels.json", json.encode({ sgemm = results["sgemm 4096x4096"], blasCore = config.blasCore }))
 
 for _, hw in ipairs { 8, 16, 32 } do
   local x = tensor.randn(50, 256, hw, hw):requiresGrad(true)

@@ -36,7 +36,7 @@ local function runJSON(cmd)
   p:close()
   local line = out:match("(%b{})%s*$") or out:match("(%b{})")
   if not line then error("no JSON from: " .. cmd .. "\n" .. out) end
-  return ckpt.json.decode(line, cmd)
+  return json.decode(line, cmd)
 end
 
 local function median(v)
@@ -46,7 +46,7 @@ local function median(v)
 end
 
 if opt.sgemm == 0 and paths.exists("runs/bench/kernels.json") then
-  opt.sgemm = ckpt.json.decode(paths.readText("runs/bench/kernels.json")).sgemm or 0
+  opt.sgemm = json.decode(paths.readText("runs/bench/kernels.json")).sgemm or 0
 end
 local c = tensor.config()
 print(("machine: %s, %s; BLAS %s (%s); %d threads"):format(c.cpu, c.isa, c.blasCore, c.blasChosenBy, opt.threads))

@@ -183,7 +183,7 @@ function M.toJSON(r)
     if type(v) == "number" or type(v) == "string" then out[k] = v
     elseif type(v) == "table" then out[k] = v end
   end
-  return ckpt.json.encode(out, 2)
+  return json.encode(out, 2)
 end
 
 return M

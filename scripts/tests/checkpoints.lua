@@ -10,13 +10,13 @@ paths.mkdir(tmp)
 T.test("JSON keeps integers, floats, strings and nesting exact", function()
   local v = { i = 9007199254740993, f = 0.1, neg = -2.5e-300, s = "a\"b\\c\n\1é", t = true, list = { 1, 2.0, "x" },
               nested = { { a = 1 } }, inf = math.huge, sparse = { [1] = "a", [3] = "c" }, empty = {} }
-  local back = ckpt.json.decode(ckpt.json.encode(v))
+  local back = json.decode(json.encode(v))
   check(back.i == 9007199254740993 and math.type(back.i) == "integer", "2^53 + 1 survives")
   check(back.f == 0.1 and back.neg == -2.5e-300 and back.s == v.s and back.t == true)
   check(math.type(back.list[2]) == "float" and back.list[3] == "x" and back.nested[1].a == 1 and back.inf == math.huge)
   check(back.sparse[3] == "c" and back.sparse[2] == nil)
-  checkError("trailing characters", ckpt.json.decode, "{} x")
-  checkError("expected a key", ckpt.json.decode, "{1:2}")
+  checkError("trailing characters", json.decode, "{} x")
+  checkError("expected a key", json.decode, "{1:2}")
 end)
 
 T.test("save and load every kind of entry", function()

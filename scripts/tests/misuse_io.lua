@@ -40,10 +40,10 @@ local cases = {
   ["ckpt.load"] = { function() return ckpt.load() end, function() return ckpt.load("/nonexistent") end,
     function() return ckpt.load(tmp, 5) end },
   ["ckpt.list"] = { function() return ckpt.list() end },
-  ["ckpt.json.encode"] = { function() return ckpt.json.encode(print) end,
-    function() local t = {}; t.t = t; return ckpt.json.encode(t) end },
-  ["ckpt.json.decode"] = { function() return ckpt.json.decode("{") end, function() return ckpt.json.decode('"\\q"') end,
-    function() return ckpt.json.decode("[1,]") end },
+  ["json.encode"] = { function() return json.encode(print) end,
+    function() local t = {}; t.t = t; return json.encode(t) end },
+  ["json.decode"] = { function() return json.decode("{") end, function() return json.decode('"\\q"') end,
+    function() return json.decode("[1,]") end },
   ["log.Logger"] = { function() return log.Logger() end, function() return log.Logger("/proc/nope") end },
   ["log.read"] = { function() return log.read() end, function() return log.read("/nonexistent") end },
   ["log.series"] = { function() return log.series(5, "x") end },
@@ -65,7 +65,7 @@ local cases = {
 }
 
 local exported = {}
-for _, lib in ipairs { "image", "data", "ckpt", "log", "plot", "paths" } do
+for _, lib in ipairs { "image", "data", "ckpt", "log", "plot", "paths", "json" } do
   for k, v in pairs(_G[lib]) do
     if type(k) == "string" and k:sub(1, 1) ~= "_" then
       if type(v) == "function" then exported[#exported + 1] = lib .. "." .. k

@@ -201,7 +201,7 @@ T.test("ckpt.save of a table that contains itself", function()
   local c = deep
   for _ = 1, 500 do c.x = {}; c = c.x end
   checkError("nested", function() return ckpt.save(tmp .. "/deep", { state = deep }) end)
-  checkError("nested more than", function() return ckpt.json.decode(("["):rep(10000)) end)
+  checkError("nested more than", function() return json.decode(("["):rep(10000)) end)
 end)
 
 -- MARK: - State that is trusted

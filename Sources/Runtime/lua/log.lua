@@ -37,7 +37,7 @@ function Logger:log(iter, scalars)
     end
     rec[k] = v
   end
-  self.file:write(ckpt.json.encode(rec), "\n")
+  self.file:write(json.encode(rec), "\n")
   self.file:flush()
 end
 
@@ -50,7 +50,7 @@ function log.read(path)
   local out = {}
   for line in f:lines() do
     if line:match("%S") then
-      local ok, rec = pcall(ckpt.json.decode, line, path)
+      local ok, rec = pcall(json.decode, line, path)
       if ok then out[#out + 1] = rec end
     end
   end

@@ -16,7 +16,7 @@ end
 
 -- The libraries every script sees as globals and can also require (nn and optim come from
 -- Swift; gan, image, data and metrics start empty and are filled by the files that follow).
-for _, name in ipairs { "nn", "optim", "gan", "image", "data", "metrics", "ckpt", "log", "plot", "paths" } do
+for _, name in ipairs { "nn", "optim", "gan", "image", "data", "metrics", "ckpt", "log", "plot", "paths", "json" } do
   local lib = rawget(_G, name) or {}
   rawset(_G, name, lib)
   package.loaded[name] = lib
