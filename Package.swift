@@ -31,11 +31,17 @@ let package = Package(
     .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3"], .when(configuration: .release))]),
     // Tensors, kernels and autograd. Knows nothing of Lua.
     .target(name: "Tensor", dependencies: ["COpenBLAS", "CPUFeatures", "CKernels"], swiftSettings: fast("Tensor")),
-    // Modules, optimizers, images, data sets, checkpoints and metrics. Knows nothing of Lua.
-    .target(name: "Layers", dependencies: ["Tensor", "COpenBLAS", "CPNG", "CZlib"], swiftSettings: fast("Layers")),
+    // Modules, layers, initializers and optimizers. Knows nothing of Lua.
+    .target(name: "Layers", dependencies: ["Tensor"], swiftSettings: fast("Layers")),
+    // PNG in and out, sample sheets, resizing, line plots and their font. Knows nothing of Lua.
+    .target(name: "Media", dependencies: ["Tensor", "CPNG"], swiftSettings: fast("Media")),
+    // Data sets from files and the mini-batch loader. Knows nothing of Lua.
+    .target(name: "Datasets", dependencies: ["Tensor", "Media", "CZlib"], swiftSettings: fast("Datasets")),
+    // FID, IS, KID, precision/recall, SWD and MS-SSIM as their references compute them.
+    .target(name: "Metrics", dependencies: ["Tensor", "COpenBLAS"], swiftSettings: fast("Metrics")),
     // The only bridge to Lua: bindings, the module system, the Lua-side libraries.
     .target(
-      name: "Runtime", dependencies: ["CLua", "Tensor", "Layers"],
+      name: "Runtime", dependencies: ["CLua", "Tensor", "Layers", "Media", "Datasets", "Metrics"],
       resources: [
         .embedInCode("lua/prelude.lua"),
         .embedInCode("lua/nn.lua"),
@@ -53,6 +59,7 @@ let package = Package(
     // MARK: - Tests
     .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
     .testTarget(name: "LayersTests", dependencies: ["Layers", "Tensor"]),
+    .testTarget(name: "MetricsTests", dependencies: ["Metrics"]),
     .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "Tensor"]),
   ]
 )

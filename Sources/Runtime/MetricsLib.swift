@@ -1,6 +1,6 @@
 import CLua
 import Foundation
-import Layers
+import Metrics
 import Tensor
 
 /// The Swift half of `metrics`: the formulas over features (FID, IS, KID, precision/recall)
@@ -54,7 +54,7 @@ enum MetricsLib {
     s.directionsPerRepeat = try o.integer("dirsPerRepeat", s.directionsPerRepeat)
     s.minResolution = try o.integer("minResolution", s.minResolution)
     s.seed = try seed(o, "seed", s.seed)!
-    s.range = try MediaLib.range(o) ?? s.range
+    s.range = try ImageLib.range(o) ?? s.range
     s.quantize = try o.bool("quantize", s.quantize)
     try o.finish()
     return s
@@ -81,7 +81,7 @@ enum MetricsLib {
     s.k1 = try o.number("k1", s.k1)
     s.k2 = try o.number("k2", s.k2)
     s.maxValue = try o.number("maxValue", s.maxValue)
-    s.range = try MediaLib.range(o) ?? s.range
+    s.range = try ImageLib.range(o) ?? s.range
     s.quantize = try o.bool("quantize", s.quantize)
     try o.finish()
     return s

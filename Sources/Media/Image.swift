@@ -156,22 +156,3 @@ public enum Images {
     return x.rank == 4 ? result : try result.squeeze(dim: 0)
   }
 }
-
-/// Creates the folder that will hold `path`, with its parents, if missing.
-public func ensureParentDirectory(_ path: String) throws {
-  let dir = URL(fileURLWithPath: path).deletingLastPathComponent().path
-  try ensureDirectory(dir)
-}
-
-/// Creates `dir` with its parents if missing (mkdir -p); an error names the folder.
-public func ensureDirectory(_ dir: String) throws {
-  if dir.isEmpty { return }
-  var isDir: ObjCBool = false
-  if FileManager.default.fileExists(atPath: dir, isDirectory: &isDir) {
-    guard isDir.boolValue else { throw TensorError("'\(dir)' exists and is not a folder") }
-    return
-  }
-  do { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) } catch {
-    throw TensorError("cannot create folder '\(dir)': \(error.localizedDescription)")
-  }
-}

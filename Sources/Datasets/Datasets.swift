@@ -1,5 +1,6 @@
 import CZlib
 import Foundation
+import Media
 import Tensor
 
 /// An image-classification data set held in memory as 8-bit pixels (N, C, H, W), with 0-based
@@ -42,7 +43,7 @@ public final class Dataset {
 }
 
 /// Readers for the data sets luagan knows.
-public enum Datasets {
+public enum DatasetReaders {
   public static let fashionMNISTClasses = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
   public static let cifar10Classes = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
   /// Where Debian's dataset-fashion-mnist package puts the files (`dpkg -L dataset-fashion-mnist`).

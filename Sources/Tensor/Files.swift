@@ -1,0 +1,78 @@
+import Foundation
+
+/// Files and folders the way luagan touches them: whole regular files read with their size
+/// checked first, writes that land all at once (a temporary file renamed into place), folders
+/// made through the OS (never a shell).
+
+/// The bytes of a regular file (not a folder, a device or a pipe, which may never end), after
+/// checking its size can be held in memory. Errors start with `what`.
+public func readRegularFile(_ path: String, what: String, limit: Int = MemoryAccounting.maxAllocationBytes) throws -> Data {
+  var st = stat()
+  guard stat(path, &st) == 0 else { throw TensorError("\(what): no such file '\(path)'") }
+  guard (st.st_mode & S_IFMT) == S_IFREG else { throw TensorError("\(what): '\(path)' is not a regular file") }
+  let size = Int(st.st_size)
+  guard size <= limit else { throw TensorError("\(what): '\(path)' is \(Storage.humanBytes(size)), more than the limit of \(Storage.humanBytes(limit))") }
+  try Storage.checkAllocatable(count: size, elementBytes: 1, what: "the contents of '\(path)'")
+  let fd = open(path, O_RDONLY)
+  guard fd >= 0 else { throw TensorError("\(what): cannot open '\(path)': \(String(cString: strerror(errno)))") }
+  defer { close(fd) }
+  var data = Data(count: size)
+  let got = data.withUnsafeMutableBytes { raw -> Int in
+    var off = 0
+    while off < size {
+      let n = read(fd, raw.baseAddress! + off, size - off)
+      if n <= 0 { break }
+      off += n
+    }
+    return off
+  }
+  guard got == size else { throw TensorError("\(what): cannot read '\(path)' (\(got) of \(size) bytes)") }
+  return data
+}
+
+/// Writes `data` to a temporary file beside `path`, syncs it, and renames it into place, so a
+/// crash leaves either the old file or the new one, never a torn one.
+public func writeAtomically(_ data: Data, to path: String) throws {
+  let url = URL(fileURLWithPath: path)
+  let dir = url.deletingLastPathComponent().path
+  guard FileManager.default.fileExists(atPath: dir.isEmpty ? "." : dir) else {
+    throw TensorError("cannot write '\(path)': folder '\(dir)' does not exist")
+  }
+  let tmp = path + ".tmp-\(getpid())"
+  let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+  guard fd >= 0 else { throw TensorError("cannot write '\(path)': \(String(cString: strerror(errno)))") }
+  var ok = true
+  data.withUnsafeBytes { raw in
+    var off = 0
+    while off < raw.count {
+      let w = write(fd, raw.baseAddress! + off, raw.count - off)
+      if w <= 0 { ok = false; break }
+      off += w
+    }
+  }
+  if ok { ok = fsync(fd) == 0 }
+  close(fd)
+  guard ok, rename(tmp, path) == 0 else {
+    unlink(tmp)
+    throw TensorError("cannot write '\(path)': \(String(cString: strerror(errno)))")
+  }
+}
+
+/// Creates the folder that will hold `path`, with its parents, if missing.
+public func ensureParentDirectory(_ path: String) throws {
+  let dir = URL(fileURLWithPath: path).deletingLastPathComponent().path
+  try ensureDirectory(dir)
+}
+
+/// Creates `dir` with its parents if missing (mkdir -p); an error names the folder.
+public func ensureDirectory(_ dir: String) throws {
+  if dir.isEmpty { return }
+  var isDir: ObjCBool = false
+  if FileManager.default.fileExists(atPath: dir, isDirectory: &isDir) {
+    guard isDir.boolValue else { throw TensorError("'\(dir)' exists and is not a folder") }
+    return
+  }
+  do { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) } catch {
+    throw TensorError("cannot create folder '\(dir)': \(error.localizedDescription)")
+  }
+}
