@@ -8,61 +8,60 @@
 local training = require("training")
 local pggan = require("models.pggan")
 
-local spec = training.concat({
-  { "latent", 128, "latent size" },
-  { "fmapBase", 4096, "feature maps: min(fmapBase / 2^stage, fmapMax) (the paper's CIFAR-10 sizes)" },
-  { "fmapMax", 128, "most feature maps in a layer" },
-  { "trainKimg", 60.0, "thousands of real images to stabilise each level (paper: 800; CIFAR-10: 400)" },
-  { "transKimg", 60.0, "thousands of real images to fade each new level in (paper: 800; CIFAR-10: 400)" },
-  { "totalKimg", 300.0, "thousands of real images in all" },
-  { "batchSize", 16, "minibatch (minibatch_base: the paper's for every resolution up to 128)" },
-  { "minibatchDict", {}, "minibatch per resolution, overriding batchSize, e.g. {[4]=64,[8]=32} (minibatch_dict)" },
-  { "lr", 1e-3, "Adam learning rate of G and D (G_lrate_base, D_lrate_base)" },
-  { "GLrDict", {}, "G learning rate per resolution, overriding lr, e.g. {[32]=1.5e-3} (G_lrate_dict)" },
-  { "DLrDict", {}, "D learning rate per resolution, overriding lr (D_lrate_dict)" },
-  { "betas", { 0.0, 0.99 }, "Adam betas" },
-  { "adamEps", 1e-8, "Adam epsilon" },
-  { "loss", "wgangp", "wgangp (WGAN-GP with drift) or lsgan" },
-  { "gpLambda", 10.0, "gradient penalty weight" },
-  { "gpTarget", 1.0, "gradient norm target (the paper's CIFAR-10 run: 750)" },
-  { "drift", 0.001, "drift penalty on real scores" },
-  { "mbstdGroup", 4, "minibatch stddev group size (TF default 4; the paper: the whole minibatch)" },
-  { "GsBeta", 0.999, "Gs = EMA of G with this decay per step" },
-  { "schedulePeriod", 4, "minibatches between schedule evaluations (minibatch_repeats)" },
-}, training.commonSpec { iters = 0, out = "runs/pggan", sampleEvery = 500, saveEvery = 1000, evalEvery = 2000 })
-
-local opt, saved = training.start(spec, "PGGAN: progressive growing with equalized learning rate, pixelnorm and minibatch stddev.")
-local function fail(message) io.stderr:write(message, "\n"); os.exit(2) end
-if opt.loss ~= "wgangp" and opt.loss ~= "lsgan" then fail("--loss must be wgangp or lsgan") end
-
 -- Per-resolution settings (train.py TrainingSchedule): the resolution is 2^(R - floor(lod)),
--- so during a fade into 2r everything already uses 2r's minibatch and learning rates.
-local function checkDict(name, dict, isValid, expected)
-  for res, v in pairs(dict) do
-    local r = math.tointeger(res)
-    if not r or r < 4 or r > opt.resolution or r & (r - 1) ~= 0 then
-      fail(("--%s: key %s is not a resolution (a power of two from 4 to %d)"):format(name, tostring(res), opt.resolution))
-    end
-    if not isValid(v) then fail(("--%s[%d]: %s expected, got %s"):format(name, r, expected, tostring(v))) end
-  end
-end
+-- so during a fade into 2r everything already uses 2r's minibatch and learning rates. The
+-- checks below are declared with the options and run when the command line is read.
 local function isBatch(b) return math.type(b) == "integer" and b >= 1 end
 local function isLr(x) return type(x) == "number" and x > 0 and x < math.huge end
-if not isBatch(opt.batchSize) then fail(("--batchSize: a positive integer expected, got %s"):format(opt.batchSize)) end
-checkDict("minibatchDict", opt.minibatchDict, isBatch, "a positive integer")
-checkDict("GLrDict", opt.GLrDict, isLr, "a positive learning rate")
-checkDict("DLrDict", opt.DLrDict, isLr, "a positive learning rate")
-local function minibatchAt(res) return opt.minibatchDict[res] or opt.batchSize end
-do
+local function perResolution(isValid, expected)
+  return function(dict, opt)
+    for res, v in pairs(dict) do
+      local r = math.tointeger(res)
+      if not r or r < 4 or r > opt.resolution or r & (r - 1) ~= 0 then
+        return ("key %s is not a resolution (a power of two from 4 to %d)"):format(tostring(res), opt.resolution)
+      end
+      if not isValid(v) then return ("[%d]: %s expected, got %s"):format(r, expected, tostring(v)) end
+    end
+  end
+end
+local function minibatchAt(opt, res) return opt.minibatchDict[res] or opt.batchSize end
+local function groupsDivide(group, opt)
   local res = 4
   while res <= opt.resolution do
-    local b = minibatchAt(res)
-    if b % math.min(opt.mbstdGroup, b) ~= 0 then
-      fail(("--batchSize=%d (at %dx%d) must be divisible by --mbstdGroup=%d"):format(b, res, res, opt.mbstdGroup))
+    local b = minibatchAt(opt, res)
+    if isBatch(b) and b % math.min(group, b) ~= 0 then
+      return ("the minibatch at %dx%d (%d; --batchSize=%d) must be divisible by --mbstdGroup=%d"):format(res, res, b, opt.batchSize, group)
     end
     res = res * 2
   end
 end
+
+local spec = training.concat({
+  { "latent", 128, "latent size", min = 1 },
+  { "fmapBase", 4096, "feature maps: min(fmapBase / 2^stage, fmapMax) (the paper's CIFAR-10 sizes)", min = 1 },
+  { "fmapMax", 128, "most feature maps in a layer", min = 1 },
+  { "trainKimg", 60.0, "thousands of real images to stabilise each level (paper: 800; CIFAR-10: 400)", min = 0 },
+  { "transKimg", 60.0, "thousands of real images to fade each new level in (paper: 800; CIFAR-10: 400)", min = 0 },
+  { "totalKimg", 300.0, "thousands of real images in all", min = 0 },
+  { "batchSize", 16, "minibatch (minibatch_base: the paper's for every resolution up to 128)", min = 1 },
+  { "minibatchDict", {}, "minibatch per resolution, overriding batchSize, e.g. {[4]=64,[8]=32} (minibatch_dict)",
+    check = perResolution(isBatch, "a positive integer") },
+  { "lr", 1e-3, "Adam learning rate of G and D (G_lrate_base, D_lrate_base)", min = 0 },
+  { "GLrDict", {}, "G learning rate per resolution, overriding lr, e.g. {[32]=1.5e-3} (G_lrate_dict)",
+    check = perResolution(isLr, "a positive learning rate") },
+  { "DLrDict", {}, "D learning rate per resolution, overriding lr (D_lrate_dict)", check = perResolution(isLr, "a positive learning rate") },
+  { "betas", { 0.0, 0.99 }, "Adam betas" },
+  { "adamEps", 1e-8, "Adam epsilon", min = 0 },
+  { "loss", "wgangp", "WGAN-GP with drift, or PGGAN's LSGAN", oneOf = { "wgangp", "lsgan" } },
+  { "gpLambda", 10.0, "gradient penalty weight", min = 0 },
+  { "gpTarget", 1.0, "gradient norm target (the paper's CIFAR-10 run: 750)" },
+  { "drift", 0.001, "drift penalty on real scores", min = 0 },
+  { "mbstdGroup", 4, "minibatch stddev group size (TF default 4; the paper: the whole minibatch)", min = 1, check = groupsDivide },
+  { "GsBeta", 0.999, "Gs = EMA of G with this decay per step", min = 0, max = 1 },
+  { "schedulePeriod", 4, "minibatches between schedule evaluations (minibatch_repeats)", min = 1 },
+}, training.commonSpec { iters = 0, out = "runs/pggan", sampleEvery = 500, saveEvery = 1000, evalEvery = 2000 })
+
+local opt, saved = training.start(spec, "PGGAN: progressive growing with equalized learning rate, pixelnorm and minibatch stddev.")
 local function resolutionOf(level) return math.tointeger(4 * 2 ^ (level - 1)) end
 
 -- One iteration is one D step and one G step. The run lasts totalKimg thousand reals, in whole
@@ -71,7 +70,7 @@ if opt.iters == 0 then
   local nimg, iters = 0, 0
   while nimg < opt.totalKimg * 1000 do
     local _, level = pggan.schedule(nimg / 1000, opt)
-    nimg, iters = nimg + opt.schedulePeriod * minibatchAt(resolutionOf(level)), iters + opt.schedulePeriod
+    nimg, iters = nimg + opt.schedulePeriod * minibatchAt(opt, resolutionOf(level)), iters + opt.schedulePeriod
   end
   opt.iters = iters
 end
@@ -89,21 +88,12 @@ local function reals(n)
   return tensor.cat(parts, 1)
 end
 
-local sizes = { resolution = opt.resolution, channels = channels, latent = opt.latent, fmapBase = opt.fmapBase,
-                fmapMax = opt.fmapMax, mbstdGroup = opt.mbstdGroup }
-local G, D = pggan.Generator(sizes), pggan.Discriminator(sizes)
+local G, D = pggan.fromOptions(opt, channels)
 local function adam(m) return optim.Adam(m:parameters(), { lr = opt.lr, betas = opt.betas, eps = opt.adamEps }) end
 local optG, optD = adam(G), adam(D)
 local Gs = optim.EMA(G, { decay = opt.GsBeta })
 
-local startIter = 0
 local state = { level = 0, lodFloor = -1, lodCeil = -1, lod = 0, t = 0, nimg = 0 }
-if saved then
-  ckpt.load(opt.resume .. "/ckpt", { G = G, D = D, optG = optG, optD = optD, Gs = Gs, loader = loader })
-  tensor.setRNGState(saved.rng)
-  startIter = saved.iter
-  state = saved.schedule
-end
 if not opt.quiet then
   print(("G: %d parameters, D: %d parameters, %s, %d channel(s)"):format(G:numParameters(), D:numParameters(), dataset.name, channels))
 end
@@ -113,9 +103,27 @@ local function sample(z, level, t)
   return tensor.noGrad(function() return Gs.model(z, level, t) end)
 end
 
-local run = training.Run(opt, startIter)
-local lossD, lossG
-for iter = startIter + 1, opt.iters do
+local run = training.Run(opt, {
+  objects = { G = G, D = D, optG = optG, optD = optD, Gs = Gs, loader = loader },
+  info = { model = "pggan", meta = { channels = channels } },
+  values = function() return { schedule = state } end,
+  restore = function(saved) state = saved.schedule end,
+  monitor = { G = G, D = D },
+  sheet = function()
+    local size = 4 * 2 ^ (state.level - 1)
+    local images = sample(sheetZ, state.level, state.t)
+    if size < opt.resolution then images = images:upsampleNearest(opt.resolution // size) end
+    return images, 8, ("-lod%.2f"):format(state.lod)
+  end,
+  canEvaluate = function() return state.lod == 0 end,
+  evaluate = function(n, i)
+    local z = training.withSeed(opt.seed + 7919 + i, function() return tensor.randn(n, opt.latent) end)
+    return sample(z, state.level, 0):clamp(-1, 1)
+  end,
+}, saved)
+
+while run:next() do
+  local iter = run.iter
   -- The schedule, re-read every schedulePeriod minibatches (cur_nimg counts reals shown to D).
   if (iter - 1) % opt.schedulePeriod == 0 then
     local lod, level, t = pggan.schedule(state.nimg / 1000, opt)
@@ -130,7 +138,7 @@ for iter = startIter + 1, opt.iters do
     optD:setLr(opt.DLrDict[res] or opt.lr)
   end
   local level, t = state.level, state.t
-  local batch = minibatchAt(resolutionOf(level))
+  local batch = minibatchAt(opt, resolutionOf(level))
   -- At level l the networks run at 4·2^(l-1) px; the reference runs at full resolution, where
   -- D first average-pools by k = 2^floor(lod). Same forward values, but the penalty's gradient
   -- norm is taken w.r.t. the full-resolution image: ‖∇‖_full = ‖∇‖_native / k.
@@ -142,6 +150,7 @@ for iter = startIter + 1, opt.iters do
   state.nimg = state.nimg + batch
   local fake = tensor.noGrad(function() return G(tensor.randn(batch, opt.latent), level, t) end)
   local dReal, dFake = D(real, level, t), D(fake, level, t)
+  local lossD
   if opt.loss == "wgangp" then
     -- Backward in two passes into the same gradients: the real and fake graphs are freed
     -- before the penalty's double-backprop graph is built (same sum, half the peak memory).
@@ -161,31 +170,12 @@ for iter = startIter + 1, opt.iters do
   -- (2) update G
   optG:zeroGrad()
   local dG = D(G(tensor.randn(batch, opt.latent), level, t), level, t)
-  lossG = opt.loss == "wgangp" and gan.wassersteinG(dG) or gan.lsganG(dG, { target = 0 }) * 2
+  local lossG = opt.loss == "wgangp" and gan.wassersteinG(dG) or gan.lsganG(dG, { target = 0 }) * 2
   lossG:backward()
   optG:step()
 
-  run:log(iter, { lossD = lossD, lossG = lossG, lod = state.lod, kimg = state.nimg / 1000, minibatch = batch })
-  if opt.svEvery > 0 and iter % opt.svEvery == 0 then run:singularValues(iter, { G = G, D = D }) end
-  if iter % opt.sampleEvery == 0 or iter == opt.iters then
-    local size = 4 * 2 ^ (level - 1)
-    local images = sample(sheetZ, level, t)
-    if size < opt.resolution then images = images:upsampleNearest(opt.resolution // size) end
-    run:sheet(("iter-%07d-lod%.2f"):format(iter, state.lod), images, 8)
-    run:sheet("latest", images, 8)
-    run:plots({ "lossD", "lossG" })
-  end
-  if opt.evalEvery > 0 and state.lod == 0 and (iter % opt.evalEvery == 0 or iter == opt.iters) then
-    local r = run:evaluate(iter, function(n, i)
-      local z = training.withSeed(opt.seed + 7919 + i, function() return tensor.randn(n, opt.latent) end)
-      return sample(z, level, 0):clamp(-1, 1)
-    end)
-    if r and not opt.quiet then print(("\niter %d: domain FID %.2f, IS %.2f (%d Gs samples)"):format(iter, r.fid, r.is, r.n)) end
-  end
-  if iter % opt.saveEvery == 0 or iter == opt.iters then
-    run:checkpoint(iter, { G = G, D = D, optG = optG, optD = optD, Gs = Gs, loader = loader, schedule = state, model = "pggan",
-      meta = { channels = channels } })
-  end
+  run:afterStep({ lossD = lossD, lossG = lossG, lod = state.lod, kimg = state.nimg / 1000, minibatch = batch },
+    tensor.cat({ dReal:detach(), dFake:detach() }, 1))
 end
 run:finish()
 if not opt.quiet then print(("done: %s/samples/latest.png, checkpoints in %s/ckpt"):format(opt.out, opt.out)) end

@@ -137,6 +137,11 @@ enum OptimLib {
         c.push(e.decay); c.push(e.startIter)
         return 2
       }),
+      ("_emaSetStart", { c in
+        guard let e = LuaVM.toObject(c.L, 1, meta: LuaVM.emaMeta, as: EMA.self) else { throw c.typeError(1, "luagan.EMA") }
+        e.startIter = try c.integer(2)
+        return 0
+      }),
     ]
   }
 

@@ -7,6 +7,12 @@ extension Tensor {
     if node != nil && GradMode.isEnabled {
       throw TensorError("\(op): cannot write in place into a tensor that is part of a graph (result of '\(node!.op)'); use detach() or noGrad")
     }
+    // As PyTorch's assert_no_internal_overlap: an expanded view (stride 0 over a size > 1) has
+    // elements that share one memory location, so a write to "each" is ill-defined (and an
+    // expand to 2^53 elements would loop over one float for days).
+    for (size, stride) in zip(shape, strides) where stride == 0 && size > 1 {
+      throw TensorError("\(op): cannot write in place into an expanded tensor (its elements share memory); clone() it first")
+    }
   }
 
   /// Copies `src` (broadcast to this shape, converted to this dtype) into this tensor or view.

@@ -6,7 +6,8 @@ final class ScriptTests: XCTestCase {
   static let listed = ["tensor_basics", "autograd", "bridge", "misuse", "memory", "fixtures_ops", "fixtures_layers",
                        "fixtures_optim", "fixtures_gan", "fixtures_exchange", "nn_modules", "misuse_nn", "gan2d",
                        "option_parsing", "images", "datasets", "checkpoints", "logs_plots", "misuse_io",
-                       "metrics", "fixtures_metrics", "inception_net", "fixtures_biggan", "domain_metrics", "threads", "never_crash"]
+                       "metrics", "fixtures_metrics", "inception_net", "fixtures_biggan", "domain_metrics", "threads", "never_crash",
+                       "training_run"]
 
   func testEveryScriptIsListed() throws {
     let dir = Luagan.root.appendingPathComponent("scripts/tests")
@@ -32,6 +33,7 @@ final class ScriptTests: XCTestCase {
   func testDatasetsAndLoaders() throws { try Luagan.runTestScript("datasets") }
   func testCheckpoints() throws { try Luagan.runTestScript("checkpoints") }
   func testLogsAndPlots() throws { try Luagan.runTestScript("logs_plots") }
+  func testTrainingRunWatchRollbackBudget() throws { try Luagan.runTestScript("training_run") }
   func testImagesDataCheckpointsMisuse() throws { try Luagan.runTestScript("misuse_io") }
   func testMetricSanityAndErrors() throws { try Luagan.runTestScript("metrics") }
   func testMetricsAgainstReferences() throws { try Luagan.runTestScript("fixtures_metrics") }

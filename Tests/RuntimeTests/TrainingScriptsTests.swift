@@ -111,8 +111,9 @@ final class TrainingScriptsTests: XCTestCase {
     let log = try String(contentsOfFile: a.appendingPathComponent("log.jsonl").path, encoding: .utf8)
     var last = 0.0, sizes: [Double: Set<Int>] = [:]
     for line in log.split(separator: "\n") {
-      let row = try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
-      let lod = row["lod"] as! Double, batch = row["minibatch"] as! Int, kimg = row["kimg"] as! Double
+      let row = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] ?? [:]
+      // step records (the last line is the run's summary: iterations and minutes)
+      guard let lod = row["lod"] as? Double, let batch = row["minibatch"] as? Int, let kimg = row["kimg"] as? Double else { continue }
       XCTAssertEqual(kimg, last + Double(batch) / 1000, accuracy: 1e-12, "kimg counts the reals shown to D")
       last = kimg
       sizes[lod.rounded(.down), default: []].insert(batch)
@@ -165,7 +166,9 @@ final class TrainingScriptsTests: XCTestCase {
       (["scripts/biggan.lua", "--resume=\(tmp.path)/nothing"], 2, "cannot resume"),
       (["scripts/biggan.lua", "--no-shared", "--iters=1", out], 1, "hier (skip-z) needs the shared embedding"),
       (["scripts/biggan.lua", "--resolution=48", "--iters=1", out], 1, "28x28"),
-      (["scripts/pggan.lua", "--loss=hinge", out], 2, "--loss must be wgangp or lsgan"),
+      (["scripts/biggan.lua", "--onCollapse=never", out], 2, "--onCollapse must be one of \"warn\", \"stop\", \"rollback\""),
+      (["scripts/biggan.lua", "--minutes=-1", out], 2, "--minutes must be at least 0"),
+      (["scripts/pggan.lua", "--loss=hinge", out], 2, "--loss must be one of \"wgangp\", \"lsgan\""),
       (["scripts/dcgan.lua", "--out=\(used.path)"], 2, "already holds a run: continue it with --resume="),
       (["scripts/pggan.lua", "--batchSize=6", "--mbstdGroup=4", out], 2, "divisible by --mbstdGroup"),
       (["scripts/dcgan.lua", "--lr", out], 2, "--lr"),
@@ -182,6 +185,23 @@ final class TrainingScriptsTests: XCTestCase {
     for option in ["--ch", "--orthoBeta", "--numDSteps", "--emaStart", "--resume", "--config"] {
       XCTAssertTrue(help.stdout.contains(option), "--help lacks \(option)")
     }
+  }
+
+  /// A D killed by a huge learning rate (its ReLUs die within ~25 steps, on any BLAS core and
+  /// seed tried): the collapse watch stops the run with status 3 and says why, on the console
+  /// and in the log; asked to roll back with no checkpoint from before, it says that too.
+  func testADyingDStopsTheRun() throws {
+    let dying = ["scripts/biggan.lua", "--ch=2", "--dimZ=16", "--sharedDim=8", "--batchSize=8", "--iters=200", "--evalEvery=0",
+                 "--svEvery=0", "--numDSteps=1", "--DLr=2", "--DBetas={0.9,0.999}", "--collapsePatience=20", "--quiet"]
+    let a = tmp.appendingPathComponent("dying-stop"), b = tmp.appendingPathComponent("dying-rollback")
+    let stop = try Luagan.run(dying + ["--onCollapse=stop", "--out=\(a.path)"])
+    XCTAssertEqual(stop.status, 3, stop.stderr)
+    XCTAssertTrue(stop.stderr.contains("training collapsed: D is dead"), stop.stderr)
+    let log = try String(contentsOfFile: a.appendingPathComponent("log.jsonl").path, encoding: .utf8)
+    XCTAssertTrue(log.contains("\"collapse\":\"D is dead"), log)
+    let rollback = try Luagan.run(dying + ["--onCollapse=rollback", "--saveEvery=1000", "--out=\(b.path)"])
+    XCTAssertEqual(rollback.status, 3, rollback.stderr)
+    XCTAssertTrue(rollback.stdout.contains("no checkpoint from before iteration"), rollback.stdout)
   }
 
   func testConfigFileSetsOptions() throws {

@@ -108,7 +108,8 @@ function M.help(spec, description, script)
   local width = 0
   for _, o in ipairs(spec) do width = math.max(width, #o[1]) end
   for _, o in ipairs(spec) do
-    print(("  --%-" .. width .. "s  %-14s %s"):format(o[1], render(o[2]), o[3] or ""))
+    local allowed = o.oneOf and (" (" .. table.concat(o.oneOf, " | ") .. ")") or ""
+    print(("  --%-" .. width .. "s  %-14s %s%s"):format(o[1], render(o[2]), o[3] or "", allowed))
   end
 end
 
@@ -179,7 +180,34 @@ function M.parse(args, spec, description)
     i = i + 1
   end
   for k in pairs(fromConfig) do given[k] = true end
+  M.validate(opt, spec)
   return setmetatable(opt, { __index = function(_, k) error(("no option named '%s'"):format(tostring(k)), 2) end }), given
+end
+
+--- Checks every value against what its spec entry declares besides the type: oneOf = {...}
+-- (allowed values), min / max (inclusive bounds of a number), check = function(value, opt)
+-- returning an error message or nil (for rules that involve other options).
+function M.validate(opt, spec)
+  for _, o in ipairs(spec) do
+    local name, v = o[1], opt[o[1]]
+    if o.oneOf then
+      local ok = false
+      for _, allowed in ipairs(o.oneOf) do ok = ok or v == allowed end
+      if not ok then
+        local shown = {}
+        for i, allowed in ipairs(o.oneOf) do shown[i] = render(allowed) end
+        error(("option --%s must be one of %s, got %s"):format(name, table.concat(shown, ", "), render(v)), 0)
+      end
+    end
+    if o.min and type(v) == "number" and not (v >= o.min) then
+      error(("option --%s must be at least %s, got %s"):format(name, render(o.min), render(v)), 0)
+    end
+    if o.max and type(v) == "number" and not (v <= o.max) then
+      error(("option --%s must be at most %s, got %s"):format(name, render(o.max), render(v)), 0)
+    end
+    local problem = o.check and o.check(v, opt)
+    if problem then error(("option --%s: %s"):format(name, problem), 0) end
+  end
 end
 
 --- For scripts: parse, or print the problem and a hint to stderr and exit with status 2

@@ -12,13 +12,19 @@ function M.commonSpec(d)
     { "dataRoot", "", "where the data set's files are (default: the Debian package for (fashion-)mnist)" },
     { "resolution", d.resolution or 32, "image size (28 px data sets are padded to 32)" },
     { "iters", d.iters, "training iterations (G steps)" },
+    { "minutes", d.minutes or 0.0, "train for this wall-clock budget instead of --iters (0: use --iters)", min = 0 },
     { "sampleEvery", d.sampleEvery or 500, "iterations between sample sheets" },
     { "saveEvery", d.saveEvery or 1000, "iterations between checkpoints" },
     { "evalEvery", d.evalEvery or 2000, "iterations between FID/accuracy evaluations (0: never; Fashion-MNIST only)" },
     { "evalSamples", d.evalSamples or 2000, "samples per evaluation" },
     { "logEvery", d.logEvery or 10, "iterations between log lines" },
     { "svEvery", d.svEvery or 100, "iterations between top-3 singular values of every weight (0: never)" },
-    { "keep", d.keep or 3, "checkpoints kept" },
+    { "keep", d.keep or 3, "checkpoints kept", min = 1 },
+    { "onCollapse", d.onCollapse or "warn", "when D dies or G's spectra explode: warn, stop, or rollback (to the last good checkpoint, fresh seed)",
+      oneOf = { "warn", "stop", "rollback" } },
+    { "collapsePatience", d.collapsePatience or 50, "iterations of constant D outputs that mean D is dead", min = 1 },
+    { "collapseGrowth", d.collapseGrowth or 4.0, "growth of G's first-layer sigma_0 within 5 svEvery records that means it exploded", min = 1 },
+    { "collapseRetries", d.collapseRetries or 3, "rollbacks before a run that keeps collapsing stops", min = 0 },
     { "seed", d.seed or 1, "random seed" },
     { "threads", d.threads or 0, "worker threads (0: all cores)" },
     { "out", d.out, "run folder" },
@@ -135,25 +141,224 @@ function M.withSeed(seed, fn)
   return M.keepingRNG(function() tensor.manualSeed(seed); return fn() end)
 end
 
--- A run: the folder, the log, the progress bar, plots.
+-- The collapse watch: a D whose outputs no longer depend on its input (dead ReLUs: the output
+-- is the last layer's bias, the hinge loss sits at 2 and no gradient reaches D's weights), a
+-- loss that is no longer finite, or G's first-layer top singular value exploding (BigGAN,
+-- Brock et al. 2019, Section 4.1 and Figure 3: sigma_0 of G's first layer jumps as training
+-- collapses). Each check returns a diagnosis and the iteration the trouble began.
+local Watch = {}
+Watch.__index = Watch
+
+function M.CollapseWatch(opts)
+  opts = opts or {}
+  return setmetatable({ patience = opts.patience or 50, growth = opts.growth or 4.0, window = opts.window or 5,
+                        flat = 0, flatSince = nil, sigmas = {} }, Watch)
+end
+
+local function isFinite(x) return x == x and x > -math.huge and x < math.huge end
+
+--- watch:step(iter, scalars, dOut): scalars = the step's losses; dOut = D's outputs on the
+-- step's batch (any shape). Returns diagnosis, sinceIter when D is dead or a loss diverged.
+function Watch:step(iter, scalars, dOut)
+  for name, v in pairs(scalars) do
+    local x = tensor.isTensor(v) and v:item() or v
+    if type(x) == "number" and not isFinite(x) then return ("%s is %s"):format(name, tostring(x)), iter end
+  end
+  if dOut and dOut:numel() >= 2 then
+    local out = dOut:detach():reshape(-1)
+    local spread, level = out:std():item(), out:abs():mean():item()
+    if spread <= 1e-6 * math.max(1, level) then
+      self.flat = self.flat + 1
+      self.flatSince = self.flatSince or iter
+      if self.flat >= self.patience then
+        return ("D is dead: its outputs have been constant (%.6g) for %d iterations"):format(out[1], self.flat),
+          self.flatSince
+      end
+    else
+      self.flat, self.flatSince = 0, nil
+    end
+  end
+end
+
+--- watch:sigma(iter, value): G's first-layer sigma_0 at a monitoring step. Returns diagnosis,
+-- sinceIter when it grew by `growth` or more within the last `window` records.
+function Watch:sigma(iter, value)
+  local s = self.sigmas
+  s[#s + 1] = { iter = iter, value = value }
+  if #s > self.window + 1 then table.remove(s, 1) end
+  if not isFinite(value) then return ("G's first-layer sigma_0 is %s"):format(tostring(value)), s[1].iter end
+  local low = s[1]
+  for i = 2, #s - 1 do if s[i].value < low.value then low = s[i] end end
+  if #s >= 2 and low.value > 0 and value >= self.growth * low.value then
+    return ("G's first-layer sigma_0 exploded: %.4g at iteration %d, %.4g at %d"):format(low.value, low.iter, value, iter), low.iter
+  end
+end
+
+-- A run: the folder, the log, the progress bar, plots, and what every training script does
+-- around its two updates.
 local Run = {}
 Run.__index = Run
 
-function M.Run(opt, startIter)
-  local self = setmetatable({ opt = opt, dir = opt.out, startIter = startIter or 0 }, Run)
+--- training.Run(opt, parts, saved): the run of a training script.
+-- parts.objects   what checkpoints load in place: modules, optimizers, EMAs, the loader
+-- parts.info      plain values saved with every checkpoint (model = "biggan", meta = {...})
+-- parts.values()  plain values that change during the run (e.g. PGGAN's schedule), saved too
+-- parts.restore(state)  adopts a checkpoint's state after a resume or a rollback (optional)
+-- parts.sheet()   images (N, C, H, W) in [-1, 1], the row length, and a name suffix (optional)
+-- parts.evaluate(n, i) -> images, labels: samples for FID/IS/accuracy (optional), when
+--                 parts.canEvaluate() (if given) says the model is ready
+-- parts.monitor   models whose singular values are logged ({G = G, D = D})
+-- parts.losses    names of the scalars plotted as losses
+-- Then:  while run:next() do local iter = run.iter ... run:afterStep(scalars, dOut) end
+--        run:finish()
+-- With --minutes the run lasts that wall-clock budget (time spent saving, sampling and
+-- evaluating included), otherwise --iters iterations; resuming continues the budget.
+function M.Run(opt, parts, saved)
+  local self = setmetatable({ opt = opt, dir = opt.out, parts = parts, iter = 0, elapsed = 0, milestones = {},
+                              rollbacks = 0, done = {} }, Run)
+  if saved then
+    ckpt.load(opt.resume .. "/ckpt", parts.objects)
+    tensor.setRNGState(saved.rng)
+    self.iter = saved.iter
+    local r = saved.run or {}
+    self.elapsed, self.milestones, self.rollbacks = r.elapsed or 0, r.milestones or {}, r.rollbacks or 0
+    if parts.restore then parts.restore(saved) end
+  end
+  self.startIter = self.iter
   self.logger = log.Logger(opt.out)
   self.svLogger = log.Logger(opt.out, { name = "singular_values.jsonl" })
-  self.bar = not opt.quiet and log.Progress(opt.iters) or nil
+  self.watch = M.CollapseWatch { patience = opt.collapsePatience, growth = opt.collapseGrowth }
+  if not opt.quiet then
+    self.bar = opt.minutes > 0 and log.Progress(nil, { seconds = opt.minutes * 60 }) or log.Progress(opt.iters)
+  end
+  self.clock = log.clock()
   return self
 end
 
+--- Advances to the next iteration (run.iter) while the budget (time or iterations) lasts.
+function Run:next()
+  local now = log.clock()
+  self.elapsed, self.clock = self.elapsed + (now - self.clock), now
+  local more
+  if self.opt.minutes > 0 then more = self.elapsed < self.opt.minutes * 60 else more = self.iter < self.opt.iters end
+  if more then self.iter = self.iter + 1 end
+  return more
+end
+
+--- The share of the run behind us: of the time budget with --minutes, else of --iters.
+function Run:progress()
+  if self.opt.minutes > 0 then return self.elapsed / (self.opt.minutes * 60) end
+  return self.iter / self.opt.iters
+end
+
+--- True once, at the first iteration where the run has passed `fraction` of itself; the
+-- iteration is remembered (and saved), so a resumed run does not pass it again.
+function Run:reaches(name, fraction)
+  if self.milestones[name] or self:progress() < fraction then return false end
+  self.milestones[name] = self.iter
+  self.logger:log(self.iter, { milestone = name })
+  return true
+end
+
 function Run:log(iter, scalars)
-  if iter % self.opt.logEvery == 0 or iter == self.opt.iters then self.logger:log(iter, scalars) end
+  if iter % self.opt.logEvery == 0 then self.logger:log(iter, scalars) end
   if self.bar then
     local shown = {}
     for k, v in pairs(scalars) do shown[k] = tensor.isTensor(v) and v:item() or v end
-    self.bar:update(iter, shown)
+    self.bar:update(iter, shown, self.opt.minutes > 0 and self.elapsed or nil)
   end
+end
+
+--- After the two updates: log, collapse watch, singular values, sheets, evaluation and
+-- checkpoints at their intervals. `dOut`: D's outputs of the step, for the collapse watch.
+function Run:afterStep(scalars, dOut)
+  local opt, iter, parts = self.opt, self.iter, self.parts
+  self:log(iter, scalars)
+  local trouble, since = self.watch:step(iter, scalars, dOut)
+  if not trouble and opt.svEvery > 0 and iter % opt.svEvery == 0 and parts.monitor then
+    trouble, since = self:singularValues(iter, parts.monitor)
+  end
+  if trouble then return self:collapsed(trouble, since) end
+  if iter % opt.sampleEvery == 0 then self:drawSheets() end
+  if opt.evalEvery > 0 and iter % opt.evalEvery == 0 then self:evaluateNow() end
+  if iter % opt.saveEvery == 0 then self:checkpoint() end
+end
+
+function Run:drawSheets()
+  if not self.parts.sheet or self.done.sheet == self.iter then return end
+  self.done.sheet = self.iter
+  local images, nrow, suffix = self.parts.sheet()
+  self:sheet(("iter-%07d%s"):format(self.iter, suffix or ""), images, nrow)
+  self:sheet("latest", images, nrow)
+  self:plots(self.parts.losses or { "lossD", "lossG" })
+end
+
+function Run:evaluateNow()
+  local parts = self.parts
+  if not parts.evaluate or self.done.eval == self.iter or (parts.canEvaluate and not parts.canEvaluate()) then return end
+  self.done.eval = self.iter
+  local r = self:evaluate(self.iter, self.parts.evaluate)
+  if r and not self.opt.quiet then
+    print(("\niter %d: domain FID %.2f, IS %.2f%s (%d samples)"):format(self.iter, r.fid, r.is,
+      r.accuracy and (", class accuracy %.1f%%"):format(100 * r.accuracy) or "", r.n))
+  end
+  return r
+end
+
+-- Says what went wrong, then warns, stops, or rolls back as --onCollapse asks. A run that
+-- stops (or has no checkpoint to go back to) saves its state, then exits with status 3.
+function Run:collapsed(trouble, since)
+  local opt = self.opt
+  local message = ("iteration %d: training collapsed: %s"):format(self.iter, trouble)
+  if self.bar then io.stdout:write("\n") end
+  print(message)
+  self.logger:log(self.iter, { collapse = trouble, since = since })
+  if opt.onCollapse == "warn" then
+    self.watch = M.CollapseWatch { patience = opt.collapsePatience, growth = opt.collapseGrowth }   -- say it once per episode
+    return
+  end
+  if opt.onCollapse == "rollback" then
+    if self.rollbacks >= opt.collapseRetries then
+      print(("%d rollback(s) already (--collapseRetries=%d)"):format(self.rollbacks, opt.collapseRetries))
+    elseif self:rollback(since) then
+      return
+    end
+  end
+  self:finish()
+  io.stderr:write(("%s: %s (stopped: --onCollapse=%s)\n"):format(arg and arg[0] or "luagan", message, opt.onCollapse))
+  os.exit(3)
+end
+
+-- Loads the newest checkpoint from before `since` and goes on from it with a fresh seed.
+-- Checkpoints after it (already collapsed) are removed. Returns false when there is none.
+function Run:rollback(since)
+  local dir = self.dir .. "/ckpt"
+  local names = select(1, paths.exists(dir)) and ckpt.list(dir) or {}
+  local target
+  for _, name in ipairs(names) do
+    local it = tonumber(name:match("^iter%-(%d+)$"))
+    if it and it < since then target = name end
+  end
+  if not target then
+    print(("no checkpoint from before iteration %d to roll back to"):format(since))
+    return false
+  end
+  for _, name in ipairs(names) do
+    if name > target then paths.remove(dir .. "/" .. name) end
+  end
+  local saved = ckpt.load(dir .. "/" .. target, self.parts.objects)
+  local r = saved.run or {}
+  self.iter, self.elapsed = saved.iter, self.elapsed       -- the time already spent stays spent
+  self.milestones = r.milestones or {}
+  self.rollbacks = self.rollbacks + 1
+  if self.parts.restore then self.parts.restore(saved) end
+  local seed = self.opt.seed + 1000 * self.rollbacks
+  tensor.manualSeed(seed)
+  self.watch = M.CollapseWatch { patience = self.opt.collapsePatience, growth = self.opt.collapseGrowth }
+  self.done = {}
+  self.logger:log(self.iter, { rollback = target, seed = seed })
+  print(("rolled back to %s, continuing with seed %d"):format(target, seed))
+  return true
 end
 
 --- Writes a sheet of images (N, C, H, W) in [-1, 1], nrow per row, to samples/<name>.png.
@@ -165,13 +370,16 @@ end
 
 --- Logs the top-3 singular values of every weight (2+ dims) of the named models, and
 -- redraws one plot per model: the largest singular value of each layer over training.
+-- Returns the collapse watch's diagnosis of G's first layer, if any.
 function Run:singularValues(iter, models)
   local rec = {}
+  local firstG
   for prefix, model in pairs(models) do
     for name, p in model:namedParameters() do
       if p:dim() >= 2 then
         local svs = nn.utils.singularValues(p, math.min(3, p:size(1), p:numel() // p:size(1)))
         for k, s in ipairs(svs) do rec[("%s.%s.sv%d"):format(prefix, name, k - 1)] = s end
+        if prefix == "G" and not firstG then firstG = svs[1] end
       end
     end
   end
@@ -194,6 +402,7 @@ function Run:singularValues(iter, models)
         { title = prefix .. ": top singular value of each weight", xlabel = "iteration", ylabel = "sigma_0" })
     end
   end
+  if firstG then return self.watch:sigma(iter, firstG) end
 end
 
 --- Redraws losses.png (and metrics.png when evaluations exist) from the log.
@@ -211,15 +420,37 @@ function Run:plots(lossNames)
   end
 end
 
-function Run:checkpoint(iter, state)
-  state.iter = iter
+function Run:checkpoint()
+  if self.done.save == self.iter then return end
+  self.done.save = self.iter
+  local state = {}
+  for k, v in pairs(self.parts.objects) do state[k] = v end
+  for k, v in pairs(self.parts.info or {}) do state[k] = v end
+  for k, v in pairs(self.parts.values and self.parts.values() or {}) do state[k] = v end
+  state.iter = self.iter
   state.rng = tensor.getRNGState()
   state.opt = options.plain(self.opt)
-  ckpt.save(self.dir .. "/ckpt", state, { name = ("iter-%07d"):format(iter), keep = self.opt.keep })
+  state.run = { elapsed = self.elapsed, milestones = self.milestones, rollbacks = self.rollbacks }
+  ckpt.save(self.dir .. "/ckpt", state, { name = ("iter-%07d"):format(self.iter), keep = self.opt.keep })
 end
 
+--- The end of the run: the last sheet, evaluation and checkpoint (unless this iteration had
+-- them), and how many iterations the run took.
 function Run:finish()
+  if self.finished then return end
+  self.finished = true
+  if self.iter > self.startIter then
+    self:drawSheets()
+    if self.opt.evalEvery > 0 then self:evaluateNow() end
+    self:checkpoint()
+  end
   if self.bar then self.bar:finish() end
+  local minutes = self.elapsed / 60
+  self.logger:log(self.iter, { iterations = self.iter, minutes = minutes })
+  if not self.opt.quiet then
+    print(("%d iterations in %.1f minutes (%.2f it/s)%s"):format(self.iter, minutes, self.iter / math.max(self.elapsed, 1e-9),
+      self.rollbacks > 0 and (", %d rollback(s)"):format(self.rollbacks) or ""))
+  end
   self.logger:close()
   self.svLogger:close()
 end
@@ -265,20 +496,15 @@ function M.loadGenerator(dir, opts)
     return state.G.stateDict
   end
   if state.model == "biggan" then
-    local biggan = require("models.biggan")
     g.numClasses = meta.numClasses
-    g.G = biggan.Generator { resolution = o.resolution, ch = o.ch, dimZ = o.dimZ, sharedDim = o.sharedDim, shared = o.shared,
-      hier = o.hier, numClasses = meta.numClasses, attention = o.GAttn, snEps = o.snEps, bnEps = o.bnEps, init = o.init,
-      outChannels = g.channels }
+    g.G = require("models.biggan").fromOptions(o, g.channels, meta.numClasses)
     g.dimZ = g.G.dimZ
     weights = pick("ema")
     g.sample = function(z, labels) return g.G(z, g.G:embed(labels)) end
     g.embed = function(labels) return g.G:embed(labels) end
     g.sampleEmbedded = function(z, e) return g.G(z, e) end
   elseif state.model == "pggan" then
-    local pggan = require("models.pggan")
-    g.G = pggan.Generator { resolution = o.resolution, channels = g.channels, latent = o.latent, fmapBase = o.fmapBase,
-      fmapMax = o.fmapMax, mbstdGroup = o.mbstdGroup }
+    g.G = require("models.pggan").fromOptions(o, g.channels)
     g.dimZ = o.latent
     weights = pick("Gs")
     local s = state.schedule
@@ -289,8 +515,7 @@ function M.loadGenerator(dir, opts)
     end
     g.lod = s.lod
   elseif state.model == "dcgan" then
-    local dcgan = require("models.dcgan")
-    g.G = dcgan.Generator { nz = o.nz, ngf = o.ngf, nc = g.channels }
+    g.G = require("models.dcgan").fromOptions(o, g.channels)
     g.dimZ = o.nz
     weights = pick("none")
     g.sample = function(z) return g.G(z) end

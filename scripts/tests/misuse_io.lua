@@ -45,6 +45,7 @@ local cases = {
   ["json.decode"] = { function() return json.decode("{") end, function() return json.decode('"\\q"') end,
     function() return json.decode("[1,]") end },
   ["log.Logger"] = { function() return log.Logger() end, function() return log.Logger("/proc/nope") end },
+  ["log.clock"] = {},   -- takes no arguments: nothing to misuse
   ["log.read"] = { function() return log.read() end, function() return log.read("/nonexistent") end },
   ["log.series"] = { function() return log.series(5, "x") end },
   ["log.Progress"] = { function() return log.Progress(0) end, function() return log.Progress("x") end,

@@ -170,6 +170,7 @@ local function loadInto(key, target, saved, where)
     if type(saved) ~= "table" or not saved.__ema then error(("ckpt.load: entry '%s' in %s is not an EMA"):format(key, where), 0) end
     local ok, err = pcall(target.model.loadStateDict, target.model, saved.model.stateDict)
     if not ok then error(("ckpt.load: entry '%s' (EMA model) in %s: %s"):format(key, where, tostring(err)), 0) end
+    if math.type(saved.startIter) == "integer" then target:startAt(saved.startIter) end
   elseif kind == "loader" then
     if type(saved) ~= "table" or not saved.__loader then error(("ckpt.load: entry '%s' in %s is not a loader"):format(key, where), 0) end
     local ok, err = pcall(target.setState, target, { epoch = saved.epoch, position = saved.position, seed = saved.seed })

@@ -5,8 +5,12 @@
 -- log; log.read(path) reads it back. log.Progress(total) draws a progress bar that redraws in
 -- place on a terminal and prints plain periodic lines otherwise.
 local log, ckpt = log, ckpt
-local S = { isatty = log._isatty, time = log._time }
-log._isatty, log._time = nil, nil
+local S = { isatty = log._isatty, time = log._time, clock = log._clock }
+log._isatty, log._time, log._clock = nil, nil, nil
+
+--- log.clock(): seconds on a monotonic clock (for durations and time budgets; log records
+-- carry wall-clock time).
+function log.clock() return S.clock() end
 
 local Logger = {}
 Logger.__index = Logger
@@ -78,25 +82,41 @@ end
 local Progress = {}
 Progress.__index = Progress
 
---- log.Progress(total, {every = seconds between plain lines (10), width = bar width (30)}).
+--- log.Progress(total, {every = seconds between plain lines (10), width = bar width (30),
+-- seconds = a time budget}). With `seconds`, the bar measures time spent against the budget
+-- (total may then be nil: the iterations that fit are not known in advance).
 function log.Progress(total, opts)
-  if math.type(total) ~= "integer" or total < 1 then error("bad argument #1 to 'Progress' (positive integer total expected)", 2) end
   opts = opts or {}
-  local now = S.time()
-  return setmetatable({ total = total, start = now, last = -math.huge, every = opts.every or 10, width = opts.width or 30,
-                        tty = opts.tty == nil and S.isatty() or opts.tty, first = nil, out = opts.out or io.stdout }, Progress)
+  local budget = opts.seconds
+  if budget ~= nil and (type(budget) ~= "number" or not (budget > 0 and budget < math.huge)) then
+    error("bad argument #2 to 'Progress' (option 'seconds' must be a positive number)", 2)
+  end
+  if not (budget and total == nil) and (math.type(total) ~= "integer" or total < 1) then
+    error("bad argument #1 to 'Progress' (positive integer total expected)", 2)
+  end
+  local now = S.clock()
+  return setmetatable({ total = total, budget = budget, start = now, last = -math.huge, every = opts.every or 10,
+                        width = opts.width or 30, tty = opts.tty == nil and S.isatty() or opts.tty, first = nil,
+                        out = opts.out or io.stdout }, Progress)
 end
 
-function Progress:line(iter, scalars)
-  local now = S.time()
+function Progress:line(iter, scalars, spent)
+  local now = S.clock()
   self.first = self.first or { iter = iter, time = now }
   local done = iter - self.first.iter
   local rate = done > 0 and done / math.max(now - self.first.time, 1e-9) or 0
-  local eta = rate > 0 and (self.total - iter) / rate or math.huge
-  local frac = math.min(1, math.max(0, iter / self.total))
+  local frac, eta, count
+  if self.budget then
+    spent = spent or (now - self.start)
+    frac, eta, count = spent / self.budget, math.max(0, self.budget - spent), tostring(iter)
+  else
+    frac = iter / self.total
+    eta, count = rate > 0 and (self.total - iter) / rate or math.huge, ("%d/%d"):format(iter, self.total)
+  end
+  frac = math.min(1, math.max(0, frac))
   local fill = math.floor(frac * self.width + 0.5)
-  local parts = { ("%d/%d [%s%s] %3d%% %.2f it/s ETA %s"):format(iter, self.total, ("="):rep(fill), (" "):rep(self.width - fill),
-    math.floor(frac * 100), rate, duration(eta)) }
+  local parts = { ("%s [%s%s] %3d%% %.2f it/s %s %s"):format(count, ("="):rep(fill), (" "):rep(self.width - fill),
+    math.floor(frac * 100), rate, self.budget and "left" or "ETA", duration(eta)) }
   local keys = {}
   for k in pairs(scalars or {}) do keys[#keys + 1] = k end
   table.sort(keys)
@@ -109,12 +129,13 @@ function Progress:line(iter, scalars)
 end
 
 --- bar:update(iter, {name = value, ...}): redraws on a terminal; prints every `every` s otherwise.
-function Progress:update(iter, scalars)
-  local text, now = self:line(iter, scalars)
+--- With a time budget, `spent` (seconds, default: since the bar began) is the budget used.
+function Progress:update(iter, scalars, spent)
+  local text, now = self:line(iter, scalars, spent)
   if self.tty then
     self.out:write("\r", text, "\27[K")
     self.out:flush()
-  elseif now - self.last >= self.every or iter >= self.total then
+  elseif now - self.last >= self.every or (self.total and iter >= self.total) then
     self.out:write(text, "\n")
     self.out:flush()
     self.last = now

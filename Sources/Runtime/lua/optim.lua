@@ -1,7 +1,7 @@
 -- optim.lua: the Lua half of optim (Adam and SGD are Swift: see Sources/Runtime/OptimLib.swift).
 local optim, nn = optim, nn
-local S = { EMA = optim._EMA, update = optim._emaUpdate, settings = optim._emaSettings }
-optim._EMA, optim._emaUpdate, optim._emaSettings = nil, nil, nil
+local S = { EMA = optim._EMA, update = optim._emaUpdate, settings = optim._emaSettings, setStart = optim._emaSetStart }
+optim._EMA, optim._emaUpdate, optim._emaSettings, optim._emaSetStart = nil, nil, nil, nil
 
 local EMA = {}
 EMA.__index = EMA
@@ -29,6 +29,14 @@ end
 function EMA:update(model, iter)
   if getmetatable(self) ~= EMA then error("EMA:update must be called with ':'", 2) end
   S.update(self._impl, model, iter)
+end
+
+--- ema:startAt(iter): from iteration `iter` on, update blends instead of copying (a schedule
+-- decided during the run, e.g. after a fraction of a time budget). Saved in checkpoints.
+function EMA:startAt(iter)
+  if getmetatable(self) ~= EMA then error("EMA:startAt must be called with ':'", 2) end
+  if math.type(iter) ~= "integer" then error(("bad argument #1 to 'startAt' (integer iteration expected, got %s)"):format(type(iter)), 2) end
+  S.setStart(self._impl, iter)
 end
 
 function EMA:settings()

@@ -224,4 +224,16 @@ end
 --- The parameters orthogonal regularization skips in G: the shared embedding (as the reference).
 function M.orthoExclude(G) return G.shared end
 
+--- G and D from a training script's options (scripts/biggan.lua's spec) and the data's
+-- `channels` and `numClasses`: one place that maps options to constructors, shared by the
+-- script and by training.loadGenerator.
+function M.fromOptions(o, channels, numClasses)
+  local G = M.Generator { resolution = o.resolution, ch = o.ch, dimZ = o.dimZ, sharedDim = o.sharedDim, shared = o.shared,
+    hier = o.hier, numClasses = numClasses, attention = o.GAttn, snEps = o.snEps, bnEps = o.bnEps, init = o.init,
+    outChannels = channels }
+  local D = M.Discriminator { resolution = o.resolution, ch = o.ch, numClasses = numClasses, attention = o.DAttn,
+    snEps = o.snEps, init = o.init, inChannels = channels }
+  return G, D
+end
+
 return M

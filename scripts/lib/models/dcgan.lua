@@ -49,4 +49,10 @@ function M.init(model)
   end)
 end
 
+--- G and D from scripts/dcgan.lua's options and the data's `channels` (shared with
+-- training.loadGenerator).
+function M.fromOptions(o, channels)
+  return M.Generator { nz = o.nz, ngf = o.ngf, nc = channels }, M.Discriminator { ndf = o.ndf, nc = channels }
+end
+
 return M

@@ -148,4 +148,12 @@ function M.realsAt(x, level, t, resolution)
   return x
 end
 
+--- G and D from scripts/pggan.lua's options and the data's `channels` (shared with
+-- training.loadGenerator).
+function M.fromOptions(o, channels)
+  local sizes = { resolution = o.resolution, channels = channels, latent = o.latent, fmapBase = o.fmapBase,
+                  fmapMax = o.fmapMax, mbstdGroup = o.mbstdGroup }
+  return M.Generator(sizes), M.Discriminator(sizes)
+end
+
 return M
