@@ -23,7 +23,7 @@ enum TensorLib {
       lua_rotate(L, -2, 1)
       lua_rawset(L, -4)
     }
-    for (name, body) in libraryBindings() { setBinding(L, -1, name, "tensor.\(name)", body) }
+    for (name, body) in libraryBindings() + [signaturesBinding] { setBinding(L, -1, name, "tensor.\(name)", body) }
     let libIndex = lua_gettop(L)
 
     // The metatable.
@@ -79,9 +79,17 @@ enum TensorLib {
 
   // MARK: - Ops from the registry
 
+  /// The Lua calling convention of each registry signature:
+  ///   unary        `t:name()` and `tensor.name(t)`
+  ///   unaryNumber  `t:name(number)`; the number may be omitted when the op has a default
+  ///   binary       `tensor.name(a, b)` and `a:name(b)`; a Lua number on either side is a constant
+  ///   reduction    `t:name()`, `t:name(dim)`, `t:name(dim, keepdim)`, `t:name({dims...}, keepdim)`
+  ///   alongDim     `t:name(dim)`, the dim required
+  /// Dims are 1-based, negative from the end. Irregular ops are bound by hand below; internal
+  /// ones (adjoints used by pullbacks) are not bound.
   static func registryBindings() -> [Fn] {
     Tensor.ops.compactMap { spec -> Fn? in
-      switch spec.binding {
+      switch spec.signature {
       case .unary(let f):
         return (spec.name, { c in c.push(try f(c.tensor(1))); return 1 })
       case .unaryNumber(let f, let def):
@@ -111,11 +119,22 @@ enum TensorLib {
           c.push(try f(x, c.dim(2, rank: x.rank)))
           return 1
         })
-      case .custom:
+      case .irregular, .internal:
         return nil
       }
     }
   }
+
+  /// `tensor._signatures()`: name -> signature kind of every bound registry op, from which
+  /// the misuse sweep (scripts/tests/misuse.lua) derives each op's bad calls.
+  static let signaturesBinding: Fn = ("_signatures", { c in
+    lua_createtable(c.L, 0, Int32(Tensor.ops.count))
+    for spec in Tensor.ops where spec.signature.kind != "internal" {
+      c.push(spec.signature.kind)
+      lua_setfield(c.L, -2, spec.name)
+    }
+    return 1
+  })
 
   /// `(dim | {dims} | nil, keepdim)` as 0-based dims.
   static func reductionArgs(_ c: LuaCall, _ x: Tensor, from i: Int32) throws -> ([Int]?, Bool) {

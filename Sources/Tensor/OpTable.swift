@@ -1,23 +1,40 @@
-/// THE registry of tensor ops: one entry per op, feeding both the Lua bindings (Runtime binds
-/// every uniform entry automatically and hand-binds the `.custom` ones) and the gradcheck sweep
-/// (every case below is checked to first and second order in float64).
-///
-/// Adding an op: write it (a primitive with its pullback, or a composite), then add one entry.
+/// THE registry of tensor ops: one entry per op. An entry names the op, gives its signature
+/// (the Swift function, once) and its gradcheck cases; from it alone come the Lua binding
+/// (Runtime binds every uniform signature), the first- and second-order gradcheck sweep
+/// (Tests/TensorTests/GradCheckSweepTests) and the misuse cases (scripts/tests/misuse.lua asks
+/// Runtime for each op's signature). Every op recorded on the tape has an entry here
+/// (RegistryTests checks the sources). docs/DESIGN.md walks through adding one.
 
-/// How Runtime exposes an op to Lua.
-public enum OpBinding {
-  /// `t:name()` and `tensor.name(t)`.
+/// The shape of an op's Swift signature. How a kind is called from Lua is Runtime's business
+/// (TensorLib.registryBindings); Tensor only says what the function takes.
+public enum OpSignature {
+  /// (Tensor) -> Tensor.
   case unary((Tensor) throws -> Tensor)
-  /// `t:name(number)`; the number may be omitted when a default exists.
+  /// (Tensor, Double) -> Tensor, with a default for the number when it has one.
   case unaryNumber((Tensor, Double) throws -> Tensor, defaultValue: Double?)
-  /// `tensor.name(a, b)` and `a:name(b)`; a Lua number on either side becomes a constant.
+  /// (Tensor, Tensor) -> Tensor, broadcasting.
   case binary((Tensor, Tensor) throws -> Tensor)
-  /// `t:name()`, `t:name(dim)`, `t:name(dim, keepdim)`, `t:name({dims...}, keepdim)`.
+  /// (Tensor, dims (nil: all), keepDim) -> Tensor, dims 0-based.
   case reduction((Tensor, [Int]?, Bool) throws -> Tensor)
-  /// `t:name(dim)` with the dim required.
+  /// (Tensor, dim) -> Tensor, dim 0-based and required.
   case alongDim((Tensor, Int) throws -> Tensor)
-  /// A hand-written binding in Runtime (irregular signature).
-  case custom
+  /// Irregular arguments (options, lists, several results): Runtime binds it by hand.
+  case irregular
+  /// Not a user-facing op (an adjoint used inside pullbacks): gradchecked, never bound.
+  case `internal`
+
+  /// The kind's name, as Runtime reports it to the misuse sweep.
+  public var kind: String {
+    switch self {
+    case .unary: return "unary"
+    case .unaryNumber: return "unaryNumber"
+    case .binary: return "binary"
+    case .reduction: return "reduction"
+    case .alongDim: return "alongDim"
+    case .irregular: return "irregular"
+    case .internal: return "internal"
+    }
+  }
 }
 
 /// One gradcheck case: input shapes, the range inputs are drawn from (per input, or one for
@@ -41,13 +58,28 @@ public struct GradCase {
 
 public struct OpSpec {
   public let name: String
-  public let binding: OpBinding
+  public let signature: OpSignature
   /// Gradcheck cases; empty for ops without a gradient (comparisons, argmax, sign).
   public let cases: [GradCase]
-  public init(_ name: String, _ binding: OpBinding, _ cases: [GradCase] = []) {
-    self.name = name; self.binding = binding; self.cases = cases
+  public init(_ name: String, _ signature: OpSignature, _ cases: [GradCase] = []) {
+    self.name = name; self.signature = signature; self.cases = cases
   }
   public var differentiable: Bool { !cases.isEmpty }
+
+  /// An elementwise op x -> f(x), gradchecked on a matrix, a 0-d tensor and a strided view.
+  static func unary(_ name: String, domain: ClosedRange<Double> = -2...2, avoid: [Double] = [],
+                    _ f: @escaping (Tensor) throws -> Tensor) -> OpSpec {
+    OpSpec(name, .unary(f), Tensor.unaryCases(name, domain: domain, avoid: avoid, f))
+  }
+  /// An elementwise op of two broadcast tensors, gradchecked same-shape, broadcast and 0-d.
+  static func binary(_ name: String, domains: [ClosedRange<Double>] = [-2...2, -2...2],
+                     _ f: @escaping (Tensor, Tensor) throws -> Tensor) -> OpSpec {
+    OpSpec(name, .binary(f), Tensor.binaryCases(name, domains: domains, f))
+  }
+  /// A comparison: binary, without a gradient.
+  static func comparison(_ name: String, _ f: @escaping (Tensor, Tensor) throws -> Tensor) -> OpSpec {
+    OpSpec(name, .binary(f))
+  }
 }
 
 extension Tensor {
@@ -65,43 +97,43 @@ extension Tensor {
   /// Every op luagan's `tensor` library exposes.
   public static let ops: [OpSpec] = [
     // Elementwise arithmetic
-    OpSpec("add", .binary { try $0.add($1) }, binaryCases("add") { try $0.add($1) }),
-    OpSpec("sub", .binary { try $0.sub($1) }, binaryCases("sub") { try $0.sub($1) }),
-    OpSpec("mul", .binary { try $0.mul($1) }, binaryCases("mul") { try $0.mul($1) }),
-    OpSpec("div", .binary { try $0.div($1) }, binaryCases("div", domains: [-2...2, 0.5...2]) { try $0.div($1) }),
-    OpSpec("maximum", .binary { try $0.maximum($1) }, binaryCases("maximum") { try $0.maximum($1) }),
-    OpSpec("minimum", .binary { try $0.minimum($1) }, binaryCases("minimum") { try $0.minimum($1) }),
-    OpSpec("gt", .binary { try $0.gt($1) }), OpSpec("lt", .binary { try $0.lt($1) }),
-    OpSpec("ge", .binary { try $0.ge($1) }), OpSpec("le", .binary { try $0.le($1) }),
-    OpSpec("eq", .binary { try $0.eq($1) }), OpSpec("ne", .binary { try $0.ne($1) }),
-    OpSpec("where", .custom, [
+    OpSpec.binary("add") { try $0.add($1) },
+    OpSpec.binary("sub") { try $0.sub($1) },
+    OpSpec.binary("mul") { try $0.mul($1) },
+    OpSpec.binary("div", domains: [-2...2, 0.5...2]) { try $0.div($1) },
+    OpSpec.binary("maximum") { try $0.maximum($1) },
+    OpSpec.binary("minimum") { try $0.minimum($1) },
+    OpSpec.comparison("gt") { try $0.gt($1) }, OpSpec.comparison("lt") { try $0.lt($1) },
+    OpSpec.comparison("ge") { try $0.ge($1) }, OpSpec.comparison("le") { try $0.le($1) },
+    OpSpec.comparison("eq") { try $0.eq($1) }, OpSpec.comparison("ne") { try $0.ne($1) },
+    OpSpec("where", .irregular, [
       GradCase("where", [[3, 4], [3, 4], [3, 4]]) { try Tensor.where($0[0].gt($0[0].constant(0)), $0[1], $0[2]) },
       GradCase("where broadcast", [[3, 1], [1, 4], []]) { try Tensor.where($0[0].gt($0[0].constant(0)), $0[1], $0[2]) }]),
-    OpSpec("lerp", .custom, [GradCase("lerp", [[3, 4], [3, 4], [3, 1]]) { try $0[0].lerp($0[1], $0[2]) }]),
+    OpSpec("lerp", .irregular, [GradCase("lerp", [[3, 4], [3, 4], [3, 1]]) { try $0[0].lerp($0[1], $0[2]) }]),
 
     // Elementwise unary
-    OpSpec("neg", .unary { try $0.neg() }, unaryCases("neg") { try $0.neg() }),
-    OpSpec("exp", .unary { try $0.exp() }, unaryCases("exp") { try $0.exp() }),
-    OpSpec("log", .unary { try $0.log() }, unaryCases("log", domain: 0.5...2) { try $0.log() }),
-    OpSpec("log1p", .unary { try $0.log1p() }, unaryCases("log1p", domain: -0.5...2) { try $0.log1p() }),
-    OpSpec("sqrt", .unary { try $0.sqrt() }, unaryCases("sqrt", domain: 0.5...2) { try $0.sqrt() }),
-    OpSpec("rsqrt", .unary { try $0.rsqrt() }, unaryCases("rsqrt", domain: 0.5...2) { try $0.rsqrt() }),
-    OpSpec("sin", .unary { try $0.sin() }, unaryCases("sin") { try $0.sin() }),
-    OpSpec("cos", .unary { try $0.cos() }, unaryCases("cos") { try $0.cos() }),
-    OpSpec("tanh", .unary { try $0.tanh() }, unaryCases("tanh") { try $0.tanh() }),
-    OpSpec("sigmoid", .unary { try $0.sigmoid() }, unaryCases("sigmoid") { try $0.sigmoid() }),
-    OpSpec("relu", .unary { try $0.relu() }, unaryCases("relu", avoid: [0]) { try $0.relu() }),
-    OpSpec("abs", .unary { try $0.abs() }, unaryCases("abs", avoid: [0]) { try $0.abs() }),
-    OpSpec("softplus", .unary { try $0.softplus() }, unaryCases("softplus") { try $0.softplus() }),
-    OpSpec("logSigmoid", .unary { try $0.logSigmoid() }, unaryCases("logSigmoid") { try $0.logSigmoid() }),
+    OpSpec.unary("neg") { try $0.neg() },
+    OpSpec.unary("exp") { try $0.exp() },
+    OpSpec.unary("log", domain: 0.5...2) { try $0.log() },
+    OpSpec.unary("log1p", domain: -0.5...2) { try $0.log1p() },
+    OpSpec.unary("sqrt", domain: 0.5...2) { try $0.sqrt() },
+    OpSpec.unary("rsqrt", domain: 0.5...2) { try $0.rsqrt() },
+    OpSpec.unary("sin") { try $0.sin() },
+    OpSpec.unary("cos") { try $0.cos() },
+    OpSpec.unary("tanh") { try $0.tanh() },
+    OpSpec.unary("sigmoid") { try $0.sigmoid() },
+    OpSpec.unary("relu", avoid: [0]) { try $0.relu() },
+    OpSpec.unary("abs", avoid: [0]) { try $0.abs() },
+    OpSpec.unary("softplus") { try $0.softplus() },
+    OpSpec.unary("logSigmoid") { try $0.logSigmoid() },
     OpSpec("sign", .unary { try $0.sign() }),
     OpSpec("leakyRelu", .unaryNumber({ try $0.leakyRelu($1) }, defaultValue: 0.01),
            unaryCases("leakyRelu", avoid: [0]) { try $0.leakyRelu(0.2) }),
-    OpSpec("pow", .custom, unaryCases("pow 3", domain: 0.5...2) { try $0.pow(3) } + unaryCases("pow -1.5", domain: 0.5...2) { try $0.pow(-1.5) }
+    OpSpec("pow", .irregular, unaryCases("pow 3", domain: 0.5...2) { try $0.pow(3) } + unaryCases("pow -1.5", domain: 0.5...2) { try $0.pow(-1.5) }
            + [GradCase("pow tensor", [[3, 4], [3, 4]], domains: [0.5...2, -2...2]) { try $0[0].pow($0[1]) }]),
-    OpSpec("clamp", .custom, unaryCases("clamp", avoid: [-0.5, 0.7]) { try $0.clamp(min: -0.5, max: 0.7) }),
+    OpSpec("clamp", .irregular, unaryCases("clamp", avoid: [-0.5, 0.7]) { try $0.clamp(min: -0.5, max: 0.7) }),
     // `to` is checked in TensorBasicsTests: a float32 round trip cannot be finite-differenced.
-    OpSpec("to", .custom),
+    OpSpec("to", .irregular),
 
     // Reductions
     OpSpec("sum", .reduction { try $0.sum(dims: $1, keepDim: $2) }, [
@@ -111,73 +143,87 @@ extension Tensor {
     OpSpec("mean", .reduction { try $0.mean(dims: $1, keepDim: $2) }, [
       GradCase("mean all", [[3, 4]]) { try $0[0].mean() },
       GradCase("mean dims 1,3,4", [[2, 3, 2, 2]]) { try $0[0].mean(dims: [0, 2, 3], keepDim: true) }]),
-    OpSpec("var", .custom, [
+    OpSpec("var", .irregular, [
       GradCase("var unbiased", [[3, 4]]) { try $0[0].variance(dims: [1]) },
       GradCase("var biased all", [[3, 4]]) { try $0[0].variance(unbiased: false) }]),
-    OpSpec("std", .custom, [GradCase("std", [[3, 4]]) { try $0[0].std(dims: [0], keepDim: true) }]),
-    OpSpec("max", .custom, [
+    OpSpec("std", .irregular, [GradCase("std", [[3, 4]]) { try $0[0].std(dims: [0], keepDim: true) }]),
+    OpSpec("max", .irregular, [
       GradCase("max all", [[3, 4]]) { try $0[0].max() },
       GradCase("max dim", [[3, 4]]) { try $0[0].max(dim: 1).values }]),
-    OpSpec("min", .custom, [GradCase("min dim keepdim", [[3, 4]]) { try $0[0].min(dim: 0, keepDim: true).values }]),
-    OpSpec("argmax", .custom), OpSpec("argmin", .custom),
-    OpSpec("logsumexp", .custom, [GradCase("logsumexp", [[3, 4]]) { try $0[0].logsumexp(dim: 1) }]),
+    OpSpec("min", .irregular, [GradCase("min dim keepdim", [[3, 4]]) { try $0[0].min(dim: 0, keepDim: true).values }]),
+    OpSpec("argmax", .irregular), OpSpec("argmin", .irregular),
+    OpSpec("logsumexp", .irregular, [GradCase("logsumexp", [[3, 4]]) { try $0[0].logsumexp(dim: 1) }]),
     OpSpec("softmax", .alongDim { try $0.softmax(dim: $1) }, [GradCase("softmax", [[3, 4]]) { try $0[0].softmax(dim: -1) }]),
     OpSpec("logSoftmax", .alongDim { try $0.logSoftmax(dim: $1) }, [GradCase("logSoftmax", [[3, 4]]) { try $0[0].logSoftmax(dim: 0) }]),
     OpSpec("norm", .reduction { try $0.norm(dims: $1, keepDim: $2) }, [GradCase("norm", [[3, 4]]) { try $0[0].norm(dims: [1]) }]),
 
     // Shape and layout
-    OpSpec("reshape", .custom, [GradCase("reshape", [[3, 4]]) { try $0[0].reshape([2, -1]) }]),
-    OpSpec("view", .custom, [GradCase("view", [[3, 4]]) { try $0[0].view([12]) }]),
-    OpSpec("permute", .custom, [GradCase("permute", [[2, 3, 4]]) { try $0[0].permute([2, 0, 1]) }]),
-    OpSpec("transpose", .custom, [GradCase("transpose", [[2, 3, 4]]) { try $0[0].transpose(0, 2).contiguous() }]),
-    OpSpec("expand", .custom, [GradCase("expand", [[3, 1]]) { try $0[0].expand([2, 3, 4]) }]),
-    OpSpec("narrow", .custom, [GradCase("narrow", [[5, 4]]) { try $0[0].narrow(dim: 0, start: 1, length: 3) }]),
-    OpSpec("select", .custom, [GradCase("select", [[3, 4]]) { try $0[0].select(dim: 1, index: 2) }]),
-    OpSpec("squeeze", .custom, [GradCase("squeeze", [[3, 1, 4]]) { try $0[0].squeeze() }]),
-    OpSpec("unsqueeze", .custom, [GradCase("unsqueeze", [[3, 4]]) { try $0[0].unsqueeze(dim: 1) }]),
-    OpSpec("flatten", .custom, [GradCase("flatten", [[2, 3, 4]]) { try $0[0].flatten(startDim: 1) }]),
-    OpSpec("contiguous", .custom, [GradCase("contiguous", [[3, 4]]) { try $0[0].t().contiguous() }]),
-    OpSpec("clone", .custom, [GradCase("clone", [[3, 4]]) { try $0[0].clone() }]),
-    OpSpec("flip", .custom, [GradCase("flip", [[3, 4]]) { try $0[0].flip(dims: [1]) }]),
-    OpSpec("pad", .custom, [GradCase("pad", [[2, 3]]) { try $0[0].pad([(1, 0), (2, 1)], value: 0.5) }]),
-    OpSpec("cat", .custom, [GradCase("cat", [[2, 3], [1, 3]]) { try Tensor.cat([$0[0], $0[1]], dim: 0) }]),
-    OpSpec("split", .custom, [GradCase("split", [[5, 2]]) { try $0[0].split(size: 2, dim: 0)[2] }]),
-    OpSpec("chunk", .custom, [GradCase("chunk", [[2, 6]]) { try $0[0].chunk(3, dim: 1)[1] }]),
-    OpSpec("indexSelect", .custom, [GradCase("indexSelect", [[4, 3]]) { try $0[0].indexSelect(dim: 0, [3, 0, 3]) }]),
-    OpSpec("gather", .custom, [GradCase("gather", [[3, 4]]) { try $0[0].gather(dim: 1, index: IndexArray(shape: [3, 2], values: [0, 3, 1, 1, 2, 0])) }]),
-    OpSpec("embedding", .custom, [GradCase("embedding", [[5, 3]]) { try Tensor.embedding($0[0], indices: [4, 0, 4, 2], indexShape: [2, 2]) }]),
+    OpSpec("reshape", .irregular, [GradCase("reshape", [[3, 4]]) { try $0[0].reshape([2, -1]) }]),
+    OpSpec("view", .irregular, [GradCase("view", [[3, 4]]) { try $0[0].view([12]) }]),
+    OpSpec("permute", .irregular, [GradCase("permute", [[2, 3, 4]]) { try $0[0].permute([2, 0, 1]) }]),
+    OpSpec("transpose", .irregular, [GradCase("transpose", [[2, 3, 4]]) { try $0[0].transpose(0, 2).contiguous() }]),
+    OpSpec("expand", .irregular, [GradCase("expand", [[3, 1]]) { try $0[0].expand([2, 3, 4]) }]),
+    OpSpec("narrow", .irregular, [GradCase("narrow", [[5, 4]]) { try $0[0].narrow(dim: 0, start: 1, length: 3) }]),
+    OpSpec("select", .irregular, [GradCase("select", [[3, 4]]) { try $0[0].select(dim: 1, index: 2) }]),
+    OpSpec("squeeze", .irregular, [GradCase("squeeze", [[3, 1, 4]]) { try $0[0].squeeze() }]),
+    OpSpec("unsqueeze", .irregular, [GradCase("unsqueeze", [[3, 4]]) { try $0[0].unsqueeze(dim: 1) }]),
+    OpSpec("flatten", .irregular, [GradCase("flatten", [[2, 3, 4]]) { try $0[0].flatten(startDim: 1) }]),
+    OpSpec("contiguous", .irregular, [GradCase("contiguous", [[3, 4]]) { try $0[0].t().contiguous() }]),
+    OpSpec("clone", .irregular, [GradCase("clone", [[3, 4]]) { try $0[0].clone() }]),
+    OpSpec("flip", .irregular, [GradCase("flip", [[3, 4]]) { try $0[0].flip(dims: [1]) }]),
+    OpSpec("pad", .irregular, [GradCase("pad", [[2, 3]]) { try $0[0].pad([(1, 0), (2, 1)], value: 0.5) }]),
+    OpSpec("cat", .irregular, [GradCase("cat", [[2, 3], [1, 3]]) { try Tensor.cat([$0[0], $0[1]], dim: 0) }]),
+    OpSpec("split", .irregular, [GradCase("split", [[5, 2]]) { try $0[0].split(size: 2, dim: 0)[2] }]),
+    OpSpec("chunk", .irregular, [GradCase("chunk", [[2, 6]]) { try $0[0].chunk(3, dim: 1)[1] }]),
+    OpSpec("indexSelect", .irregular, [GradCase("indexSelect", [[4, 3]]) { try $0[0].indexSelect(dim: 0, [3, 0, 3]) }]),
+    OpSpec("gather", .irregular, [GradCase("gather", [[3, 4]]) { try $0[0].gather(dim: 1, index: IndexArray(shape: [3, 2], values: [0, 3, 1, 1, 2, 0])) }]),
+    OpSpec("embedding", .irregular, [GradCase("embedding", [[5, 3]]) { try Tensor.embedding($0[0], indices: [4, 0, 4, 2], indexShape: [2, 2]) }]),
 
     // Matrix products
-    OpSpec("mm", .custom, [GradCase("mm", [[3, 4], [4, 2]]) { try $0[0].mm($0[1]) },
+    OpSpec("mm", .irregular, [GradCase("mm", [[3, 4], [4, 2]]) { try $0[0].mm($0[1]) },
                            GradCase("mm transposed", [[4, 3], [2, 4]]) { try $0[0].t().mm($0[1].t()) }]),
-    OpSpec("bmm", .custom, [GradCase("bmm", [[2, 3, 4], [2, 4, 2]]) { try $0[0].bmm($0[1]) }]),
-    OpSpec("matmul", .custom, [GradCase("matmul batch broadcast", [[2, 1, 3, 4], [3, 4, 2]]) { try $0[0].matmul($0[1]) },
+    OpSpec("bmm", .irregular, [GradCase("bmm", [[2, 3, 4], [2, 4, 2]]) { try $0[0].bmm($0[1]) }]),
+    OpSpec("matmul", .irregular, [GradCase("matmul batch broadcast", [[2, 1, 3, 4], [3, 4, 2]]) { try $0[0].matmul($0[1]) },
                                GradCase("matmul vector", [[4], [4, 3]]) { try $0[0].matmul($0[1]) }]),
-    OpSpec("linear", .custom, [GradCase("linear", [[2, 3], [4, 3], [4]]) { try Tensor.linear($0[0], $0[1], $0[2]) }]),
+    OpSpec("linear", .irregular, [GradCase("linear", [[2, 3], [4, 3], [4]]) { try Tensor.linear($0[0], $0[1], $0[2]) }]),
 
     // Convolution, pooling, resampling
-    OpSpec("conv2d", .custom, [
+    OpSpec("conv2d", .irregular, [
       GradCase("conv2d 3x3 pad 1", [[2, 2, 4, 4], [3, 2, 3, 3], [3]]) { try Tensor.conv2d($0[0], $0[1], bias: $0[2], spec: ConvSpec(padding: (1, 1))) },
       GradCase("conv2d stride 2", [[1, 2, 5, 5], [2, 2, 3, 3]]) { try Tensor.conv2d($0[0], $0[1], spec: ConvSpec(stride: (2, 2))) },
       GradCase("conv2d 1x1", [[3, 2, 2, 2], [2, 2, 1, 1]]) { try Tensor.conv2d($0[0], $0[1]) }]),
-    OpSpec("convTranspose2d", .custom, [
+    OpSpec("convTranspose2d", .irregular, [
       GradCase("convTranspose2d stride 2", [[1, 2, 3, 3], [2, 2, 4, 4], [2]]) {
         try Tensor.convTranspose2d($0[0], $0[1], bias: $0[2], spec: ConvSpec(stride: (2, 2), padding: (1, 1)))
       },
       GradCase("convTranspose2d output padding", [[1, 2, 2, 2], [2, 1, 3, 3]]) {
         try Tensor.convTranspose2d($0[0], $0[1], spec: ConvSpec(stride: (2, 2), padding: (1, 1)), outputPadding: (1, 1))
       }]),
-    OpSpec("avgPool2d", .custom, [
+    OpSpec("avgPool2d", .irregular, [
       GradCase("avgPool2d 2x2", [[1, 2, 4, 4]]) { try $0[0].avgPool2d(kernel: 2) },
       GradCase("avgPool2d 3x3 pad exclude", [[1, 1, 4, 4]]) { try $0[0].avgPool2d(kernel: 3, stride: 1, padding: 1, countIncludePad: false) }]),
-    OpSpec("maxPool2d", .custom, [GradCase("maxPool2d", [[1, 2, 4, 4]]) { try $0[0].maxPool2d(kernel: 2) },
+    OpSpec("maxPool2d", .irregular, [GradCase("maxPool2d", [[1, 2, 4, 4]]) { try $0[0].maxPool2d(kernel: 2) },
                                   GradCase("maxPool2d 3x3 s2 pad", [[1, 1, 5, 5]]) { try $0[0].maxPool2d(kernel: 3, stride: 2, padding: 1) }]),
-    OpSpec("batchNorm", .custom, [
+    OpSpec("batchNorm", .irregular, [
       GradCase("batchNorm per-sample affine", [[3, 2, 2, 2], [3, 2], [3, 2]], domains: [-2...2, 0.5...2, -2...2]) {
         try Tensor.batchNorm($0[0], scale: $0[1], shift: $0[2], eps: 1e-5).0
       },
       GradCase("batchNorm channel affine", [[2, 3, 2, 3], [1, 3], [1, 3]]) { try Tensor.batchNorm($0[0], scale: $0[1], shift: $0[2], eps: 1e-3).0 },
       GradCase("batchNorm plain", [[4, 2, 1, 2]]) { try Tensor.batchNorm($0[0], scale: nil, shift: nil, eps: 1e-5).0 }]),
-    OpSpec("upsampleNearest", .custom, [GradCase("upsampleNearest", [[1, 2, 2, 3]]) { try $0[0].upsampleNearest(2) }]),
+    OpSpec("upsampleNearest", .irregular, [GradCase("upsampleNearest", [[1, 2, 2, 3]]) { try $0[0].upsampleNearest(2) }]),
+
+    // Adjoints recorded inside pullbacks (so second-order gradients can pass through them)
+    OpSpec("indexAdd", .internal, [GradCase("indexAdd duplicates", [[3, 2]]) { try $0[0].indexAdd(dim: 0, [2, 0, 2], size: 4) }]),
+    OpSpec("scatterAdd", .internal, [GradCase("scatterAdd", [[2, 3]]) {
+      try $0[0].scatterAdd(dim: 1, index: IndexArray(shape: [2, 3], values: [0, 3, 0, 1, 1, 2]), size: 4)
+    }]),
+    OpSpec("avgPool2dTranspose", .internal, [GradCase("avgPool2dTranspose 3x3 pad exclude", [[1, 2, 2, 2]]) {
+      try $0[0].avgPool2dTranspose(kernel: 3, stride: 2, padding: 1, countIncludePad: false, outputSize: (4, 4))
+    }]),
+    OpSpec("conv2dWeight", .internal, [
+      GradCase("conv2dWeight 3x3 pad 1", [[2, 2, 4, 4], [2, 3, 4, 4]]) {
+        try Tensor.conv2dWeight($0[0], $0[1], ConvSpec(padding: (1, 1)), kernel: (3, 3))
+      },
+      GradCase("conv2dWeight stride 2", [[1, 2, 5, 5], [1, 2, 2, 2]]) { try Tensor.conv2dWeight($0[0], $0[1], ConvSpec(stride: (2, 2)), kernel: (3, 3)) }]),
   ]
 }
