@@ -1,3 +1,5 @@
+import Foundation
+
 /// Elementwise primitives. Each op's pullback sits right under its forward, with the derivative
 /// in a comment; pullbacks use only differentiable ops, so they can be differentiated again.
 
@@ -134,6 +136,16 @@ struct RsqrtFn: UnaryFn { func apply<T: TensorScalar>(_ x: T) -> T { 1 / T.sqrt(
 struct SinFn: UnaryFn { func apply<T: TensorScalar>(_ x: T) -> T { T.sin(x) } }
 struct CosFn: UnaryFn { func apply<T: TensorScalar>(_ x: T) -> T { T.cos(x) } }
 struct TanhFn: UnaryFn { func apply<T: TensorScalar>(_ x: T) -> T { T.tanh(x) } }
+/// A unary function given as its libm pair (float, double), so a new elementwise op needs no
+/// new TensorScalar requirement. Specialisation folds the dtype test away.
+struct LibmFn: UnaryFn {
+  let float: (Float) -> Float, double: (Double) -> Double
+  init(_ float: @escaping (Float) -> Float, _ double: @escaping (Double) -> Double) { self.float = float; self.double = double }
+  @inline(__always) func apply<T: TensorScalar>(_ x: T) -> T {
+    if T.self == Float.self { return unsafeBitCast(float(unsafeBitCast(x, to: Float.self)), to: T.self) }
+    return unsafeBitCast(double(unsafeBitCast(x, to: Double.self)), to: T.self)
+  }
+}
 struct SigmoidFn: UnaryFn {
   // Two branches so neither exp overflows: 1/(1+e^-x) for x >= 0, e^x/(1+e^x) below.
   func apply<T: TensorScalar>(_ x: T) -> T {
