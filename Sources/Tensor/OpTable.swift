@@ -121,6 +121,7 @@ extension Tensor {
     OpSpec.unary("sin") { try $0.sin() },
     OpSpec.unary("cos") { try $0.cos() },
     OpSpec.unary("tanh") { try $0.tanh() },
+    OpSpec.unary("sinh") { try $0.sinh() }, OpSpec.unary("cosh") { try $0.cosh() },
     OpSpec.unary("sigmoid") { try $0.sigmoid() },
     OpSpec.unary("relu", avoid: [0]) { try $0.relu() },
     OpSpec.unary("abs", avoid: [0]) { try $0.abs() },

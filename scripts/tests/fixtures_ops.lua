@@ -9,6 +9,7 @@ fixtures.check(fixtures.load("ops"), {
   exp_log = function(a) return a:exp() + (a:abs() + 0.1):log() + a:abs():log1p() end,
   sqrt_rsqrt = function(a) return (a:abs() + 0.2):sqrt() + (a:abs() + 0.3):rsqrt() end,
   trig_tanh = function(a) return a:sin() * a:cos() + a:tanh() end,
+  hyperbolic = function(a) return a:sinh() + a:cosh() * 0.5 end,
   sigmoid_extremes = function(a) return (a * 100):sigmoid() end,
   softplus_extremes = function(a) return (a * 300):softplus() end,
   logsigmoid = function(a) return (a * 50):logSigmoid() end,

@@ -232,6 +232,18 @@ extension Tensor {
     return record("cos", out, [self]) { [x = self] g, _ in [try g.mul(x.sin()).neg()] }  // -sin x
   }
 
+  /// sinh x = (e^x - e^-x)/2. Reference: torch.sinh.
+  public func sinh() throws -> Tensor {
+    let out = try unary(LibmFn(Foundation.sinhf, Foundation.sinh))
+    return record("sinh", out, [self]) { [x = self] g, _ in [try g.mul(x.cosh())] }  // cosh x
+  }
+
+  /// cosh x = (e^x + e^-x)/2. Reference: torch.cosh.
+  public func cosh() throws -> Tensor {
+    let out = try unary(LibmFn(Foundation.coshf, Foundation.cosh))
+    return record("cosh", out, [self]) { [x = self] g, _ in [try g.mul(x.sinh())] }  // sinh x
+  }
+
   /// tanh x. Reference: torch.tanh.
   public func tanh() throws -> Tensor {
     let out = try unary(TanhFn())
