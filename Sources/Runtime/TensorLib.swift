@@ -576,28 +576,35 @@ enum TensorLib {
 
   // MARK: - Library functions (constructors and utilities)
 
-  static func libraryBindings() -> [Fn] {
-    func filled(_ value: Double?) -> BindingBody {
-      { c in
-        let (shape, next) = try c.shape(from: 1)
-        var v = value ?? 0
-        var optIndex = next
-        if value == nil {
-          guard !c.isNil(next) else { throw c.argError(next, "number expected for the fill value, got no value") }
-          v = try c.number(next)
-          optIndex = next + 1
-        }
-        let o = try c.options(optIndex)
-        let dt = try o.dtype()
-        let rg = try o.bool("requiresGrad", false)
-        try o.finish()
-        let t = try Tensor.full(shape, v, dtype: dt)
-        t.requiresGrad = rg
-        c.push(t)
-        return 1
+  /// Every `tensor.*` function that is not a method: constructors, the machine and run
+  /// state, and whole-tensor utilities (concatenation, gradients, files).
+  static func libraryBindings() -> [Fn] { constructorBindings() + stateBindings() + utilityBindings() }
+
+  /// tensor.zeros/ones/full/rand/randn/truncNormal/randint/randperm/arange/eye/new.
+  /// zeros/ones (a fixed value) and full (value == nil: the value follows the sizes).
+  static func filled(_ value: Double?) -> BindingBody {
+    { c in
+      let (shape, next) = try c.shape(from: 1)
+      var v = value ?? 0
+      var optIndex = next
+      if value == nil {
+        guard !c.isNil(next) else { throw c.argError(next, "number expected for the fill value, got no value") }
+        v = try c.number(next)
+        optIndex = next + 1
       }
+      let o = try c.options(optIndex)
+      let dt = try o.dtype()
+      let rg = try o.bool("requiresGrad", false)
+      try o.finish()
+      let t = try Tensor.full(shape, v, dtype: dt)
+      t.requiresGrad = rg
+      c.push(t)
+      return 1
     }
-    return [
+  }
+
+  static func constructorBindings() -> [Fn] {
+    [
       ("zeros", filled(0)),
       ("ones", filled(1)),
       ("full", { c in
@@ -692,6 +699,12 @@ enum TensorLib {
         c.push(t)
         return 1
       }),
+    ]
+  }
+
+  /// The run's state: profiling, clock, RNG, threads, FLOPs, config, grad mode, memory.
+  static func stateBindings() -> [Fn] {
+    [
       ("_profileStart", { _ in Profiler.start(); return 0 }),
       ("_profileStop", { c in
         let rows = Profiler.stop()
@@ -780,6 +793,12 @@ enum TensorLib {
         if let limit = MemoryAccounting.limitBytes { c.push(limit); c.setField(-1, "limit") }
         return 1
       }),
+    ]
+  }
+
+  /// tensor.cat, tensor.grad, tensor.save/load and tensor.gradcheck.
+  static func utilityBindings() -> [Fn] {
+    [
       ("cat", { c in
         let list = try c.tensorList(1)
         guard let first = list.first else { throw c.argError(1, "expected a non-empty list of tensors") }

@@ -86,4 +86,28 @@ final class CommandLineTests: XCTestCase {
     XCTAssertTrue(repl.stderr.contains("oops"), repl.stderr)
     XCTAssertTrue(repl.stdout.contains("6\n"), "the REPL goes on after an error: " + repl.stdout)
   }
+
+  /// The style check (make lint) fails on what it promises to catch: a long line, a long
+  /// function, a tab, trailing spaces, a grown allowance, and an allowance nothing needs.
+  func testStyleCheckCanFail() throws {
+    let script = Luagan.root.appendingPathComponent("scripts/check_style.lua").path
+    for dir in ["Sources/X", "Tests", "scripts/lib"] {
+      try FileManager.default.createDirectory(at: tmp.appendingPathComponent(dir), withIntermediateDirectories: true)
+    }
+    let body = (1...120).map { "  let v\($0) = \($0)" }.joined(separator: "\n")
+    _ = try write("Sources/X/a.swift", "func short() {\n  let x = 1\n}\nfunc long() {\n\(body)\n}\n")
+    _ = try write("scripts/lib/style_allowances.lua", "return { functions = {}, longLines = {} }")
+    let long = try Luagan.run([script], cwd: tmp)
+    XCTAssertEqual(long.status, 1)
+    XCTAssertTrue(long.stderr.contains("Sources/X/a.swift:4: long is 122 lines (budget 100)"), long.stderr)
+    _ = try write("scripts/lib/style_allowances.lua", #"return { functions = { ["Sources/X/a.swift:long"] = 122 }, longLines = {} }"#)
+    XCTAssertEqual(try Luagan.run([script], cwd: tmp).status, 0, "an allowance at the current size passes")
+    _ = try write("scripts/lib/style_allowances.lua", #"return { functions = { ["Sources/X/a.swift:long"] = 121 }, longLines = {} }"#)
+    XCTAssertTrue(try Luagan.run([script], cwd: tmp).stderr.contains("its allowance is 121 (it may only shrink)"))
+    _ = try write("Sources/X/a.swift", "let s = \"\(String(repeating: "x", count: 150))\"\n\tlet t = 1\nlet u = 2 \n")
+    let lines = try Luagan.run([script], cwd: tmp)
+    for message in ["1 lines over 140 columns", "a.swift:2: a tab", "a.swift:3: trailing whitespace", "not found: remove it"] {
+      XCTAssertTrue(lines.stderr.contains(message), "expected '\(message)' in:\n\(lines.stderr)")
+    }
+  }
 }
