@@ -1,7 +1,7 @@
 // luagan's C shim over Debian's Lua 5.4 (pkg-config lua5.4).
 //
 // Swift cannot see Lua's function-like macros or variadic functions, and must never be crossed
-// by Lua's longjmp (house decision 2). So this header gives:
+// by Lua's longjmp (DESIGN.md house decision 2). So this header gives:
 //   - static-inline versions of the macros Swift needs (lg_pop, lg_remove, ...);
 //   - an allocator that aborts when it fails while Swift runs (so `m` API functions cannot raise
 //     over Swift frames) and returns NULL otherwise (Lua's catchable "not enough memory");
@@ -52,7 +52,7 @@ typedef struct lg_Context {
 } lg_Context;
 
 /// While Swift runs (inSwift), an allocation that fails aborts the process: a Lua memory error
-/// raised then would longjmp over Swift frames (house decision 2). Otherwise (Lua code, or a
+/// raised then would longjmp over Swift frames (DESIGN.md house decision 2). Otherwise (Lua code, or a
 /// protected call Swift made) a request past the heap limit, or one the system refuses, returns
 /// NULL and Lua raises its catchable "not enough memory". Shrinking never fails.
 static inline void *lg_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {

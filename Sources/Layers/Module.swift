@@ -1,7 +1,7 @@
 import Tensor
 
 /// A layer or a network: ordered parameters, buffers and children, as torch.nn.Module keeps
-/// them, so `stateDict` names are PyTorch's (house decision 6: `conv1.weight`,
+/// them, so `stateDict` names are PyTorch's (DESIGN.md house decision 6: `conv1.weight`,
 /// `bn.running_mean`, `0.weight` for a Sequential's first child).
 ///
 /// Subclasses read their tensors and children by name (`parameter("weight")`), never through

@@ -2,7 +2,7 @@ import CLua
 import Foundation
 import Tensor
 
-/// The bridge between Lua and Swift (house decision 2): every Swift function Lua can call is a
+/// The bridge between Lua and Swift (DESIGN.md house decision 2): every Swift function Lua can call is a
 /// `BindingBody` that reads its arguments through `LuaCall`, pushes its results, and returns
 /// their count, or throws. It never calls a Lua API function that can raise. The C trampoline
 /// (Sources/CLua/shim.h) turns a thrown error into a Lua error after the Swift frame is gone.
@@ -49,7 +49,7 @@ enum Bridge {
       lua_pushstring(L, "\(entry.name): \(error)")
       result = Int32(LG_ERROR)
     }
-    // Pace the collector by tensor bytes (house decision 3); never from inside a finalizer.
+    // Pace the collector by tensor bytes (DESIGN.md house decision 3); never from inside a finalizer.
     if !entry.isFinalizer { LuaVM.reportAllocations(L) }
     return result
   }

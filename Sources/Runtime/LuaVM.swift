@@ -330,7 +330,7 @@ public final class LuaVM {
     return String(cString: lua_typename(L, t))
   }
 
-  // MARK: - Collector pacing (house decision 3)
+  // MARK: - Collector pacing (DESIGN.md house decision 3)
 
   /// A backward pass has just freed its graph: the forward's activations are now held only by
   /// Lua values that went out of scope. When they are big, collect them now, before the next

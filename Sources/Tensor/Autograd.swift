@@ -4,7 +4,7 @@ import Foundation
 ///
 /// Each primitive op records a `Node` holding its inputs and a pullback: a closure from the
 /// output's gradient to the inputs' gradients, written with ordinary differentiable Tensor ops
-/// (house decision 1). `backward` runs pullbacks with recording off; with `createGraph` it runs
+/// (DESIGN.md house decision 1). `backward` runs pullbacks with recording off; with `createGraph` it runs
 /// them with recording on, so the gradients it returns can be differentiated again (R1, WGAN-GP).
 
 /// Whether ops record onto the graph. Only the Lua thread ever changes it.

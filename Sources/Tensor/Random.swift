@@ -1,6 +1,6 @@
 import Foundation
 
-/// The one seeded generator (house decision 7): xoshiro256** seeded through splitmix64.
+/// The one seeded generator (DESIGN.md house decision 7): xoshiro256** seeded through splitmix64.
 /// Draws happen on the calling thread in a fixed order, so the stream is the same for any
 /// thread count, and its 256-bit state can be saved and restored for bit-exact resume.
 public final class Generator {

@@ -2,7 +2,7 @@ import Foundation
 import Synchronization
 
 /// Bytes of tensor storage alive right now, and bytes allocated since the host last asked.
-/// The Lua runtime turns the second figure into garbage-collector debt (house decision 3), so a
+/// The Lua runtime turns the second figure into garbage-collector debt (DESIGN.md house decision 3), so a
 /// loop that drops big tensors on the floor is collected at the pace it allocates.
 public enum MemoryAccounting {
   static let live = Atomic<Int>(0)

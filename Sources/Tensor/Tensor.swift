@@ -1,5 +1,5 @@
 /// An n-dimensional array of float32 or float64 values: a strided view over a shared `Storage`,
-/// plus what autograd needs (house decision 4: one Tensor class, dtype at run time).
+/// plus what autograd needs (DESIGN.md house decision 4: one Tensor class, dtype at run time).
 ///
 /// Views (`reshape` of contiguous data, `permute`, `expand`, `narrow`, `select`) share storage;
 /// every other op returns a fresh contiguous tensor. Shapes and strides are in elements.
