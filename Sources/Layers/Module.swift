@@ -192,6 +192,23 @@ open class Module {
     }
   }
 
+  /// Converts every parameter and buffer of this module and its descendants to `dtype`
+  /// (torch.nn.Module.double() / .float()). Parameters become new leaves that require grad, so
+  /// optimizers must be made after the conversion. Layers read their tensors by name, so they
+  /// compute in the new dtype from then on.
+  public func convert(to dtype: DType) throws {
+    for (_, m) in namedModules() {
+      for (name, t) in m.parameterSlots where t.dtype != dtype {
+        let p = try t.detach().to(dtype).clone()
+        p.requiresGrad = true
+        m.setParameter(name, p)
+      }
+      for (name, t, persistent) in m.bufferSlots where t.dtype != dtype {
+        m.setBuffer(name, try t.detach().to(dtype).clone(), persistent: persistent)
+      }
+    }
+  }
+
   /// Sets training mode on this module and every descendant (`train()` / `eval()`).
   public func setTraining(_ on: Bool) {
     walk { _, m in m.training = on }

@@ -221,6 +221,12 @@ enum NNLib {
         return 2
       }),
       ("_train", { c in try c.module(1).setTraining(c.bool(2)); return 0 }),
+      ("_convert", { c in
+        let s = try c.string(2)
+        guard let d = DType(rawValue: s) else { throw c.argError(2, "'float32' or 'float64' expected, got '\(s)'") }
+        try c.module(1).convert(to: d)
+        return 0
+      }),
       ("_zeroGrad", { c in try c.module(1).zeroGrad(); return 0 }),
       ("_parameterCount", { c in c.push(try c.module(1).parameterCount); return 1 }),
       ("_typeName", { c in c.push(try c.module(1).typeName); return 1 }),

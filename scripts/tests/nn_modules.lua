@@ -266,4 +266,22 @@ T.test("losses stay finite at logits of ±300", function()
   check(big.grad:abs():max():item() < 10)
 end)
 
+T.test("double() and float() convert every parameter and buffer, and training runs in that dtype", function()
+  tensor.manualSeed(3)
+  local m = nn.Sequential(nn.SpectralNorm(nn.Conv2d(2, 3, 3, { padding = 1 })), nn.BatchNorm2d(3))
+  local before = m:stateDict()["0.weight_orig"]:clone()
+  check(m:double() == m)
+  for name, t in pairs(m:stateDict()) do check(t:dtype() == "float64", name .. " is " .. t:dtype()) end
+  T.close(m:stateDict()["0.weight_orig"], before:double(), 0, 0, "values kept exactly")
+  local opt = optim.Adam(m:parameters(), { lr = 1e-3 })
+  local y = m(tensor.randn(4, 2, 5, 5, { dtype = "float64" }))
+  check(y:dtype() == "float64")
+  y:pow(2):mean():backward()
+  for name, p in m:namedParameters() do check(p.grad and p.grad:dtype() == "float64", name) end
+  opt:step()
+  check(m:stateDict()["1.running_mean"]:dtype() == "float64")
+  m:float()
+  for name, t in pairs(m:stateDict()) do check(t:dtype() == "float32", name) end
+end)
+
 T.finish("nn_modules")

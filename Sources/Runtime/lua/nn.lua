@@ -94,6 +94,10 @@ function Module:train(mode)
   return self
 end
 function Module:eval() S.train(self, false); return self end
+--- m:double(), m:float(): every parameter and buffer converted to float64 / float32 (as torch's
+-- .double() / .float()); make optimizers afterwards, since parameters become new tensors.
+function Module:double() S.convert(self, "float64"); return self end
+function Module:float() S.convert(self, "float32"); return self end
 function Module:zeroGrad() return S.zeroGrad(self) end
 --- name -> tensor (the live tensors), names as torch.nn's state_dict gives them.
 function Module:stateDict() return S.stateDict(self) end
