@@ -28,7 +28,7 @@ enum NNLib {
 
     // The nn table (the prelude adds the classes), with nn.utils and nn.init.
     lua_createtable(L, 0, 64)
-    for (name, body) in constructors() + treeBindings() { TensorLib.setBinding(L, -1, name, "nn.\(name)", body) }
+    for (name, body) in constructors() + treeBindings() + [convertBinding] { TensorLib.setBinding(L, -1, name, "nn.\(name)", body) }
     lua_createtable(L, 0, 4)
     for (name, body) in utilsBindings() { TensorLib.setBinding(L, -1, name, "nn.utils.\(name)", body) }
     LuaCall(L, "").setField(-2, "utils")
@@ -189,6 +189,14 @@ enum NNLib {
     return 2
   }
 
+  /// m:double() / m:float() (lua/nn.lua): every parameter and buffer to that dtype.
+  static let convertBinding: Fn = ("_convert", { c in
+    let s = try c.string(2)
+    guard let d = DType(rawValue: s) else { throw c.argError(2, "'float32' or 'float64' expected, got '\(s)'") }
+    try c.module(1).convert(to: d)
+    return 0
+  })
+
   static func treeBindings() -> [Fn] {
     [
       ("_forward", { c in
@@ -221,12 +229,6 @@ enum NNLib {
         return 2
       }),
       ("_train", { c in try c.module(1).setTraining(c.bool(2)); return 0 }),
-      ("_convert", { c in
-        let s = try c.string(2)
-        guard let d = DType(rawValue: s) else { throw c.argError(2, "'float32' or 'float64' expected, got '\(s)'") }
-        try c.module(1).convert(to: d)
-        return 0
-      }),
       ("_zeroGrad", { c in try c.module(1).zeroGrad(); return 0 }),
       ("_parameterCount", { c in c.push(try c.module(1).parameterCount); return 1 }),
       ("_typeName", { c in c.push(try c.module(1).typeName); return 1 }),
