@@ -40,12 +40,12 @@ bench: build
 fuzz: build
 	.build/release/luagan-fuzz --calls 1000000 --files 10000 --seed $${SEED:-1}
 
-# The Lua suites and a fuzz slice under the address sanitizer (a separate build folder).
 # The style budgets (140 columns, 100-line Swift functions, a ratchet for what exceeded them
 # when the check began), checked by luagan itself; docs/DESIGN.md says more.
 lint: build
 	$(LUAGAN) scripts/check_style.lua
 
+# The Lua suites and a fuzz slice under the address sanitizer (a separate build folder).
 test-asan: setup
 	swift build -c release --sanitize=address --scratch-path .build-asan
 	scripts/run_lua_suites.sh .build-asan/release/luagan
