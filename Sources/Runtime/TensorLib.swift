@@ -83,6 +83,8 @@ enum TensorLib {
   ///   unary        `t:name()` and `tensor.name(t)`
   ///   unaryNumber  `t:name(number)`; the number may be omitted when the op has a default
   ///   binary       `tensor.name(a, b)` and `a:name(b)`; a Lua number on either side is a constant
+  ///   pair         `a:name(b)`, both tensors
+  ///   unaryInteger `t:name(n)`, n an integer
   ///   reduction    `t:name()`, `t:name(dim)`, `t:name(dim, keepdim)`, `t:name({dims...}, keepdim)`
   ///   alongDim     `t:name(dim)`, the dim required
   /// Dims are 1-based, negative from the end. Irregular ops are bound by hand below; internal
@@ -106,6 +108,10 @@ enum TensorLib {
           c.push(try f(a ?? c.tensorOrNumber(1, like: b), b))
           return 1
         })
+      case .pair(let f):
+        return (spec.name, { c in c.push(try f(c.tensor(1), c.tensor(2))); return 1 })
+      case .unaryInteger(let f):
+        return (spec.name, { c in c.push(try f(c.tensor(1), c.integer(2))); return 1 })
       case .reduction(let f):
         return (spec.name, { c in
           let x = try c.tensor(1)
@@ -185,8 +191,6 @@ enum TensorLib {
       ("totable", { c in try pushNested(c, try c.tensor(1)); return 1 }),
       ("dtype", { c in c.push(try c.tensor(1).dtype.rawValue); return 1 }),
       ("isContiguous", { c in c.push(try c.tensor(1).isContiguous); return 1 }),
-      ("clone", { c in c.push(try c.tensor(1).clone()); return 1 }),
-      ("contiguous", { c in c.push(try c.tensor(1).contiguous()); return 1 }),
       ("reshape", { c in c.push(try c.tensor(1).reshape(sizesAllowingMinusOne(c, from: 2))); return 1 }),
       ("view", { c in c.push(try c.tensor(1).view(sizesAllowingMinusOne(c, from: 2))); return 1 }),
       ("expand", { c in c.push(try c.tensor(1).expand(sizesAllowingMinusOne(c, from: 2))); return 1 }),
@@ -368,9 +372,6 @@ enum TensorLib {
         c.push(try x.logsumexp(dim: c.dim(2, rank: x.rank), keepDim: c.optBool(3, false)))
         return 1
       }),
-      ("mm", { c in c.push(try c.tensor(1).mm(c.tensor(2))); return 1 }),
-      ("bmm", { c in c.push(try c.tensor(1).bmm(c.tensor(2))); return 1 }),
-      ("matmul", { c in c.push(try c.tensor(1).matmul(c.tensor(2))); return 1 }),
       ("linear", { c in c.push(try Tensor.linear(c.tensor(1), c.tensor(2), c.optTensor(3))); return 1 }),
     ]
   }
@@ -449,7 +450,6 @@ enum TensorLib {
         c.push(try x.maxPool2d(kernel: k, stride: s, padding: p))
         return 1
       }),
-      ("upsampleNearest", { c in c.push(try c.tensor(1).upsampleNearest(c.integer(2))); return 1 }),
       ("batchNorm", { c in
         // tensor.batchNorm(x, scale, shift, {eps=}) -> y, mean, var (batch statistics, biased variance)
         let x = try c.tensor(1), scale = try c.optTensor(2), shift = try c.optTensor(3)

@@ -14,6 +14,10 @@ public enum OpSignature {
   case unaryNumber((Tensor, Double) throws -> Tensor, defaultValue: Double?)
   /// (Tensor, Tensor) -> Tensor, broadcasting.
   case binary((Tensor, Tensor) throws -> Tensor)
+  /// (Tensor, Tensor) -> Tensor where both must be tensors (matrix products).
+  case pair((Tensor, Tensor) throws -> Tensor)
+  /// (Tensor, Int) -> Tensor (a count or factor).
+  case unaryInteger((Tensor, Int) throws -> Tensor)
   /// (Tensor, dims (nil: all), keepDim) -> Tensor, dims 0-based.
   case reduction((Tensor, [Int]?, Bool) throws -> Tensor)
   /// (Tensor, dim) -> Tensor, dim 0-based and required.
@@ -29,6 +33,8 @@ public enum OpSignature {
     case .unary: return "unary"
     case .unaryNumber: return "unaryNumber"
     case .binary: return "binary"
+    case .pair: return "pair"
+    case .unaryInteger: return "unaryInteger"
     case .reduction: return "reduction"
     case .alongDim: return "alongDim"
     case .irregular: return "irregular"
@@ -83,12 +89,14 @@ public struct OpSpec {
 }
 
 extension Tensor {
-  static func unaryCases(_ name: String, domain: ClosedRange<Double> = -2...2, avoid: [Double] = [], _ f: @escaping (Tensor) throws -> Tensor) -> [GradCase] {
+  static func unaryCases(_ name: String, domain: ClosedRange<Double> = -2...2, avoid: [Double] = [],
+                         _ f: @escaping (Tensor) throws -> Tensor) -> [GradCase] {
     [GradCase("\(name) {3,4}", [[3, 4]], domain: domain, avoid: avoid) { try f($0[0]) },
      GradCase("\(name) 0-d", [[]], domain: domain, avoid: avoid) { try f($0[0]) },
      GradCase("\(name) strided", [[4, 3]], domain: domain, avoid: avoid) { try f($0[0].t()) }]
   }
-  static func binaryCases(_ name: String, domains: [ClosedRange<Double>] = [-2...2, -2...2], _ f: @escaping (Tensor, Tensor) throws -> Tensor) -> [GradCase] {
+  static func binaryCases(_ name: String, domains: [ClosedRange<Double>] = [-2...2, -2...2],
+                          _ f: @escaping (Tensor, Tensor) throws -> Tensor) -> [GradCase] {
     [GradCase("\(name) same shape", [[3, 4], [3, 4]], domains: domains) { try f($0[0], $0[1]) },
      GradCase("\(name) broadcast", [[3, 1], [1, 4]], domains: domains) { try f($0[0], $0[1]) },
      GradCase("\(name) scalar", [[], [2, 3]], domains: domains) { try f($0[0], $0[1]) }]
@@ -130,7 +138,8 @@ extension Tensor {
     OpSpec("sign", .unary { try $0.sign() }),
     OpSpec("leakyRelu", .unaryNumber({ try $0.leakyRelu($1) }, defaultValue: 0.01),
            unaryCases("leakyRelu", avoid: [0]) { try $0.leakyRelu(0.2) }),
-    OpSpec("pow", .irregular, unaryCases("pow 3", domain: 0.5...2) { try $0.pow(3) } + unaryCases("pow -1.5", domain: 0.5...2) { try $0.pow(-1.5) }
+    OpSpec("pow", .irregular, unaryCases("pow 3", domain: 0.5...2) { try $0.pow(3) }
+           + unaryCases("pow -1.5", domain: 0.5...2) { try $0.pow(-1.5) }
            + [GradCase("pow tensor", [[3, 4], [3, 4]], domains: [0.5...2, -2...2]) { try $0[0].pow($0[1]) }]),
     OpSpec("clamp", .irregular, unaryCases("clamp", avoid: [-0.5, 0.7]) { try $0.clamp(min: -0.5, max: 0.7) }),
     // `to` is checked in TensorBasicsTests: a float32 round trip cannot be finite-differenced.
@@ -169,28 +178,36 @@ extension Tensor {
     OpSpec("squeeze", .irregular, [GradCase("squeeze", [[3, 1, 4]]) { try $0[0].squeeze() }]),
     OpSpec("unsqueeze", .irregular, [GradCase("unsqueeze", [[3, 4]]) { try $0[0].unsqueeze(dim: 1) }]),
     OpSpec("flatten", .irregular, [GradCase("flatten", [[2, 3, 4]]) { try $0[0].flatten(startDim: 1) }]),
-    OpSpec("contiguous", .irregular, [GradCase("contiguous", [[3, 4]]) { try $0[0].t().contiguous() }]),
-    OpSpec("clone", .irregular, [GradCase("clone", [[3, 4]]) { try $0[0].clone() }]),
+    OpSpec("contiguous", .unary { try $0.contiguous() },
+           [GradCase("contiguous", [[3, 4]]) { try $0[0].t().contiguous() }]),
+    OpSpec("clone", .unary { try $0.clone() }, [GradCase("clone", [[3, 4]]) { try $0[0].clone() }]),
     OpSpec("flip", .irregular, [GradCase("flip", [[3, 4]]) { try $0[0].flip(dims: [1]) }]),
     OpSpec("pad", .irregular, [GradCase("pad", [[2, 3]]) { try $0[0].pad([(1, 0), (2, 1)], value: 0.5) }]),
     OpSpec("cat", .irregular, [GradCase("cat", [[2, 3], [1, 3]]) { try Tensor.cat([$0[0], $0[1]], dim: 0) }]),
     OpSpec("split", .irregular, [GradCase("split", [[5, 2]]) { try $0[0].split(size: 2, dim: 0)[2] }]),
     OpSpec("chunk", .irregular, [GradCase("chunk", [[2, 6]]) { try $0[0].chunk(3, dim: 1)[1] }]),
     OpSpec("indexSelect", .irregular, [GradCase("indexSelect", [[4, 3]]) { try $0[0].indexSelect(dim: 0, [3, 0, 3]) }]),
-    OpSpec("gather", .irregular, [GradCase("gather", [[3, 4]]) { try $0[0].gather(dim: 1, index: IndexArray(shape: [3, 2], values: [0, 3, 1, 1, 2, 0])) }]),
-    OpSpec("embedding", .irregular, [GradCase("embedding", [[5, 3]]) { try Tensor.embedding($0[0], indices: [4, 0, 4, 2], indexShape: [2, 2]) }]),
+    OpSpec("gather", .irregular, [GradCase("gather", [[3, 4]]) {
+      try $0[0].gather(dim: 1, index: IndexArray(shape: [3, 2], values: [0, 3, 1, 1, 2, 0]))
+    }]),
+    OpSpec("embedding", .irregular, [GradCase("embedding", [[5, 3]]) {
+      try Tensor.embedding($0[0], indices: [4, 0, 4, 2], indexShape: [2, 2])
+    }]),
 
     // Matrix products
-    OpSpec("mm", .irregular, [GradCase("mm", [[3, 4], [4, 2]]) { try $0[0].mm($0[1]) },
+    OpSpec("mm", .pair { try $0.mm($1) }, [GradCase("mm", [[3, 4], [4, 2]]) { try $0[0].mm($0[1]) },
                            GradCase("mm transposed", [[4, 3], [2, 4]]) { try $0[0].t().mm($0[1].t()) }]),
-    OpSpec("bmm", .irregular, [GradCase("bmm", [[2, 3, 4], [2, 4, 2]]) { try $0[0].bmm($0[1]) }]),
-    OpSpec("matmul", .irregular, [GradCase("matmul batch broadcast", [[2, 1, 3, 4], [3, 4, 2]]) { try $0[0].matmul($0[1]) },
-                               GradCase("matmul vector", [[4], [4, 3]]) { try $0[0].matmul($0[1]) }]),
+    OpSpec("bmm", .pair { try $0.bmm($1) }, [GradCase("bmm", [[2, 3, 4], [2, 4, 2]]) { try $0[0].bmm($0[1]) }]),
+    OpSpec("matmul", .pair { try $0.matmul($1) }, [
+      GradCase("matmul batch broadcast", [[2, 1, 3, 4], [3, 4, 2]]) { try $0[0].matmul($0[1]) },
+      GradCase("matmul vector", [[4], [4, 3]]) { try $0[0].matmul($0[1]) }]),
     OpSpec("linear", .irregular, [GradCase("linear", [[2, 3], [4, 3], [4]]) { try Tensor.linear($0[0], $0[1], $0[2]) }]),
 
     // Convolution, pooling, resampling
     OpSpec("conv2d", .irregular, [
-      GradCase("conv2d 3x3 pad 1", [[2, 2, 4, 4], [3, 2, 3, 3], [3]]) { try Tensor.conv2d($0[0], $0[1], bias: $0[2], spec: ConvSpec(padding: (1, 1))) },
+      GradCase("conv2d 3x3 pad 1", [[2, 2, 4, 4], [3, 2, 3, 3], [3]]) {
+        try Tensor.conv2d($0[0], $0[1], bias: $0[2], spec: ConvSpec(padding: (1, 1)))
+      },
       GradCase("conv2d stride 2", [[1, 2, 5, 5], [2, 2, 3, 3]]) { try Tensor.conv2d($0[0], $0[1], spec: ConvSpec(stride: (2, 2))) },
       GradCase("conv2d 1x1", [[3, 2, 2, 2], [2, 2, 1, 1]]) { try Tensor.conv2d($0[0], $0[1]) }]),
     OpSpec("convTranspose2d", .irregular, [
@@ -202,16 +219,22 @@ extension Tensor {
       }]),
     OpSpec("avgPool2d", .irregular, [
       GradCase("avgPool2d 2x2", [[1, 2, 4, 4]]) { try $0[0].avgPool2d(kernel: 2) },
-      GradCase("avgPool2d 3x3 pad exclude", [[1, 1, 4, 4]]) { try $0[0].avgPool2d(kernel: 3, stride: 1, padding: 1, countIncludePad: false) }]),
-    OpSpec("maxPool2d", .irregular, [GradCase("maxPool2d", [[1, 2, 4, 4]]) { try $0[0].maxPool2d(kernel: 2) },
-                                  GradCase("maxPool2d 3x3 s2 pad", [[1, 1, 5, 5]]) { try $0[0].maxPool2d(kernel: 3, stride: 2, padding: 1) }]),
+      GradCase("avgPool2d 3x3 pad exclude", [[1, 1, 4, 4]]) {
+        try $0[0].avgPool2d(kernel: 3, stride: 1, padding: 1, countIncludePad: false)
+      }]),
+    OpSpec("maxPool2d", .irregular, [
+      GradCase("maxPool2d", [[1, 2, 4, 4]]) { try $0[0].maxPool2d(kernel: 2) },
+      GradCase("maxPool2d 3x3 s2 pad", [[1, 1, 5, 5]]) { try $0[0].maxPool2d(kernel: 3, stride: 2, padding: 1) }]),
     OpSpec("batchNorm", .irregular, [
       GradCase("batchNorm per-sample affine", [[3, 2, 2, 2], [3, 2], [3, 2]], domains: [-2...2, 0.5...2, -2...2]) {
         try Tensor.batchNorm($0[0], scale: $0[1], shift: $0[2], eps: 1e-5).0
       },
-      GradCase("batchNorm channel affine", [[2, 3, 2, 3], [1, 3], [1, 3]]) { try Tensor.batchNorm($0[0], scale: $0[1], shift: $0[2], eps: 1e-3).0 },
+      GradCase("batchNorm channel affine", [[2, 3, 2, 3], [1, 3], [1, 3]]) {
+        try Tensor.batchNorm($0[0], scale: $0[1], shift: $0[2], eps: 1e-3).0
+      },
       GradCase("batchNorm plain", [[4, 2, 1, 2]]) { try Tensor.batchNorm($0[0], scale: nil, shift: nil, eps: 1e-5).0 }]),
-    OpSpec("upsampleNearest", .irregular, [GradCase("upsampleNearest", [[1, 2, 2, 3]]) { try $0[0].upsampleNearest(2) }]),
+    OpSpec("upsampleNearest", .unaryInteger { try $0.upsampleNearest($1) },
+           [GradCase("upsampleNearest", [[1, 2, 2, 3]]) { try $0[0].upsampleNearest(2) }]),
 
     // Adjoints recorded inside pullbacks (so second-order gradients can pass through them)
     OpSpec("indexAdd", .internal, [GradCase("indexAdd duplicates", [[3, 2]]) { try $0[0].indexAdd(dim: 0, [2, 0, 2], size: 4) }]),
@@ -225,6 +248,8 @@ extension Tensor {
       GradCase("conv2dWeight 3x3 pad 1", [[2, 2, 4, 4], [2, 3, 4, 4]]) {
         try Tensor.conv2dWeight($0[0], $0[1], ConvSpec(padding: (1, 1)), kernel: (3, 3))
       },
-      GradCase("conv2dWeight stride 2", [[1, 2, 5, 5], [1, 2, 2, 2]]) { try Tensor.conv2dWeight($0[0], $0[1], ConvSpec(stride: (2, 2)), kernel: (3, 3)) }]),
+      GradCase("conv2dWeight stride 2", [[1, 2, 5, 5], [1, 2, 2, 2]]) {
+        try Tensor.conv2dWeight($0[0], $0[1], ConvSpec(stride: (2, 2)), kernel: (3, 3))
+      }]),
   ]
 }

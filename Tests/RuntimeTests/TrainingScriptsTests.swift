@@ -70,6 +70,39 @@ final class TrainingScriptsTests: XCTestCase {
     XCTAssertTrue(json.contains("\"fid\"") && json.contains("\"accuracy\""), json)
   }
 
+  /// --minutes: the run stops when the budget is spent (its summary says how many iterations
+  /// fit), the EMA starts at a share of it, and a resume continues the budget from where the
+  /// checkpoint left it.
+  func testBigGANTimeBudgetAndResume() throws {
+    let a = tmp.appendingPathComponent("budget")
+    _ = try run(["scripts/biggan.lua"] + Self.tinyBigGAN + ["--minutes=0.05", "--iters=1000000", "--emaStart=0.5",
+                 "--saveEvery=1000000", "--out=\(a.path)"])
+    func summary() throws -> (iterations: Int, minutes: Double, emaAt: Int?) {
+      let text = try String(contentsOfFile: a.appendingPathComponent("log.jsonl").path, encoding: .utf8)
+      var result: (Int, Double, Int?) = (0, 0, nil)
+      for line in text.split(separator: "\n") {
+        let row = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] ?? [:]
+        if let n = row["iterations"] as? Int, let m = row["minutes"] as? Double { result.0 = n; result.1 = m }
+        if row["milestone"] as? String == "emaStart" { result.2 = row["iter"] as? Int }
+      }
+      return result
+    }
+    let first = try summary()
+    XCTAssertGreaterThan(first.iterations, 2)
+    XCTAssertGreaterThanOrEqual(first.minutes, 0.05)
+    XCTAssertLessThan(first.minutes, 0.05 + 0.5, "stopped soon after the budget")
+    let emaAt = try XCTUnwrap(first.emaAt, "the EMA start is logged")
+    XCTAssertTrue(emaAt > 1 && emaAt < first.iterations, "the EMA started inside the run: \(emaAt) of \(first.iterations)")
+    let saved = try Luagan.run(["-e", "local s = ckpt.load(\(Luagan.quote(a.path + "/ckpt"))); print(s.iter, s.ema.startIter)"])
+    XCTAssertEqual(saved.stdout.trimmingCharacters(in: .whitespacesAndNewlines), "\(first.iterations)\t\(emaAt)", saved.stderr)
+
+    _ = try run(["scripts/biggan.lua", "--resume=\(a.path)", "--minutes=0.1"])
+    let second = try summary()
+    XCTAssertGreaterThan(second.iterations, first.iterations, "the resumed run went on")
+    XCTAssertGreaterThanOrEqual(second.minutes, 0.1)
+    XCTAssertEqual(second.emaAt, emaAt, "the milestone is not passed again")
+  }
+
   func testBigGANPeriodicEvaluation() throws {
     let a = tmp.appendingPathComponent("eval"), b = tmp.appendingPathComponent("noeval")
     let r = try Luagan.run(["scripts/biggan.lua", "--iters=4", "--out=\(a.path)", "--evalEvery=2", "--evalSamples=200"]

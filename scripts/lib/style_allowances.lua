@@ -40,7 +40,6 @@ return {
     ["Sources/Tensor/InPlace.swift"] = 1,
     ["Sources/Tensor/JSON.swift"] = 1,
     ["Sources/Tensor/Loop.swift"] = 2,
-    ["Sources/Tensor/OpTable.swift"] = 10,
     ["Sources/Tensor/Ops/Conv.swift"] = 16,
     ["Sources/Tensor/Ops/Elementwise.swift"] = 1,
     ["Sources/Tensor/Ops/Index.swift"] = 1,

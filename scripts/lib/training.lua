@@ -237,12 +237,17 @@ end
 
 --- Advances to the next iteration (run.iter) while the budget (time or iterations) lasts.
 function Run:next()
-  local now = log.clock()
-  self.elapsed, self.clock = self.elapsed + (now - self.clock), now
+  self:tick()
   local more
   if self.opt.minutes > 0 then more = self.elapsed < self.opt.minutes * 60 else more = self.iter < self.opt.iters end
   if more then self.iter = self.iter + 1 end
   return more
+end
+
+-- Adds the time since the last tick to the budget spent.
+function Run:tick()
+  local now = log.clock()
+  self.elapsed, self.clock = self.elapsed + (now - self.clock), now
 end
 
 --- The share of the run behind us: of the time budget with --minutes, else of --iters.
@@ -427,6 +432,7 @@ function Run:checkpoint()
   for k, v in pairs(self.parts.objects) do state[k] = v end
   for k, v in pairs(self.parts.info or {}) do state[k] = v end
   for k, v in pairs(self.parts.values and self.parts.values() or {}) do state[k] = v end
+  self:tick()      -- the checkpoint counts the time up to now, this iteration's included
   state.iter = self.iter
   state.rng = tensor.getRNGState()
   state.opt = options.plain(self.opt)

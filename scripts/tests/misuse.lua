@@ -82,7 +82,7 @@ local cases = {
 -- Methods (functions whose first argument is a tensor): a battery of bad second arguments, in
 -- addition to the bad-self battery. Each entry: calls with a valid tensor first.
 local methodCases = {
-  clone = {}, contiguous = {}, detach = {}, numel = {}, dim = {},
+  detach = {}, numel = {}, dim = {},
   shape = {}, totable = {}, dtype = {}, isContiguous = {}, float = {}, double = {}, t = {}, zero = {}, free = {},
   zeroGrad = {},
   leakyRelu = { function() return x:leakyRelu("a") end },
@@ -159,6 +159,12 @@ local derived = {
   binary = function(name)
     return { function() return x[name](x, tensor.zeros(4)) end, function() return x[name](x, "a") end,
              function() return x[name](x) end, function() return x[name](x, {}) end }
+  end,
+  pair = function(name)
+    return { function() return x[name](x, 2) end, function() return x[name](x, "a") end, function() return x[name](x) end }
+  end,
+  unaryInteger = function(name)
+    return { function() return x[name](x, "a") end, function() return x[name](x, 1.5) end, function() return x[name](x) end }
   end,
   reduction = function(name)
     return { function() return x[name](x, 3) end, function() return x[name](x, 0) end, function() return x[name](x, "a") end,
