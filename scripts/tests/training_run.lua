@@ -147,7 +147,8 @@ T.test("a wall-clock budget: the run stops when it is spent, milestones fire onc
   -- the last checkpoint holds the time spent up to its save (a resume continues from there)
   check(saved.iter == run.iter and saved.run.milestones.half == reached[1] and saved.run.elapsed > 0.1
     and saved.run.elapsed <= run.elapsed,
-    ("saved iter %s of %s, milestone %s of %s, elapsed %s"):format(saved.iter, run.iter, tostring(saved.run.milestones.half), reached[1], saved.run.elapsed))
+    ("saved iter %s of %s, milestone %s of %s, elapsed %s"):format(saved.iter, run.iter, tostring(saved.run.milestones.half),
+      reached[1], saved.run.elapsed))
 end)
 
 T.test("option checks declared in the spec", function()
