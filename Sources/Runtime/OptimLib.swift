@@ -167,121 +167,137 @@ enum OptimLib {
       }),
       ("parameters", { c in c.push(try optimizer(c).allParameters); return 1 }),
       ("stateDict", { c in
-        let o = try optimizer(c)
-        let isAdam = o is Adam
-        lua_createtable(c.L, 0, 2)
-        lua_createtable(c.L, 0, 0)
-        for (i, e) in o.stateEntries().enumerated() {
-          guard let e else { continue }
-          lua_createtable(c.L, 0, 3)
-          c.push(e.step); c.setField(-1, "step")
-          for (n, t) in e.tensors { c.push(t); c.setField(-1, n) }
-          lua_rawseti(c.L, -2, lua_Integer(i + 1))
-        }
-        c.setField(-2, "state")
-        lua_createtable(c.L, Int32(o.groups.count), 0)
-        var index = 1
-        for (gi, g) in o.groups.enumerated() {
-          lua_createtable(c.L, 0, 6)
-          for (k, v) in g.options.sorted(by: { $0.key < $1.key }) where !(isAdam && k.hasPrefix("beta")) {
-            if k == "nesterov" { c.push(v != 0) } else { c.push(v) }
-            c.setField(-1, k)
-          }
-          if isAdam {
-            lua_createtable(c.L, 2, 0)
-            c.push(g.options["beta1"]!); lua_rawseti(c.L, -2, 1)
-            c.push(g.options["beta2"]!); lua_rawseti(c.L, -2, 2)
-            c.setField(-2, "betas")
-          }
-          c.push(ints: Array(index..<(index + g.params.count)))
-          c.setField(-2, "params")
-          index += g.params.count
-          lua_rawseti(c.L, -2, lua_Integer(gi + 1))
-        }
-        c.setField(-2, "paramGroups")
+        try pushState(c, optimizer(c))
         return 1
       }),
       ("loadStateDict", { c in
         let o = try optimizer(c)
         guard c.isTable(2) else { throw c.typeError(2, "optimizer state (from stateDict)") }
-        let n = o.allParameters.count
-        var entries = [(step: Int, tensors: [String: Tensor])?](repeating: nil, count: n)
-        lua_pushstring(c.L, "state")
-        guard lua_rawget(c.L, 2) == LUA_TTABLE else { throw c.argError(2, "the state has no 'state' table") }
-        let st = lua_gettop(c.L)
-        lua_pushnil(c.L)
-        while try c.next(st) {
-          var ok: Int32 = 0
-          let i = Int(lua_tointegerx(c.L, -2, &ok))
-          guard ok != 0, i >= 1, i <= n, lua_type(c.L, -1) == LUA_TTABLE else {
-            lg_pop(c.L, 2)
-            throw c.argError(2, "state entries must be parameter numbers 1..\(n) with tables")
-          }
-          let et = lua_gettop(c.L)
-          var tensors: [String: Tensor] = [:], step = 0
-          lua_pushnil(c.L)
-          while try c.next(et) {
-            let key = lua_type(c.L, -2) == LUA_TSTRING ? LuaVM.string(c.L, -2) : "?"
-            if key == "step" {
-              var isInt: Int32 = 0
-              let v = lua_tointegerx(c.L, -1, &isInt)
-              guard c.isNumber(-1), isInt != 0, v >= 0, v <= 1 << 53 else {
-                lg_pop(c.L, 2)
-                throw c.argError(2, "state \(i): step must be a whole number in 0..2^53")
-              }
-              step = Int(v)
-            } else if let t = try LuaVM.toTensor(c.L, -1) {
-              tensors[key] = t
-            } else {
-              lg_pop(c.L, 2)
-              throw c.argError(2, "state \(i): '\(key)' must be a tensor")
-            }
-            lg_pop(c.L, 1)
-          }
-          entries[i - 1] = (step, tensors)
-          lg_pop(c.L, 1)
-        }
-        lg_pop(c.L, 1)
-        var groupOptions: [[String: Double]] = []
-        lua_pushstring(c.L, "paramGroups")
-        if lua_rawget(c.L, 2) == LUA_TTABLE {
-          let gt = lua_gettop(c.L)
-          for g in 0..<Int(lua_rawlen(c.L, gt)) {
-            lua_rawgeti(c.L, gt, lua_Integer(g + 1))
-            let gti = lua_gettop(c.L)
-            guard lua_type(c.L, gti) == LUA_TTABLE else { throw c.argError(2, "paramGroups[\(g + 1)] must be a table") }
-            var opts: [String: Double] = [:]
-            lua_pushstring(c.L, "params")
-            if lua_rawget(c.L, gti) == LUA_TTABLE {
-              let saved = Int(lua_rawlen(c.L, -1))
-              if g < o.groups.count && saved != o.groups[g].params.count {
-                throw c.argError(2, "the state has \(saved) parameters in group \(g + 1), this optimizer \(o.groups[g].params.count)")
-              }
-            }
-            lg_pop(c.L, 1)
-            lua_pushnil(c.L)
-            while try c.next(gti) {
-              let key = lua_type(c.L, -2) == LUA_TSTRING ? LuaVM.string(c.L, -2) : ""
-              if key == "betas", lua_type(c.L, -1) == LUA_TTABLE {
-                lua_rawgeti(c.L, -1, 1); opts["beta1"] = lua_tonumberx(c.L, -1, nil); lg_pop(c.L, 1)
-                lua_rawgeti(c.L, -1, 2); opts["beta2"] = lua_tonumberx(c.L, -1, nil); lg_pop(c.L, 1)
-              } else if key == "nesterov", lua_type(c.L, -1) == LUA_TBOOLEAN {
-                opts[key] = lua_toboolean(c.L, -1) != 0 ? 1 : 0
-              } else if key != "params", lua_type(c.L, -1) == LUA_TNUMBER {
-                opts[key] = lua_tonumberx(c.L, -1, nil)
-              }
-              lg_pop(c.L, 1)
-            }
-            groupOptions.append(opts)
-            lg_pop(c.L, 1)
-          }
-        } else {
-          groupOptions = o.groups.map { $0.options }
-        }
-        lg_pop(c.L, 1)
-        try o.load(entries: entries, groupOptions: groupOptions)
+        try o.load(entries: readEntries(c, count: o.allParameters.count), groupOptions: readGroupOptions(c, o))
         return 0
       }),
     ]
+  }
+
+  /// Pushes `o`'s state as torch.optim's state_dict: {state = {[i] = {step, exp_avg, ...}},
+  /// paramGroups = {{lr, betas, ..., params = {i...}}}}.
+  static func pushState(_ c: LuaCall, _ o: Optimizer) throws {
+    let isAdam = o is Adam
+    lua_createtable(c.L, 0, 2)
+    lua_createtable(c.L, 0, 0)
+    for (i, e) in o.stateEntries().enumerated() {
+      guard let e else { continue }
+      lua_createtable(c.L, 0, 3)
+      c.push(e.step); c.setField(-1, "step")
+      for (n, t) in e.tensors { c.push(t); c.setField(-1, n) }
+      lua_rawseti(c.L, -2, lua_Integer(i + 1))
+    }
+    c.setField(-2, "state")
+    lua_createtable(c.L, Int32(o.groups.count), 0)
+    var index = 1
+    for (gi, g) in o.groups.enumerated() {
+      lua_createtable(c.L, 0, 6)
+      for (k, v) in g.options.sorted(by: { $0.key < $1.key }) where !(isAdam && k.hasPrefix("beta")) {
+        if k == "nesterov" { c.push(v != 0) } else { c.push(v) }
+        c.setField(-1, k)
+      }
+      if isAdam {
+        lua_createtable(c.L, 2, 0)
+        c.push(g.options["beta1"]!); lua_rawseti(c.L, -2, 1)
+        c.push(g.options["beta2"]!); lua_rawseti(c.L, -2, 2)
+        c.setField(-2, "betas")
+      }
+      c.push(ints: Array(index..<(index + g.params.count)))
+      c.setField(-2, "params")
+      index += g.params.count
+      lua_rawseti(c.L, -2, lua_Integer(gi + 1))
+    }
+    c.setField(-2, "paramGroups")
+  }
+
+  /// The per-parameter entries of a state table at argument 2 (validated: indices 1..count,
+  /// whole steps, tensors).
+  static func readEntries(_ c: LuaCall, count n: Int) throws -> [(step: Int, tensors: [String: Tensor])?] {
+    var entries = [(step: Int, tensors: [String: Tensor])?](repeating: nil, count: n)
+    lua_pushstring(c.L, "state")
+    guard lua_rawget(c.L, 2) == LUA_TTABLE else { throw c.argError(2, "the state has no 'state' table") }
+    let st = lua_gettop(c.L)
+    lua_pushnil(c.L)
+    while try c.next(st) {
+      var ok: Int32 = 0
+      let i = Int(lua_tointegerx(c.L, -2, &ok))
+      guard ok != 0, i >= 1, i <= n, lua_type(c.L, -1) == LUA_TTABLE else {
+        lg_pop(c.L, 2)
+        throw c.argError(2, "state entries must be parameter numbers 1..\(n) with tables")
+      }
+      let et = lua_gettop(c.L)
+      var tensors: [String: Tensor] = [:], step = 0
+      lua_pushnil(c.L)
+      while try c.next(et) {
+        let key = lua_type(c.L, -2) == LUA_TSTRING ? LuaVM.string(c.L, -2) : "?"
+        if key == "step" {
+          var isInt: Int32 = 0
+          let v = lua_tointegerx(c.L, -1, &isInt)
+          guard c.isNumber(-1), isInt != 0, v >= 0, v <= 1 << 53 else {
+            lg_pop(c.L, 2)
+            throw c.argError(2, "state \(i): step must be a whole number in 0..2^53")
+          }
+          step = Int(v)
+        } else if let t = try LuaVM.toTensor(c.L, -1) {
+          tensors[key] = t
+        } else {
+          lg_pop(c.L, 2)
+          throw c.argError(2, "state \(i): '\(key)' must be a tensor")
+        }
+        lg_pop(c.L, 1)
+      }
+      entries[i - 1] = (step, tensors)
+      lg_pop(c.L, 1)
+    }
+    lg_pop(c.L, 1)
+    return entries
+  }
+
+  /// Each group's options from the state table at argument 2 (or `o`'s own when it has none);
+  /// a group whose parameter count differs from `o`'s is an error.
+  static func readGroupOptions(_ c: LuaCall, _ o: Optimizer) throws -> [[String: Double]] {
+    var groupOptions: [[String: Double]] = []
+    lua_pushstring(c.L, "paramGroups")
+    if lua_rawget(c.L, 2) == LUA_TTABLE {
+      let gt = lua_gettop(c.L)
+      for g in 0..<Int(lua_rawlen(c.L, gt)) {
+        lua_rawgeti(c.L, gt, lua_Integer(g + 1))
+        let gti = lua_gettop(c.L)
+        guard lua_type(c.L, gti) == LUA_TTABLE else { throw c.argError(2, "paramGroups[\(g + 1)] must be a table") }
+        var opts: [String: Double] = [:]
+        lua_pushstring(c.L, "params")
+        if lua_rawget(c.L, gti) == LUA_TTABLE {
+          let saved = Int(lua_rawlen(c.L, -1))
+          if g < o.groups.count && saved != o.groups[g].params.count {
+            throw c.argError(2, "the state has \(saved) parameters in group \(g + 1), this optimizer \(o.groups[g].params.count)")
+          }
+        }
+        lg_pop(c.L, 1)
+        lua_pushnil(c.L)
+        while try c.next(gti) {
+          let key = lua_type(c.L, -2) == LUA_TSTRING ? LuaVM.string(c.L, -2) : ""
+          if key == "betas", lua_type(c.L, -1) == LUA_TTABLE {
+            lua_rawgeti(c.L, -1, 1); opts["beta1"] = lua_tonumberx(c.L, -1, nil); lg_pop(c.L, 1)
+            lua_rawgeti(c.L, -1, 2); opts["beta2"] = lua_tonumberx(c.L, -1, nil); lg_pop(c.L, 1)
+          } else if key == "nesterov", lua_type(c.L, -1) == LUA_TBOOLEAN {
+            opts[key] = lua_toboolean(c.L, -1) != 0 ? 1 : 0
+          } else if key != "params", lua_type(c.L, -1) == LUA_TNUMBER {
+            opts[key] = lua_tonumberx(c.L, -1, nil)
+          }
+          lg_pop(c.L, 1)
+        }
+        groupOptions.append(opts)
+        lg_pop(c.L, 1)
+      }
+    } else {
+      groupOptions = o.groups.map { $0.options }
+    }
+    lg_pop(c.L, 1)
+    return groupOptions
   }
 }
