@@ -177,7 +177,11 @@ enum TensorLib {
     return try raw.map { d in try LuaCall.convertDim(d, rank: x.rank) { throw c.argError(i, $0) } }
   }
 
-  static func shapeBindings() -> [Fn] {
+  /// Methods about a tensor's shape and layout, its views, its indexing and its storage.
+  static func shapeBindings() -> [Fn] { inspectionBindings() + viewBindings() + indexingBindings() }
+
+  /// shape, size, dim, numel, item, totable, dtype, isContiguous; to/float/double, copy, fill, zero, free.
+  static func inspectionBindings() -> [Fn] {
     [
       ("shape", { c in c.push(ints: try c.tensor(1).shape); return 1 }),
       ("size", { c in
@@ -191,6 +195,29 @@ enum TensorLib {
       ("totable", { c in try pushNested(c, try c.tensor(1)); return 1 }),
       ("dtype", { c in c.push(try c.tensor(1).dtype.rawValue); return 1 }),
       ("isContiguous", { c in c.push(try c.tensor(1).isContiguous); return 1 }),
+      ("to", { c in
+        let x = try c.tensor(1)
+        let s = try c.string(2)
+        guard let d = DType(rawValue: s) else { throw c.argError(2, "'float32' or 'float64' expected, got '\(s)'") }
+        c.push(try x.to(d))
+        return 1
+      }),
+      ("float", { c in c.push(try c.tensor(1).to(.float32)); return 1 }),
+      ("double", { c in c.push(try c.tensor(1).to(.float64)); return 1 }),
+      ("copy", { c in c.push(try c.tensor(1).copy_(c.tensorOrNumber(2, like: nil))); return 1 }),
+      ("fill", { c in c.push(try c.tensor(1).fill_(c.number(2))); return 1 }),
+      ("zero", { c in c.push(try c.tensor(1).fill_(0)); return 1 }),
+      ("free", { c in
+        guard LuaVM.isUserdata(c.L, 1, LuaVM.tensorMeta) else { throw c.typeError(1, "luagan.Tensor") }
+        LuaVM.releaseTensor(c.L, 1, unmap: true)  // idempotent: a closed tensor stays closed
+        return 0
+      }),
+    ]
+  }
+
+  /// Views and reshapes: reshape, view, expand, permute, transpose, t, squeeze, unsqueeze, flatten, narrow, select.
+  static func viewBindings() -> [Fn] {
+    [
       ("reshape", { c in c.push(try c.tensor(1).reshape(sizesAllowingMinusOne(c, from: 2))); return 1 }),
       ("view", { c in c.push(try c.tensor(1).view(sizesAllowingMinusOne(c, from: 2))); return 1 }),
       ("expand", { c in c.push(try c.tensor(1).expand(sizesAllowingMinusOne(c, from: 2))); return 1 }),
@@ -236,6 +263,12 @@ enum TensorLib {
         c.push(try x.select(dim: d, index: index1(c, 3, size: x.shape[d])))
         return 1
       }),
+    ]
+  }
+
+  /// Indexing and rearranging: indexSelect, gather, split, chunk, flip, pad.
+  static func indexingBindings() -> [Fn] {
+    [
       ("indexSelect", { c in
         let x = try c.tensor(1)
         let d = try c.dim(2, rank: x.rank)
@@ -274,23 +307,6 @@ enum TensorLib {
         for k in 0..<(p.count / 2) { pads[x.rank - 1 - k] = (p[2 * k], p[2 * k + 1]) }
         c.push(try x.pad(pads, value: c.optNumber(3, 0)))
         return 1
-      }),
-      ("to", { c in
-        let x = try c.tensor(1)
-        let s = try c.string(2)
-        guard let d = DType(rawValue: s) else { throw c.argError(2, "'float32' or 'float64' expected, got '\(s)'") }
-        c.push(try x.to(d))
-        return 1
-      }),
-      ("float", { c in c.push(try c.tensor(1).to(.float32)); return 1 }),
-      ("double", { c in c.push(try c.tensor(1).to(.float64)); return 1 }),
-      ("copy", { c in c.push(try c.tensor(1).copy_(c.tensorOrNumber(2, like: nil))); return 1 }),
-      ("fill", { c in c.push(try c.tensor(1).fill_(c.number(2))); return 1 }),
-      ("zero", { c in c.push(try c.tensor(1).fill_(0)); return 1 }),
-      ("free", { c in
-        guard LuaVM.isUserdata(c.L, 1, LuaVM.tensorMeta) else { throw c.typeError(1, "luagan.Tensor") }
-        LuaVM.releaseTensor(c.L, 1, unmap: true)  // idempotent: a closed tensor stays closed
-        return 0
       }),
     ]
   }

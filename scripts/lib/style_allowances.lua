@@ -5,7 +5,6 @@ return {
     ["Sources/LuaganFuzz/main.swift:run"] = 112,
     ["Sources/Media/Plot.swift:render"] = 112,
     ["Sources/Runtime/NNLib.swift:treeBindings"] = 132,
-    ["Sources/Runtime/TensorLib.swift:shapeBindings"] = 119,
     ["Sources/Tensor/Autograd.swift:run"] = 131,
   },
   longLines = {
