@@ -28,7 +28,7 @@ enum NNLib {
 
     // The nn table (the prelude adds the classes), with nn.utils and nn.init.
     lua_createtable(L, 0, 64)
-    for (name, body) in constructors() + treeBindings() + [convertBinding] { TensorLib.setBinding(L, -1, name, "nn.\(name)", body) }
+    for (name, body) in constructors() + treeBindings() { TensorLib.setBinding(L, -1, name, "nn.\(name)", body) }
     lua_createtable(L, 0, 4)
     for (name, body) in utilsBindings() { TensorLib.setBinding(L, -1, name, "nn.utils.\(name)", body) }
     LuaCall(L, "").setField(-2, "utils")
@@ -189,15 +189,10 @@ enum NNLib {
     return 2
   }
 
-  /// m:double() / m:float() (lua/nn.lua): every parameter and buffer to that dtype.
-  static let convertBinding: Fn = ("_convert", { c in
-    let s = try c.string(2)
-    guard let d = DType(rawValue: s) else { throw c.argError(2, "'float32' or 'float64' expected, got '\(s)'") }
-    try c.module(1).convert(to: d)
-    return 0
-  })
+  static func treeBindings() -> [Fn] { walkBindings() + stateBindings() + structureBindings() }
 
-  static func treeBindings() -> [Fn] {
+  /// Calling a module and walking its tree: forward, parameters, buffers, children, train, zeroGrad, names.
+  static func walkBindings() -> [Fn] {
     [
       ("_forward", { c in
         let m = try c.module(1)
@@ -229,10 +224,22 @@ enum NNLib {
         return 2
       }),
       ("_train", { c in try c.module(1).setTraining(c.bool(2)); return 0 }),
+      ("_convert", { c in     // m:double() / m:float() (lua/nn.lua)
+        let s = try c.string(2)
+        guard let d = DType(rawValue: s) else { throw c.argError(2, "'float32' or 'float64' expected, got '\(s)'") }
+        try c.module(1).convert(to: d)
+        return 0
+      }),
       ("_zeroGrad", { c in try c.module(1).zeroGrad(); return 0 }),
       ("_parameterCount", { c in c.push(try c.module(1).parameterCount); return 1 }),
       ("_typeName", { c in c.push(try c.module(1).typeName); return 1 }),
       ("_tostring", { c in c.push(try c.module(1).treeDescription()); return 1 }),
+    ]
+  }
+
+  /// State dicts: stateDict, stateDictNames, loadStateDict.
+  static func stateBindings() -> [Fn] {
+    [
       ("_stateDict", { c in
         let sd = try c.module(1).stateDict()
         lua_createtable(c.L, 0, Int32(sd.count))
@@ -265,6 +272,13 @@ enum NNLib {
         try m.loadStateDict(entries, strict: strict)
         return 0
       }),
+    ]
+  }
+
+  /// Building and inspecting the tree from Lua: registering tensors, adding and copying
+  /// children, the class registry and metamethods.
+  static func structureBindings() -> [Fn] {
+    [
       ("_registerParameter", { c in
         let m = try c.module(1)
         let name = try c.string(2)

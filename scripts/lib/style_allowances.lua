@@ -4,7 +4,6 @@ return {
   functions = {
     ["Sources/LuaganFuzz/main.swift:run"] = 112,
     ["Sources/Media/Plot.swift:render"] = 112,
-    ["Sources/Runtime/NNLib.swift:treeBindings"] = 132,
     ["Sources/Tensor/Autograd.swift:run"] = 131,
   },
   longLines = {
