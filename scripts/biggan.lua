@@ -69,6 +69,7 @@ local run = training.Run(opt, {
   objects = { G = G, D = D, optG = optG, optD = optD, ema = ema, loader = loader },
   info = { model = "biggan", meta = { channels = channels, numClasses = numClasses } },
   monitor = { G = G, D = D },
+  firstLayer = "linear.weight_orig",     -- z's first chunk -> 4x4 (the shared embedding comes first)
   sheet = function() return sample(sheetZ, sheetY), 10 end,
   evaluate = function(n, i)      -- balanced classes, noise from its own seed
     local labels = {}

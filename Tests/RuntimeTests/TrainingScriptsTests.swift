@@ -235,6 +235,13 @@ final class TrainingScriptsTests: XCTestCase {
     let rollback = try Luagan.run(dying + ["--onCollapse=rollback", "--saveEvery=1000", "--out=\(b.path)"])
     XCTAssertEqual(rollback.status, 3, rollback.stderr)
     XCTAssertTrue(rollback.stdout.contains("no checkpoint from before iteration"), rollback.stdout)
+    // The spectra watch follows G's first layer (the linear from z, not the shared embedding
+    // that comes first among G's parameters); a growth budget of 1 makes any rise a collapse.
+    let c = tmp.appendingPathComponent("sigma")
+    let sigma = try Luagan.run(["scripts/biggan.lua"] + Self.tinyBigGAN + ["--iters=20", "--svEvery=1", "--collapseGrowth=1",
+                                                                          "--onCollapse=stop", "--out=\(c.path)"])
+    XCTAssertEqual(sigma.status, 3, sigma.stderr)
+    XCTAssertTrue(sigma.stderr.contains("G's first layer (linear.weight_orig): sigma_0 exploded"), sigma.stderr)
   }
 
   func testConfigFileSetsOptions() throws {

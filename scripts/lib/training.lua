@@ -180,17 +180,19 @@ function Watch:step(iter, scalars, dOut)
   end
 end
 
---- watch:sigma(iter, value): G's first-layer sigma_0 at a monitoring step. Returns diagnosis,
--- sinceIter when it grew by `growth` or more within the last `window` records.
-function Watch:sigma(iter, value)
+--- watch:sigma(iter, value, name): G's first-layer sigma_0 at a monitoring step (name: that
+-- weight's). Returns diagnosis, sinceIter when it grew by `growth` or more within the last
+-- `window` records.
+function Watch:sigma(iter, value, name)
+  local layer = name and ("G's first layer (%s)"):format(name) or "G's first layer"
   local s = self.sigmas
   s[#s + 1] = { iter = iter, value = value }
   if #s > self.window + 1 then table.remove(s, 1) end
-  if not isFinite(value) then return ("G's first-layer sigma_0 is %s"):format(tostring(value)), s[1].iter end
+  if not isFinite(value) then return ("%s: sigma_0 is %s"):format(layer, tostring(value)), s[1].iter end
   local low = s[1]
   for i = 2, #s - 1 do if s[i].value < low.value then low = s[i] end end
   if #s >= 2 and low.value > 0 and value >= self.growth * low.value then
-    return ("G's first-layer sigma_0 exploded: %.4g at iteration %d, %.4g at %d"):format(low.value, low.iter, value, iter), low.iter
+    return ("%s: sigma_0 exploded, %.4g at iteration %d, %.4g at %d"):format(layer, low.value, low.iter, value, iter), low.iter
   end
 end
 
@@ -208,6 +210,8 @@ Run.__index = Run
 -- parts.evaluate(n, i) -> images, labels: samples for FID/IS/accuracy (optional), when
 --                 parts.canEvaluate() (if given) says the model is ready
 -- parts.monitor   models whose singular values are logged ({G = G, D = D})
+-- parts.firstLayer  the name of G's first layer's weight, whose sigma_0 the collapse watch
+--                 follows (default: G's first parameter with 2+ dims)
 -- parts.losses    names of the scalars plotted as losses
 -- Then:  while run:next() do local iter = run.iter ... run:afterStep(scalars, dOut) end
 --        run:finish()
@@ -378,13 +382,16 @@ end
 -- Returns the collapse watch's diagnosis of G's first layer, if any.
 function Run:singularValues(iter, models)
   local rec = {}
-  local firstG
+  local firstG, firstName
   for prefix, model in pairs(models) do
     for name, p in model:namedParameters() do
       if p:dim() >= 2 then
         local svs = nn.utils.singularValues(p, math.min(3, p:size(1), p:numel() // p:size(1)))
         for k, s in ipairs(svs) do rec[("%s.%s.sv%d"):format(prefix, name, k - 1)] = s end
-        if prefix == "G" and not firstG then firstG = svs[1] end
+        local watched = self.parts.firstLayer
+        if prefix == "G" and ((watched and name == watched) or (not watched and not firstG)) then
+          firstG, firstName = svs[1], name
+        end
       end
     end
   end
@@ -407,7 +414,7 @@ function Run:singularValues(iter, models)
         { title = prefix .. ": top singular value of each weight", xlabel = "iteration", ylabel = "sigma_0" })
     end
   end
-  if firstG then return self.watch:sigma(iter, firstG) end
+  if firstG then return self.watch:sigma(iter, firstG, firstName) end
 end
 
 --- Redraws losses.png (and metrics.png when evaluations exist) from the log.

@@ -41,7 +41,7 @@ T.test("the watch: G's first-layer sigma_0 exploding, not growing steadily", fun
     sigma = sigma * 1.1
   end
   local d, since = watch:sigma(3100, sigma * 4.5)
-  check(d and d:find("exploded", 1, true) and since >= 2600 and since < 3100, tostring(d) .. " " .. tostring(since))
+  check(d and d:find("sigma_0 exploded", 1, true) and since >= 2600 and since < 3100, tostring(d) .. " " .. tostring(since))
   check(training.CollapseWatch():sigma(100, 0 / 0) ~= nil, "NaN sigma")
 end)
 
