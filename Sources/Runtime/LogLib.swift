@@ -22,13 +22,6 @@ enum LogLib {
         c.push(Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9)
         return 1
       }),
-      // Seconds on a clock no one can set back: what time budgets are measured with.
-      ("_clock", { c in
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        c.push(Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9)
-        return 1
-      }),
     ]
   }
 }

@@ -5,8 +5,8 @@
 -- log; log.read(path) reads it back. log.Progress(total) draws a progress bar that redraws in
 -- place on a terminal and prints plain periodic lines otherwise.
 local log, ckpt = log, ckpt
-local S = { isatty = log._isatty, time = log._time, clock = log._clock }
-log._isatty, log._time, log._clock = nil, nil, nil
+local S = { isatty = log._isatty, time = log._time, clock = tensor.clock }   -- tensor.clock: monotonic
+log._isatty, log._time = nil, nil
 
 --- log.clock(): seconds on a monotonic clock (for durations and time budgets; log records
 -- carry wall-clock time).
