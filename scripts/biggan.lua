@@ -96,11 +96,13 @@ while run:next() do
     if opt.DOrthoBeta > 0 then gan.addOrthoGrad(D, opt.DOrthoBeta) end
     optD:step()
   end
-  -- (2) update G
+  -- (2) update G (D's parameters frozen, as BigGAN-PyTorch's toggle_grad: no D weight gradients)
   optG:zeroGrad()
+  D:requiresGrad(false)
   local z, fakeY = tensor.randn(opt.batchSize, dimZ), uniformLabels(opt.batchSize)
   local lossG = gan.hingeG(D(G(z, G:embed(fakeY)), fakeY))
   lossG:backward()
+  D:requiresGrad(true)
   if opt.orthoBeta > 0 then gan.addOrthoGrad(G, opt.orthoBeta, { exclude = biggan.orthoExclude(G) }) end
   optG:step()
   if ema then

@@ -49,8 +49,10 @@ while run:next() do
   optD:step()
   -- (2) update G: maximize log D(G(z)) (the same fake batch, as dcgan.torch)
   optG:zeroGrad()
+  D:requiresGrad(false)     -- no D weight gradients in G's step
   local lossG = gan.logisticG(D(fake))
   lossG:backward()
+  D:requiresGrad(true)
   optG:step()
 
   run:afterStep({ lossD = lossD, lossG = lossG }, tensor.cat({ dReal:detach(), dFake:detach() }, 1))

@@ -167,11 +167,13 @@ while run:next() do
   optD:step()
   Gs:update(G, iter)     -- per D step, from G before this iteration's G step (train.py)
 
-  -- (2) update G
+  -- (2) update G (D's parameters frozen: the reference differentiates G's variables only)
   optG:zeroGrad()
+  D:requiresGrad(false)
   local dG = D(G(tensor.randn(batch, opt.latent), level, t), level, t)
   local lossG = opt.loss == "wgangp" and gan.wassersteinG(dG) or gan.lsganG(dG, { target = 0 }) * 2
   lossG:backward()
+  D:requiresGrad(true)
   optG:step()
 
   run:afterStep({ lossD = lossD, lossG = lossG, lod = state.lod, kimg = state.nimg / 1000, minibatch = batch },

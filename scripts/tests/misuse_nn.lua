@@ -107,7 +107,7 @@ local m = nn.Sequential(nn.Linear(2, 2))
 local methodCases = {
   function() return m:loadStateDict(5) end, function() return m:loadStateDict({ ["0.weight"] = "w" }) end,
   function() return m:loadStateDict({}, { strict = "yes" }) end, function() return m:apply(5) end,
-  function() return m:train("yes") end, function() return m:registerBuffer(5, tensor.ones(1)) end,
+  function() return m:train("yes") end, function() return m:requiresGrad("no") end, function() return m:registerBuffer(5, tensor.ones(1)) end,
   function() return m:registerParameter("w", tensor.ones(1) * tensor.ones(1):requiresGrad(true)) end,
   function() return m.forward(5) end, function() return nn.Linear(2, 2).parameters("x") end,
   function() return optim.Adam({ p }):setLr("a") end, function() return optim.Adam({ p }):setLr(0.1, 3) end,

@@ -75,6 +75,23 @@ T.test("stateDict follows PyTorch's names; zeroGrad; tostring shows counts", fun
   check(s:find("[20 params]", 1, true), s)
 end)
 
+T.test("requiresGrad(false) freezes every parameter: input gradients still flow, weight gradients are not made", function()
+  local D = nn.Sequential(nn.SpectralNorm(nn.Conv2d(1, 2, 3, { padding = 1 })), nn.ReLU(), nn.Conv2d(2, 1, 1)):eval()  -- u frozen
+  local x = tensor.randn(2, 1, 4, 4):requiresGrad(true)
+  D:forward(x):sum():backward()
+  local withGrad = x.grad:clone()
+  x.grad = nil
+  check(D:requiresGrad(false) == D)
+  D:zeroGrad()
+  D:forward(x):sum():backward()
+  for _, p in ipairs(D:parameters()) do check(p.grad == nil and not p:requiresGrad()) end
+  check((x.grad - withGrad):abs():max():item() == 0, "the input gradient does not depend on the parameters' flags")
+  D:requiresGrad(true)
+  D:forward(x):sum():backward()
+  for _, p in ipairs(D:parameters()) do check(p.grad ~= nil) end
+  checkError("requiresGrad' (boolean expected, got nil)", function() D:requiresGrad() end)
+end)
+
 T.test("clone is deep and keeps Lua fields and classes", function()
   local Net = nn.Module:extend("CloneNet")
   function Net:init() self.fc = nn.Linear(3, 2); self.scale = 3; self.stat = tensor.ones(2) end

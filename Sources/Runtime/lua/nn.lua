@@ -99,6 +99,14 @@ function Module:eval() S.train(self, false); return self end
 function Module:double() S.convert(self, "float64"); return self end
 function Module:float() S.convert(self, "float32"); return self end
 function Module:zeroGrad() return S.zeroGrad(self) end
+--- m:requiresGrad(flag): turns gradient tracking of every parameter on or off (torch's
+-- requires_grad_). GAN scripts turn D's off for G's step, as BigGAN-PyTorch's toggle_grad does, so
+-- that backward computes no weight gradients nobody reads.
+function Module:requiresGrad(flag)
+  if type(flag) ~= "boolean" then error(("bad argument #1 to 'requiresGrad' (boolean expected, got %s)"):format(type(flag)), 2) end
+  for _, p in ipairs(self:parameters()) do p:requiresGrad(flag) end
+  return self
+end
 --- name -> tensor (the live tensors), names as torch.nn's state_dict gives them.
 function Module:stateDict() return S.stateDict(self) end
 --- The stateDict names in PyTorch's order.
