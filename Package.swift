@@ -23,6 +23,7 @@ let package = Package(
     .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
     .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
     .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+    .systemLibrary(name: "CTurboJPEG", pkgConfig: "libturbojpeg", providers: [.apt(["libturbojpeg0-dev"])]),
 
     // MARK: - Libraries
     // CPUID and XCR0: what the CPU can do, for choosing kernels by capability.
@@ -33,8 +34,8 @@ let package = Package(
     .target(name: "Tensor", dependencies: ["COpenBLAS", "CPUFeatures", "CKernels"], swiftSettings: fast("Tensor")),
     // Modules, layers, initializers and optimizers. Knows nothing of Lua.
     .target(name: "Layers", dependencies: ["Tensor"], swiftSettings: fast("Layers")),
-    // PNG in and out, sample sheets, resizing, line plots and their font. Knows nothing of Lua.
-    .target(name: "Media", dependencies: ["Tensor", "CPNG"], swiftSettings: fast("Media")),
+    // PNG and JPEG in and out, sample sheets, resizing, line plots and their font. Knows nothing of Lua.
+    .target(name: "Media", dependencies: ["Tensor", "CPNG", "CTurboJPEG"], swiftSettings: fast("Media")),
     // Data sets from files and the mini-batch loader. Knows nothing of Lua.
     .target(name: "Datasets", dependencies: ["Tensor", "Media", "CZlib"], swiftSettings: fast("Datasets")),
     // FID, IS, KID, precision/recall, SWD and MS-SSIM as their references compute them.

@@ -22,6 +22,10 @@ local spec = training.concat({
   { "batchSize", 50, "samples per D step and per G step", min = 1 },
   { "GLr", 2e-4, "G learning rate", min = 0 },
   { "DLr", 2e-4, "D learning rate", min = 0 },
+  { "lrDecay", 1.0, "both learning rates fall linearly to 0 from this share of the run to its end (1: constant, as BigGAN)",
+    min = 0, max = 1 },
+  { "numDAccumulations", 1, "minibatches whose gradients each D step accumulates (BigGAN-PyTorch's num_D_accumulations)", min = 1 },
+  { "numGAccumulations", 1, "the same for G's step", min = 1 },
   { "GBetas", { 0.0, 0.999 }, "G Adam betas" },
   { "DBetas", { 0.0, 0.999 }, "D Adam betas" },
   { "adamEps", 1e-8, "Adam epsilon" },
@@ -31,7 +35,8 @@ local spec = training.concat({
   { "emaDecay", 0.9999, "EMA decay", min = 0, max = 1 },
   { "emaStart", 1000.0, "the EMA copies G until this iteration (below 1: this fraction of the run, e.g. of --minutes)", min = 0 },
   { "init", "N02", "weight init: N02 (N(0, 0.02)), ortho or xavier", oneOf = { "N02", "ortho", "xavier" } },
-}, training.commonSpec { iters = 20000, out = "runs/biggan", sampleEvery = 500, saveEvery = 1000, evalEvery = 2000 })
+}, training.smallDataSpec(),
+  training.commonSpec { iters = 20000, out = "runs/biggan", sampleEvery = 500, saveEvery = 1000, evalEvery = 2000 })
 
 local opt, saved = training.start(spec, "BigGAN: class-conditional GAN with a projection discriminator.")
 
@@ -65,9 +70,13 @@ end
 
 local function uniformLabels(n) return tensor.randint(1, numClasses, n) end
 
+-- Small data: DiffAugment on everything D sees (ADA's probability with adaTarget), LeCam.
+local aids = training.SmallData(opt, saved)
+
 local run = training.Run(opt, {
   objects = { G = G, D = D, optG = optG, optD = optD, ema = ema, loader = loader },
   info = { model = "biggan", meta = { channels = channels, numClasses = numClasses } },
+  values = function() return { smallData = aids:state() } end,
   monitor = { G = G, D = D },
   firstLayer = "linear.weight_orig",     -- z's first chunk -> 4x4 (the shared embedding comes first)
   sheet = function() return sample(sheetZ, sheetY), 10 end,
@@ -81,27 +90,34 @@ local run = training.Run(opt, {
 
 while run:next() do
   G:train(); D:train()
-  -- (1) update D: numDSteps steps, each on fresh reals, noise and labels
+  if opt.lrDecay < 1 then
+    local f = run:decayFactor(opt.lrDecay)
+    optG:setLr(opt.GLr * f); optD:setLr(opt.DLr * f)
+  end
+  -- (1) update D: numDSteps steps, each on fresh reals, noise and labels (numDAccumulations
+  -- minibatches of them)
   local lossD, dOut
   for _ = 1, opt.numDSteps do
     optD:zeroGrad()
-    local real, realY = loader:next()
-    local z, fakeY = tensor.randn(opt.batchSize, dimZ), uniformLabels(opt.batchSize)
-    local fake = tensor.noGrad(function() return G(z, G:embed(fakeY)) end)
-    -- one D pass over [fake; real], as BigGAN-PyTorch's G_D
-    dOut = D(tensor.cat({ fake, real }, 1), tensor.cat({ fakeY, realY }, 1))
-    local dFake, dReal = dOut:narrow(1, 1, opt.batchSize), dOut:narrow(1, opt.batchSize + 1, opt.batchSize)
-    lossD = gan.hingeD(dReal, dFake)
-    lossD:backward()
+    lossD, dOut = training.accumulated(opt.numDAccumulations, function()
+      local real, realY = loader:next()
+      local z, fakeY = tensor.randn(opt.batchSize, dimZ), uniformLabels(opt.batchSize)
+      local fake = tensor.noGrad(function() return G(z, G:embed(fakeY)) end)
+      -- one D pass over [fake; real], as BigGAN-PyTorch's G_D
+      local out = D(aids:augment(tensor.cat({ fake, real }, 1)), tensor.cat({ fakeY, realY }, 1))
+      local dFake, dReal = out:narrow(1, 1, opt.batchSize), out:narrow(1, opt.batchSize + 1, opt.batchSize)
+      return aids:dLoss(gan.hingeD(dReal, dFake), dReal, dFake, run.iter), out
+    end)
     if opt.DOrthoBeta > 0 then gan.addOrthoGrad(D, opt.DOrthoBeta) end
     optD:step()
   end
   -- (2) update G (D's parameters frozen, as BigGAN-PyTorch's toggle_grad: no D weight gradients)
   optG:zeroGrad()
   D:requiresGrad(false)
-  local z, fakeY = tensor.randn(opt.batchSize, dimZ), uniformLabels(opt.batchSize)
-  local lossG = gan.hingeG(D(G(z, G:embed(fakeY)), fakeY))
-  lossG:backward()
+  local lossG = training.accumulated(opt.numGAccumulations, function()
+    local z, fakeY = tensor.randn(opt.batchSize, dimZ), uniformLabels(opt.batchSize)
+    return gan.hingeG(D(aids:augment(G(z, G:embed(fakeY))), fakeY))
+  end)
   D:requiresGrad(true)
   if opt.orthoBeta > 0 then gan.addOrthoGrad(G, opt.orthoBeta, { exclude = biggan.orthoExclude(G) }) end
   optG:step()
@@ -110,7 +126,7 @@ while run:next() do
     ema:update(G, run.iter)
   end
 
-  run:afterStep({ lossD = lossD, lossG = lossG }, dOut)
+  run:afterStep(aids:scalars { lossD = lossD, lossG = lossG }, dOut)
 end
 run:finish()
 if not opt.quiet then print(("done: %s/samples/latest.png, checkpoints in %s/ckpt"):format(opt.out, opt.out)) end

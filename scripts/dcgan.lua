@@ -13,7 +13,8 @@ local spec = training.concat({
   { "batchSize", 64, "samples per step" },
   { "lr", 2e-4, "Adam learning rate" },
   { "beta1", 0.5, "Adam beta1" },
-}, training.commonSpec { iters = 5000, out = "runs/dcgan", sampleEvery = 500, saveEvery = 1000, evalEvery = 0, svEvery = 0 })
+}, training.smallDataSpec(),
+  training.commonSpec { iters = 5000, out = "runs/dcgan", sampleEvery = 500, saveEvery = 1000, evalEvery = 0, svEvery = 0 })
 
 local opt, saved = training.start(spec, "DCGAN: transposed-conv generator, strided-conv discriminator.")
 local _, loader, channels = training.data(opt, opt.batchSize)
@@ -28,9 +29,13 @@ local function sample(z)
   return training.withFrozenBuffers(G, function() return tensor.noGrad(function() return G(z) end) end)
 end
 
+-- Small data: DiffAugment on everything D sees (ADA's probability with adaTarget), LeCam.
+local aids = training.SmallData(opt, saved)
+
 local run = training.Run(opt, {
   objects = { G = G, D = D, optG = optG, optD = optD, loader = loader },
   info = { model = "dcgan", meta = { channels = channels } },
+  values = function() return { smallData = aids:state() } end,
   monitor = { G = G, D = D },
   sheet = function() return sample(sheetZ), 8 end,
   evaluate = function(n, i)
@@ -43,19 +48,19 @@ while run:next() do
   optD:zeroGrad()
   local real = loader:next()
   local fake = G(tensor.randn(opt.batchSize, opt.nz))
-  local dReal, dFake = D(real), D(fake:detach())
-  local lossD = gan.logisticD(dReal, dFake)
+  local dReal, dFake = D(aids:augment(real)), D(aids:augment(fake:detach()))
+  local lossD = aids:dLoss(gan.logisticD(dReal, dFake), dReal, dFake, run.iter)
   lossD:backward()
   optD:step()
   -- (2) update G: maximize log D(G(z)) (the same fake batch, as dcgan.torch)
   optG:zeroGrad()
   D:requiresGrad(false)     -- no D weight gradients in G's step
-  local lossG = gan.logisticG(D(fake))
+  local lossG = gan.logisticG(D(aids:augment(fake)))
   lossG:backward()
   D:requiresGrad(true)
   optG:step()
 
-  run:afterStep({ lossD = lossD, lossG = lossG }, tensor.cat({ dReal:detach(), dFake:detach() }, 1))
+  run:afterStep(aids:scalars { lossD = lossD, lossG = lossG }, tensor.cat({ dReal:detach(), dFake:detach() }, 1))
 end
 run:finish()
 if not opt.quiet then print(("done: %s/samples/latest.png, checkpoints in %s/ckpt"):format(opt.out, opt.out)) end

@@ -32,6 +32,26 @@ public final class Dataset {
     return made
   }
 
+  /// `perClass` images of each class (all of a smaller class), drawn in a seeded random order
+  /// and kept in their original order: the small-data setting (600 per class = 10% of
+  /// Fashion-MNIST). The same seed gives the same images.
+  public func subset(perClass: Int, seed: UInt64) throws -> Dataset {
+    guard perClass > 0 else { throw TensorError("subset: perClass must be positive, got \(perClass)") }
+    var taken = [Int](repeating: 0, count: classNames.count)
+    var keep: [Int] = []
+    for i in Generator(seed: seed).permutation(count) where taken[labels[i]] < perClass {
+      taken[labels[i]] += 1
+      keep.append(i)
+    }
+    keep.sort()
+    let per = channels * height * width
+    var px = [UInt8]()
+    px.reserveCapacity(keep.count * per)
+    for i in keep { px += pixels[(i * per)..<((i + 1) * per)] }
+    return try Dataset(name: "\(name) (\(perClass) per class)", count: keep.count, channels: channels, height: height, width: width,
+                       pixels: px, labels: keep.map { labels[$0] }, classNames: classNames)
+  }
+
   /// Pixel mean and standard deviation over the whole set, in [0, 1] units.
   public func pixelStatistics() -> (mean: Double, std: Double) {
     var s = 0.0, s2 = 0.0
@@ -192,55 +212,5 @@ public enum DatasetReaders {
       if lines.count == 10 { names = lines }
     }
     return try Dataset(name: "data.cifar10", count: labels.count, channels: 3, height: 32, width: 32, pixels: pixels, labels: labels, classNames: names)
-  }
-
-  /// Every PNG under root/<class>/ (recursively), converted to `channels` (1: luminance
-  /// 0.299R + 0.587G + 0.114B; 3: gray replicated, alpha dropped) and resized to size×size
-  /// (box averaging when shrinking, bilinear when growing). Classes are the sub-folder names,
-  /// sorted; files are sorted within each class.
-  public static func imageFolder(root: String, size: Int, channels: Int) throws -> Dataset {
-    guard size > 0, size <= 4096 else { throw TensorError("data.imageFolder: size must be in 1..4096, got \(size)") }
-    guard channels == 1 || channels == 3 else { throw TensorError("data.imageFolder: channels must be 1 or 3, got \(channels)") }
-    var isDir: ObjCBool = false
-    guard FileManager.default.fileExists(atPath: root, isDirectory: &isDir), isDir.boolValue else {
-      throw TensorError("data.imageFolder: no folder '\(root)'")
-    }
-    let classes = try FileManager.default.contentsOfDirectory(atPath: root).filter { name in
-      var d: ObjCBool = false
-      return !name.hasPrefix(".") && FileManager.default.fileExists(atPath: (root as NSString).appendingPathComponent(name), isDirectory: &d) && d.boolValue
-    }.sorted()
-    var files: [(String, Int)] = []
-    for (k, cls) in classes.enumerated() {
-      let dir = (root as NSString).appendingPathComponent(cls)
-      let found = (FileManager.default.enumerator(atPath: dir)?.allObjects as? [String] ?? [])
-        .filter { $0.lowercased().hasSuffix(".png") }.sorted()
-      files += found.map { ((dir as NSString).appendingPathComponent($0), k) }
-    }
-    guard !files.isEmpty else {
-      throw TensorError("data.imageFolder: no PNG files under '\(root)' (expected \(root)/<class>/*.png)")
-    }
-    var pixels = [UInt8](), labels = [Int]()
-    pixels.reserveCapacity(files.count * channels * size * size)
-    for (path, k) in files {
-      var img = try Images.load(path)
-      let c = img.shape[0]
-      if channels == 1 && c >= 3 {
-        img = try img.narrow(dim: 0, start: 0, length: 1).mul(Tensor.scalar(0.299))
-          .add(img.narrow(dim: 0, start: 1, length: 1).mul(Tensor.scalar(0.587)))
-          .add(img.narrow(dim: 0, start: 2, length: 1).mul(Tensor.scalar(0.114)))
-      } else if channels == 1 {
-        img = try img.narrow(dim: 0, start: 0, length: 1)
-      } else if c < 3 {
-        img = try img.narrow(dim: 0, start: 0, length: 1).expand([3, img.shape[1], img.shape[2]])
-      } else {
-        img = try img.narrow(dim: 0, start: 0, length: 3)
-      }
-      let shrink = img.shape[1] >= size && img.shape[2] >= size
-      img = try Images.resize(img, height: size, width: size, mode: shrink ? .box : .bilinear)
-      pixels += try img.toArray().map { UInt8(Swift.min(255, Swift.max(0, ($0 * 255).rounded()))) }
-      labels.append(k)
-    }
-    return try Dataset(name: "data.imageFolder", count: files.count, channels: channels, height: size, width: size,
-                       pixels: pixels, labels: labels, classNames: classes)
   }
 }

@@ -7,36 +7,88 @@ public enum Images {
   /// Pixels an image may have unless the caller allows more (PIL's MAX_IMAGE_PIXELS is 89M).
   public static let defaultMaxPixels = 1 << 26
 
-  /// Reads a PNG as a float (C, H, W) tensor in [0, 1]; C is 1 (gray), 2 (gray + alpha),
-  /// 3 (RGB) or 4 (RGBA). A missing, corrupt or truncated file is an error, never a crash; so
-  /// is one declaring more than `maxPixels` pixels, or more than its size can hold.
+  /// Reads a PNG or a JPEG (told apart by their signatures, not the name) as a float (C, H, W)
+  /// tensor in [0, 1]; C is 1 (gray), 2 (gray + alpha), 3 (RGB) or 4 (RGBA); 16-bit PNG
+  /// samples keep their precision (value / 65535); CMYK JPEGs become RGB. A missing, corrupt or
+  /// truncated file is an error naming it, never a crash; so is one declaring more than
+  /// `maxPixels` pixels, or (PNG) more than its size can hold.
   public static func load(_ path: String, maxPixels: Int = defaultMaxPixels) throws -> Tensor {
-    var w: Int32 = 0, h: Int32 = 0, c: Int32 = 0
-    var data: UnsafeMutablePointer<UInt8>? = nil
-    var err = [CChar](repeating: 0, count: 512)
-    guard lg_png_read(path, &w, &h, &c, &data, UInt64(Swift.max(0, maxPixels)), &err, err.count) == 0, let pixels = data else {
-      throw TensorError("image.load: \(String(cString: err))")
-    }
-    defer { free(pixels) }
-    let (W, H, C) = (Int(w), Int(h), Int(c))
-    // (H, W, C) interleaved bytes -> (C, H, W) floats, written straight into the tensor.
-    return try Tensor.filled([C, H, W]) { out in
-      for y in 0..<H { for x in 0..<W { for ch in 0..<C { out[(ch * H + y) * W + x] = Float(pixels[(y * W + x) * C + ch]) / 255 } } }
+    let bytes = try [UInt8](readRegularFile(path, what: "image.load", limit: 1 << 31))
+    do { return try decode(bytes, name: path, maxPixels: maxPixels) } catch let e as TensorError {
+      throw TensorError("image.load: \(e.message)")
     }
   }
 
-  /// Writes a (C, H, W) tensor (C = 1, 2, 3 or 4) or an (H, W) gray image as an 8-bit PNG,
+  /// An image file's bytes (PNG or JPEG) as a float (C, H, W) tensor in [0, 1]; `name` is the
+  /// file (or zip entry) errors name.
+  public static func decode(_ bytes: [UInt8], name: String, maxPixels: Int = defaultMaxPixels) throws -> Tensor {
+    if JPEG.isJPEG(bytes) {
+      let (pixels, H, W, C) = try JPEG.decode(bytes, name: name, maxPixels: maxPixels)
+      return try planar(pixels, H, W, C) { Float($0) / 255 }
+    }
+    var w: Int32 = 0, h: Int32 = 0, c: Int32 = 0, sampleBytes: Int32 = 0
+    var data: UnsafeMutablePointer<UInt8>? = nil
+    var err = [CChar](repeating: 0, count: 512)
+    let status = bytes.withUnsafeBufferPointer {
+      lg_png_read_mem($0.baseAddress, $0.count, name, &w, &h, &c, &sampleBytes, &data, UInt64(Swift.max(0, maxPixels)), &err, err.count)
+    }
+    guard status == 0, let raw = data else {
+      let message = String(cString: err)
+      throw TensorError(message.contains("bad signature") ? "'\(name)' is neither a PNG nor a JPEG file" : message)
+    }
+    defer { free(raw) }
+    let (W, H, C) = (Int(w), Int(h), Int(c))
+    if sampleBytes == 2 {
+      let samples = UnsafeBufferPointer(start: UnsafeRawPointer(raw).assumingMemoryBound(to: UInt16.self), count: W * H * C)
+      return try planar(samples, H, W, C) { Float($0) / 65535 }
+    }
+    return try planar(UnsafeBufferPointer(start: raw, count: W * H * C), H, W, C) { Float($0) / 255 }
+  }
+
+  /// (H, W, C) interleaved samples -> a (C, H, W) float tensor, written straight into it.
+  static func planar<S: Collection>(_ samples: S, _ H: Int, _ W: Int, _ C: Int, _ scale: (S.Element) -> Float) throws -> Tensor
+  where S.Index == Int {
+    try Tensor.filled([C, H, W]) { out in
+      for y in 0..<H { for x in 0..<W { for ch in 0..<C { out[(ch * H + y) * W + x] = scale(samples[(y * W + x) * C + ch]) } } }
+    }
+  }
+
+  /// Writes a (C, H, W) tensor (C = 1, 2, 3 or 4) or an (H, W) gray image as an 8-bit PNG, or
+  /// as a JPEG when the name ends in .jpg / .jpeg (gray or RGB; `quality`, `subsampling`),
   /// mapping `range` to [0, 255] (clamped, rounded as torchvision's save_image), through a
   /// temporary file renamed into place.
-  public static func save(_ x: Tensor, to path: String, range: (Double, Double) = (0, 1)) throws {
+  public static func save(_ x: Tensor, to path: String, range: (Double, Double) = (0, 1), quality: Int = 95,
+                          subsampling: String = "444") throws {
+    let name = path.lowercased()
+    guard name.hasSuffix(".jpg") || name.hasSuffix(".jpeg") else {
+      return try writeFile(encodePNG(x, range: range), to: path, what: "image.save")
+    }
+    let (pixels, c, h, w) = try samples(x, range: range, what: "image.save")
+    let jpeg: [UInt8]
+    do {
+      jpeg = try JPEG.encode(pixels, height: h, width: w, channels: c, quality: quality, subsampling: subsampling)
+    } catch let e as TensorError { throw TensorError("image.save: \(e.message)") }
+    try writeFile(jpeg, to: path, what: "image.save")
+  }
+
+  /// The bytes of the PNG file `save` writes (TensorBoard's image summaries carry them as they
+  /// are). Errors start with `what`.
+  public static func encodePNG(_ x: Tensor, range: (Double, Double) = (0, 1), what: String = "image.save") throws -> [UInt8] {
+    let (bytes, c, h, w) = try samples(x, range: range, what: what)
+    return try encodePNG(pixels: bytes, width: w, height: h, channels: c, what: what)
+  }
+
+  /// A (C, H, W) or (H, W) tensor as 8-bit interleaved (H, W, C) samples, `range` mapped to
+  /// [0, 255] (clamped, rounded as torchvision's save_image; NaN to 0).
+  static func samples(_ x: Tensor, range: (Double, Double), what: String) throws -> ([UInt8], Int, Int, Int) {
     let img = x.rank == 2 ? try x.unsqueeze(dim: 0) : x
     guard img.rank == 3, (1...4).contains(img.shape[0]), img.shape[1] > 0, img.shape[2] > 0 else {
-      throw TensorError("image.save: expected a (C, H, W) tensor with C in 1..4 or an (H, W) tensor, got \(formatShape(x.shape))")
+      throw TensorError("\(what): expected a (C, H, W) tensor with C in 1..4 or an (H, W) tensor, got \(formatShape(x.shape))")
     }
-    guard range.1 > range.0 else { throw TensorError("image.save: range {\(range.0), \(range.1)} is empty") }
+    guard range.1 > range.0 else { throw TensorError("\(what): range {\(range.0), \(range.1)} is empty") }
     let (C, H, W) = (img.shape[0], img.shape[1], img.shape[2])
-    guard H <= 1 << 20, W <= 1 << 20 else { throw TensorError("image.save: \(W)x\(H) is too large for a PNG") }
-    try Storage.checkAllocatable(count: img.numel, elementBytes: 5, what: "image.save's pixels")
+    guard H <= 1 << 20, W <= 1 << 20 else { throw TensorError("\(what): \(W)x\(H) is too large for an image file") }
+    try Storage.checkAllocatable(count: img.numel, elementBytes: 5, what: "\(what)'s pixels")
     let v = try img.toFloatArray()
     var bytes = [UInt8](repeating: 0, count: C * H * W)
     let lo = range.0, span = range.1 - range.0
@@ -49,17 +101,31 @@ public enum Images {
         }
       }
     }
-    do { try ensureParentDirectory(path) } catch let e as TensorError { throw TensorError("image.save: \(e.message)") }
-    let tmp = path + ".tmp-\(getpid()).png"
+    return (bytes, C, H, W)
+  }
+
+  /// PNG bytes of 8-bit interleaved (H, W, C) samples, C = 1 gray, 2 gray + alpha, 3 RGB, 4 RGBA.
+  public static func encodePNG(pixels: [UInt8], width: Int, height: Int, channels: Int, what: String) throws -> [UInt8] {
+    guard pixels.count == width * height * channels else {
+      throw TensorError("\(what): \(pixels.count) samples for a \(width)x\(height) image of \(channels) channels")
+    }
+    var out: UnsafeMutablePointer<UInt8>? = nil
+    var size = 0
     var err = [CChar](repeating: 0, count: 512)
-    guard lg_png_write(tmp, Int32(W), Int32(H), Int32(C), bytes, &err, err.count) == 0 else {
-      unlink(tmp)
-      throw TensorError("image.save: \(String(cString: err))")
+    guard lg_png_encode(Int32(width), Int32(height), Int32(channels), pixels, &out, &size, &err, err.count) == 0, let png = out else {
+      throw TensorError("\(what): \(String(cString: err))")
     }
-    guard rename(tmp, path) == 0 else {
-      unlink(tmp)
-      throw TensorError("image.save: cannot write '\(path)': \(String(cString: strerror(errno)))")
-    }
+    defer { free(png) }
+    return Array(UnsafeBufferPointer(start: png, count: size))
+  }
+
+  /// Writes a file's bytes through a temporary file synced and renamed into place (a crash
+  /// leaves the old file or the new one), making its folder if missing. Errors start with `what`.
+  public static func writeFile(_ bytes: [UInt8], to path: String, what: String) throws {
+    do {
+      try ensureParentDirectory(path)
+      try writeAtomically(Data(bytes), to: path)
+    } catch let e as TensorError { throw TensorError("\(what): \(e.message)") }
   }
 
   /// Tiles an (N, C, H, W) batch into one (C, H', W') image, nrow images per row, with

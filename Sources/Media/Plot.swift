@@ -1,4 +1,3 @@
-import CPNG
 import Foundation
 import Tensor
 
@@ -242,13 +241,7 @@ public enum Plot {
       throw TensorError("plot.lines: series '\(s.name)' has \(s.x.count) x values and \(s.y.count) y values")
     }
     let canvas = try render(series, options)
-    do { try ensureParentDirectory(path) } catch let e as TensorError { throw TensorError("plot.lines: \(e.message)") }
-    let tmp = path + ".tmp-\(getpid()).png"
-    var err = [CChar](repeating: 0, count: 512)
-    guard lg_png_write(tmp, Int32(canvas.width), Int32(canvas.height), 3, canvas.pixels, &err, err.count) == 0 else {
-      unlink(tmp)
-      throw TensorError("plot.lines: \(String(cString: err))")
-    }
-    guard rename(tmp, path) == 0 else { unlink(tmp); throw TensorError("plot.lines: cannot write '\(path)'") }
+    let png = try Images.encodePNG(pixels: canvas.pixels, width: canvas.width, height: canvas.height, channels: 3, what: "plot.lines")
+    try Images.writeFile(png, to: path, what: "plot.lines")
   }
 }

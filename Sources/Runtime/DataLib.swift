@@ -58,6 +58,14 @@ enum DataLib {
         c.push(d.labels[i] + 1)
         return 2
       })
+    case "subset":
+      lg_pushbinding(c.L, Bridge.register("Dataset.subset") { c in
+        let d = try dataset(c)
+        let perClass = try c.integer(2), seed = try c.optInteger(3, 0)
+        guard perClass > 0 else { throw c.argError(2, "perClass must be positive, got \(perClass)") }
+        LuaVM.pushObject(c.L, try d.subset(perClass: perClass, seed: UInt64(bitPattern: Int64(seed))), meta: datasetMeta)
+        return 1
+      })
     case "pixelStatistics":
       lg_pushbinding(c.L, Bridge.register("Dataset.pixelStatistics") { c in
         let (m, s) = try dataset(c).pixelStatistics()
@@ -135,6 +143,38 @@ enum DataLib {
     return 1
   }
 
+  /// The options of imageFolder / zipDataset: {size = 32, channels = 3, fit = "crop"|"pad"|"stretch",
+  /// cache = folder for the prepared pixels (none if absent)}.
+  static func preparation(_ c: LuaCall, _ i: Int32, _ what: String) throws -> (ImagePreparation, String?) {
+    let o = try c.options(i)
+    let size = try o.integer("size", 32), channels = try o.integer("channels", 3)
+    let fitName = try o.string("fit") ?? "crop"
+    let cache = try o.string("cache")
+    try o.finish()
+    guard let fit = ImagePreparation.Fit(rawValue: fitName) else {
+      let names = ImagePreparation.Fit.allCases.map(\.rawValue).joined(separator: ", ")
+      throw c.error("option 'fit' must be one of \(names), got '\(fitName)'")
+    }
+    return (try ImagePreparation(size: size, channels: channels, fit: fit, what: what), cache)
+  }
+
+  /// Prints "what: prepared k/n images" while a set is decoded (in place on a terminal, every
+  /// tenth otherwise), so a first run over thousands of JPEGs shows it is working.
+  static func progressPrinter(_ what: String) -> ImageSets.Progress {
+    let tty = isatty(2) != 0
+    var last = 0.0
+    return { done, total in
+      var ts = timespec()
+      clock_gettime(CLOCK_MONOTONIC, &ts)
+      let now = Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+      let tenth = Swift.max(1, total / 10)
+      guard done == total ? total >= 100 : (tty ? now - last >= 0.2 : done % tenth == 0 && total >= 100) else { return }
+      last = now
+      let line = "\(what): prepared \(done)/\(total) images"
+      FileHandle.standardError.write(Data(((tty ? "\r" : "") + line + (tty && done < total ? "" : "\n")).utf8))
+    }
+  }
+
   static func dataBindings() -> [Fn] {
     func splitAndRoot(_ c: LuaCall, defaultRoot: String?) throws -> (String, String, Int) {
       let o = try c.options(1)
@@ -164,10 +204,16 @@ enum DataLib {
       }),
       ("imageFolder", { c in
         let root = try c.string(1)
-        let o = try c.options(2)
-        let size = try o.integer("size", 32), channels = try o.integer("channels", 3)
-        try o.finish()
-        LuaVM.pushObject(c.L, try DatasetReaders.imageFolder(root: root, size: size, channels: channels), meta: datasetMeta)
+        let (prep, cache) = try preparation(c, 2, "data.imageFolder")
+        let ds = try ImageSets.imageFolder(root: root, prep: prep, cacheDir: cache, progress: progressPrinter("data.imageFolder"))
+        LuaVM.pushObject(c.L, ds, meta: datasetMeta)
+        return 1
+      }),
+      ("zipDataset", { c in
+        let path = try c.string(1)
+        let (prep, cache) = try preparation(c, 2, "data.zipDataset")
+        let ds = try ImageSets.zipDataset(path: path, prep: prep, cacheDir: cache, progress: progressPrinter("data.zipDataset"))
+        LuaVM.pushObject(c.L, ds, meta: datasetMeta)
         return 1
       }),
       ("_setLoaderMethods", { c in

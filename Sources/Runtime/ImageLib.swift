@@ -42,8 +42,10 @@ enum ImageLib {
         let path = try c.string(1), x = try c.tensor(2)
         let o = try c.options(3)
         let r = try range(o) ?? (0, 1)
+        // JPEG only (by the name's extension): quality 1-100, chroma subsampling
+        let quality = try o.integer("quality", 95), subsampling = try o.string("subsampling") ?? "444"
         try o.finish()
-        try Images.save(x.detach(), to: path, range: r)
+        try Images.save(x.detach(), to: path, range: r, quality: quality, subsampling: subsampling)
         return 0
       }),
       ("grid", { c in

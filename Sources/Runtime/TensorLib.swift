@@ -1,4 +1,5 @@
 import CLua
+import Datasets
 import Foundation
 import Tensor
 
@@ -873,12 +874,19 @@ enum TensorLib {
           }
         }
         entries.sort { $0.0 < $1.0 }
-        try Safetensors.save(entries, to: path, metadata: metadata)
+        if path.lowercased().hasSuffix(".npz") {      // NumPy's format (np.savez), for numpy users
+          try NumPyFiles.saveNpz(entries, to: path)
+        } else {
+          try Safetensors.save(entries, to: path, metadata: metadata)
+        }
         return 0
       }),
       ("load", { c in
         let path = try c.string(1)
-        let (tensors, metadata) = try Safetensors.load(path)
+        // A zip is NumPy's .npz (np.savez, pytorch-fid's statistics); anything else safetensors.
+        let head = fileHead(path, count: 4)
+        let (tensors, metadata) = head == [0x50, 0x4B, 0x03, 0x04] || head == [0x50, 0x4B, 0x05, 0x06]
+          ? (try NumPyFiles.loadNpz(path), [:]) : try Safetensors.load(path)
         lua_createtable(c.L, 0, Int32(tensors.count))
         for (name, t) in tensors { c.push(t); c.setField(-1, name) }
         lua_createtable(c.L, 0, Int32(metadata.count))

@@ -30,6 +30,19 @@ public func readRegularFile(_ path: String, what: String, limit: Int = MemoryAcc
   return data
 }
 
+/// The first `count` bytes of a file (fewer if it is shorter; none if it cannot be read), to
+/// tell formats apart by their magic before reading them.
+public func fileHead(_ path: String, count: Int) -> [UInt8] {
+  var st = stat()
+  guard stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return [] }   // a FIFO's open would block
+  let fd = open(path, O_RDONLY)
+  guard fd >= 0 else { return [] }
+  defer { close(fd) }
+  var out = [UInt8](repeating: 0, count: count)
+  let n = out.withUnsafeMutableBytes { read(fd, $0.baseAddress, count) }
+  return Array(out.prefix(Swift.max(0, n)))
+}
+
 /// Writes `data` to a temporary file beside `path`, syncs it, and renames it into place, so a
 /// crash leaves either the old file or the new one, never a torn one.
 public func writeAtomically(_ data: Data, to path: String) throws {

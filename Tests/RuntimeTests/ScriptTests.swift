@@ -5,9 +5,9 @@ import XCTest
 final class ScriptTests: XCTestCase {
   static let listed = ["tensor_basics", "autograd", "bridge", "misuse", "memory", "fixtures_ops", "fixtures_layers",
                        "fixtures_optim", "fixtures_gan", "fixtures_exchange", "nn_modules", "misuse_nn", "gan2d",
-                       "option_parsing", "images", "datasets", "checkpoints", "logs_plots", "misuse_io",
+                       "option_parsing", "images", "file_formats", "datasets", "checkpoints", "logs_plots", "tensorboard", "misuse_io",
                        "metrics", "fixtures_metrics", "inception_net", "fixtures_biggan", "domain_metrics", "threads", "never_crash",
-                       "training_run"]
+                       "training_run", "small_data"]
 
   func testEveryScriptIsListed() throws {
     let dir = Luagan.root.appendingPathComponent("scripts/tests")
@@ -31,8 +31,11 @@ final class ScriptTests: XCTestCase {
   func testOptionParsing() throws { try Luagan.runTestScript("option_parsing") }
   func testImages() throws { try Luagan.runTestScript("images") }
   func testDatasetsAndLoaders() throws { try Luagan.runTestScript("datasets") }
+  func testJPEGNpzZipsAndFolders() throws { try Luagan.runTestScript("file_formats") }
+  func testDiffAugmentADALeCamAccumulation() throws { try Luagan.runTestScript("small_data") }
   func testCheckpoints() throws { try Luagan.runTestScript("checkpoints") }
   func testLogsAndPlots() throws { try Luagan.runTestScript("logs_plots") }
+  func testTensorBoardEventFiles() throws { try Luagan.runTestScript("tensorboard") }
   func testTrainingRunWatchRollbackBudget() throws { try Luagan.runTestScript("training_run") }
   func testImagesDataCheckpointsMisuse() throws { try Luagan.runTestScript("misuse_io") }
   func testMetricSanityAndErrors() throws { try Luagan.runTestScript("metrics") }

@@ -51,7 +51,7 @@ final class TrainingScriptsTests: XCTestCase {
     let a = tmp.appendingPathComponent("a"), b = tmp.appendingPathComponent("b")
     _ = try run(["scripts/biggan.lua", "--iters=6", "--out=\(a.path)"] + Self.tinyBigGAN)
     assertFiles(a, ["samples/latest.png", "samples/iter-0000006.png", "log.jsonl", "losses.png", "sv_G.png", "sv_D.png",
-                    "singular_values.jsonl", "options.txt", "ckpt/iter-0000006/state.json"])
+                    "singular_values.jsonl", "options.txt", "ckpt/iter-0000006/state.json", "tb"])
     // Interrupted after 4 iterations, resumed to 6: the same weights, optimizer moments, EMA,
     // BN statistics and spectral-norm vectors as the uninterrupted run.
     _ = try run(["scripts/biggan.lua", "--iters=4", "--out=\(b.path)"] + Self.tinyBigGAN)

@@ -277,10 +277,12 @@ do
 end
 local optimizerMethods = methodNames(optim.Adam({ tensor.randn(1):requiresGrad(true) }))
 local emaMethods = methodNames(optim.EMA(nn.Linear(1, 1)))
-local loggerMethods, progressMethods = {}, {}
+local loggerMethods, progressMethods, tensorBoardMethods = {}, {}, {}
 do
   local ok, lg = pcall(log.Logger, "fuzz-log")
   if ok then loggerMethods = methodNames(lg) end
+  local ok3, tb = pcall(log.TensorBoard, "fuzz-tb")
+  if ok3 then tensorBoardMethods = methodNames(tb); tb:close() end
   local ok2, pg = pcall(log.Progress, 10, { every = 1 })
   if ok2 then progressMethods = methodNames(pg) end
 end
@@ -441,15 +443,16 @@ local function nextCall()
       return ("%s(%s)"):format(describe(m), describeArgs(args, n)), function() return m(table.unpack(args, 1, n)) end
     end
     return ("%s:%s(%s)"):format(describe(m), name, describeArgs(args, n)), function() return m[name](m, table.unpack(args, 1, n)) end, "M:" .. name
-  elseif r < 0.84 then  -- an optimizer, EMA, logger, progress, loader or dataset method
-    local kind = R(1, 6)
+  elseif r < 0.84 then  -- an optimizer, EMA, logger, progress, loader, dataset or TensorBoard writer method
+    local kind = R(1, 7)
     local obj, names
     if kind == 1 then obj, names = randomOptimizer(), optimizerMethods
     elseif kind == 2 then obj, names = optim.EMA(randomModule()), emaMethods
     elseif kind == 3 then local ok, l = pcall(log.Logger, "fuzz-log"); obj, names = ok and l or nil, loggerMethods
     elseif kind == 4 then local ok, p = pcall(log.Progress, R(0, 10)); obj, names = ok and p or nil, progressMethods
     elseif kind == 5 then obj, names = randomLoader(), loaderMethods
-    else obj, names = dataset, datasetFields end
+    elseif kind == 6 then obj, names = dataset, datasetFields
+    else local ok, w = pcall(log.TensorBoard, "fuzz-tb"); obj, names = ok and w or nil, tensorBoardMethods end
     if obj == nil or #names == 0 then return "skip", function() end end
     local name = pick(names)
     local n = R(0, 3)

@@ -1,6 +1,7 @@
 -- training.lua: what every GAN script in scripts/ shares, so each script shows only its model
 -- and its update rule: options (with --resume), the data set, the run folder (log, plots,
--- sample sheets, checkpoints), singular-value monitoring and periodic evaluation.
+-- sample sheets, checkpoints, TensorBoard events in tb/), singular-value monitoring and periodic
+-- evaluation.
 local options = require("options")
 
 local M = {}
@@ -9,7 +10,11 @@ local M = {}
 function M.commonSpec(d)
   return {
     { "dataset", d.dataset or "fashion-mnist", "fashion-mnist, mnist, cifar10, or a folder of class subfolders of PNGs" },
-    { "dataRoot", "", "where the data set's files are (default: the Debian package for (fashion-)mnist)" },
+    { "dataRoot", "", "where the data set's files are (default: the Debian package for (fashion-)mnist; folder/zip: the folder or zip)" },
+    { "channels", d.channels or 3, "image channels for folder and zip data sets (1 or 3)", oneOf = { 1, 3 } },
+    { "fit", "crop", "how folder and zip images become square: crop (central square), pad (black borders) or stretch",
+      oneOf = { "crop", "pad", "stretch" } },
+    { "perClass", 0, "train on this many images per class, drawn with the seed (0: all; 600 = 10% of Fashion-MNIST)", min = 0 },
     { "resolution", d.resolution or 32, "image size (28 px data sets are padded to 32)" },
     { "iters", d.iters, "training iterations (G steps)" },
     { "minutes", d.minutes or 0.0, "train for this wall-clock budget instead of --iters (0: use --iters)", min = 0 },
@@ -30,13 +35,16 @@ function M.commonSpec(d)
     { "out", d.out, "run folder" },
     { "resume", "", "continue the run saved in this folder (its options, unless given again)" },
     { "quiet", false, "no progress bar" },
+    { "tensorboard", true, "also write TensorBoard event files (scalars, sample sheets) to <out>/tb" },
   }
 end
 
-local function concat(a, b)
+-- The option specs given, one after another, as one list.
+local function concat(...)
   local out = {}
-  for _, x in ipairs(a) do out[#out + 1] = x end
-  for _, x in ipairs(b) do out[#out + 1] = x end
+  for _, spec in ipairs { ... } do
+    for _, x in ipairs(spec) do out[#out + 1] = x end
+  end
   return out
 end
 
@@ -93,8 +101,18 @@ function M.data(opt, batchSize)
     if not root then error("--dataset=cifar10 needs --dataRoot (the folder of the CIFAR-10 binary batches)", 0) end
     ds = data.cifar10 { split = "train", root = root }
   else
-    ds = data.imageFolder(name, { size = opt.resolution, channels = 3 })
+    -- folder / zip: --dataRoot names it (a folder path as --dataset also works); prepared
+    -- pixels are cached in runs/cache so later runs do not decode the images again.
+    local prep = { size = opt.resolution, channels = opt.channels, fit = opt.fit, cache = "runs/cache" }
+    if name == "zip" then
+      if not root then error("--dataset=zip needs --dataRoot (the zip, e.g. one made by stylegan2-ada's dataset_tool)", 0) end
+      ds = data.zipDataset(root, prep)
+    else
+      if name == "folder" and not root then error("--dataset=folder needs --dataRoot (a folder of class sub-folders or of images)", 0) end
+      ds = data.imageFolder(name == "folder" and root or name, prep)
+    end
   end
+  if opt.perClass > 0 then ds = ds:subset(opt.perClass, opt.seed) end
   local transform = {}
   local size = ds.images:size(3)
   if size == 28 then
@@ -107,6 +125,68 @@ function M.data(opt, batchSize)
   transform[#transform + 1] = data.scale(-1, 1)
   local loader = data.Loader(ds, { batchSize = batchSize, seed = opt.seed, dropLast = true, transform = transform })
   return ds, loader, ds.images:size(2), ds.numClasses
+end
+
+--- The small-data options the GAN scripts share (training.SmallData uses them).
+function M.smallDataSpec()
+  return {
+    { "diffAugment", "", "DiffAugment policy for every image D sees, e.g. 'color,translation,cutout' ('': none)" },
+    { "adaTarget", 0.0, "with diffAugment: ADA's adaptive probability, steered toward this E[sign D(real)] (0: always augment)",
+      min = 0, max = 1 },
+    { "adaKimg", 100.0, "ADA: thousands of images for the probability to go from 0 to 1", min = 0 },
+    { "lecam", 0.0, "LeCam regularization weight on D (Tseng et al. 2021; 0.3 for BigGAN on CIFAR; 0: off)", min = 0 },
+  }
+end
+
+local SmallData = {}
+SmallData.__index = SmallData
+
+--- DiffAugment (with ADA's probability when adaTarget is set) and LeCam as the options ask,
+-- their running state restored from `saved`: aids:augment(x) on everything D sees,
+-- aids:dLoss(loss, dReal, dFake, iter) for D's loss, aids:state() for the checkpoint's
+-- values (as `smallData`), aids:scalars(t) for the log.
+function M.SmallData(opt, saved)
+  local self = setmetatable({ policy = opt.diffAugment, weight = opt.lecam }, SmallData)
+  if opt.diffAugment ~= "" then gan.diffAugment(tensor.zeros(1, 1, 2, 2), opt.diffAugment) end   -- a bad policy fails now
+  self.ada = opt.diffAugment ~= "" and opt.adaTarget > 0 and gan.AdaptiveAugment { target = opt.adaTarget, kimg = opt.adaKimg } or nil
+  self.lecam = opt.lecam > 0 and gan.LeCam() or nil
+  local s = saved and saved.smallData or {}
+  if self.ada and s.ada then self.ada:load(s.ada) end
+  if self.lecam and s.lecam then self.lecam:load(s.lecam) end
+  return self
+end
+function SmallData:augment(x)
+  if self.policy == "" then return x end
+  return gan.diffAugment(x, self.policy, { p = self.ada and self.ada.p or 1 })
+end
+function SmallData:dLoss(loss, dReal, dFake, iter)
+  if self.ada then self.ada:observe(dReal) end
+  if not self.lecam then return loss end
+  self.lecam:update(dReal, dFake, iter)      -- the averages first, as google/lecam-gan
+  return loss + self.lecam:penalty(dReal, dFake) * self.weight
+end
+function SmallData:state() return { ada = self.ada and self.ada:state(), lecam = self.lecam and self.lecam:state() } end
+function SmallData:scalars(t)
+  if self.ada then t.augmentP = self.ada.p end
+  return t
+end
+
+--- Gradient accumulation (BigGAN-PyTorch's num_D_accumulations / num_G_accumulations): calls
+-- lossFn(k) for k = 1..n, each on its own minibatch, and backpropagates loss/n, so the
+-- gradients are those of the mean loss over the n minibatches: one step on the combined batch
+-- (BatchNorm statistics aside). Returns the mean loss (detached) and lossFn's other results
+-- from its last call.
+function M.accumulated(n, lossFn)
+  local total, last = 0, nil
+  for k = 1, n do
+    local results = table.pack(lossFn(k))
+    local loss = results[1]
+    if n > 1 then loss = loss / n end
+    loss:backward()
+    total = total + loss:detach()
+    last = results
+  end
+  return total, table.unpack(last, 2, last.n)
 end
 
 --- Runs fn() with `model`'s buffers (BN statistics, spectral-norm vectors) restored afterwards,
@@ -231,6 +311,13 @@ function M.Run(opt, parts, saved)
   self.startIter = self.iter
   self.logger = log.Logger(opt.out)
   self.svLogger = log.Logger(opt.out, { name = "singular_values.jsonl" })
+  if opt.tensorboard then
+    self.tb = log.TensorBoard(opt.out .. "/tb")
+    -- Each session starts with a marker at its first step, iter + 1 (the checkpoint holds iter):
+    -- at a later session's marker TensorBoard drops what earlier ones drew at and after that
+    -- step (a killed run's tail); the server's reader takes the first marker as the start.
+    self.tb:resume(self.iter + 1)
+  end
   self.watch = M.CollapseWatch { patience = opt.collapsePatience, growth = opt.collapseGrowth }
   if not opt.quiet then
     self.bar = opt.minutes > 0 and log.Progress(nil, { seconds = opt.minutes * 60 }) or log.Progress(opt.iters)
@@ -260,6 +347,16 @@ function Run:progress()
   return self.iter / self.opt.iters
 end
 
+--- The learning-rate factor of a linear decay that starts at `fraction` of the run and reaches
+-- 0 at its end: 1 before, then (1 - progress) / (1 - fraction). It follows progress(), so with
+-- --minutes the decay ends when the budget does, however many iterations fit.
+function Run:decayFactor(fraction)
+  if fraction >= 1 then return 1 end
+  local p = self:progress()
+  if p <= fraction then return 1 end
+  return math.max(0, (1 - p) / (1 - fraction))
+end
+
 --- True once, at the first iteration where the run has passed `fraction` of itself; the
 -- iteration is remembered (and saved), so a resumed run does not pass it again.
 function Run:reaches(name, fraction)
@@ -270,7 +367,10 @@ function Run:reaches(name, fraction)
 end
 
 function Run:log(iter, scalars)
-  if iter % self.opt.logEvery == 0 then self.logger:log(iter, scalars) end
+  if iter % self.opt.logEvery == 0 then
+    self.logger:log(iter, scalars)
+    if self.tb then self.tb:scalars(iter, scalars) end
+  end
   if self.bar then
     local shown = {}
     for k, v in pairs(scalars) do shown[k] = tensor.isTensor(v) and v:item() or v end
@@ -297,8 +397,9 @@ function Run:drawSheets()
   if not self.parts.sheet or self.done.sheet == self.iter then return end
   self.done.sheet = self.iter
   local images, nrow, suffix = self.parts.sheet()
-  self:sheet(("iter-%07d%s"):format(self.iter, suffix or ""), images, nrow)
+  local _, grid = self:sheet(("iter-%07d%s"):format(self.iter, suffix or ""), images, nrow)
   self:sheet("latest", images, nrow)
+  if self.tb then self.tb:image(self.iter, "samples", grid, { range = { -1, 1 } }) end
   self:plots(self.parts.losses or { "lossD", "lossG" })
 end
 
@@ -366,15 +467,18 @@ function Run:rollback(since)
   self.watch = M.CollapseWatch { patience = self.opt.collapsePatience, growth = self.opt.collapseGrowth }
   self.done = {}
   self.logger:log(self.iter, { rollback = target, seed = seed })
+  if self.tb then self.tb:resume(self.iter + 1) end   -- TensorBoard drops the collapsed tail (see M.Run)
   print(("rolled back to %s, continuing with seed %d"):format(target, seed))
   return true
 end
 
 --- Writes a sheet of images (N, C, H, W) in [-1, 1], nrow per row, to samples/<name>.png.
+-- Returns the path and the sheet (C, H', W'), still in [-1, 1].
 function Run:sheet(name, images, nrow)
   local path = ("%s/samples/%s.png"):format(self.dir, name)
-  image.save(path, image.grid(images, { nrow = nrow, padding = 2, padValue = 1 }), { range = { -1, 1 } })
-  return path
+  local grid = image.grid(images, { nrow = nrow, padding = 2, padValue = 1 })
+  image.save(path, grid, { range = { -1, 1 } })
+  return path, grid
 end
 
 --- Logs the top-3 singular values of every weight (2+ dims) of the named models, and
@@ -396,6 +500,11 @@ function Run:singularValues(iter, models)
     end
   end
   self.svLogger:log(iter, rec)
+  if self.tb then
+    local named = {}   -- "G.conv1.weight.sv0" -> "sv_G/conv1.weight.sv0": TensorBoard groups tags by prefix
+    for key, s in pairs(rec) do named[key:gsub("^([^.]+)%.", "sv_%1/", 1)] = s end
+    self.tb:scalars(iter, named)
+  end
   local records = log.read(self.dir .. "/singular_values.jsonl")
   for prefix in pairs(models) do
     local series = {}
@@ -466,6 +575,7 @@ function Run:finish()
   end
   self.logger:close()
   self.svLogger:close()
+  if self.tb then self.tb:close() end
 end
 
 --- Periodic evaluation on Fashion-MNIST: domain FID, IS, KID and class accuracy of
@@ -482,6 +592,7 @@ function Run:evaluate(iter, sampler)
     return evaluation.metricsOf(images, labels, self.reference, { which = { "fid", "is", "accuracy" } })
   end)
   self.logger:log(iter, { fid = r.fid, is = r.is, accuracy = r.accuracy, evalSamples = r.n })
+  if self.tb then self.tb:scalars(iter, { ["eval/fid"] = r.fid, ["eval/is"] = r.is, ["eval/accuracy"] = r.accuracy }) end
   return r
 end
 

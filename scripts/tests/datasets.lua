@@ -84,9 +84,9 @@ T.test("image folders: classes from sub-folders, resized, channels converted", f
   close(ds.images[1], tensor.full({ 3, 4, 4 }, 128 / 255), 1e-6, 0)
   local gray = data.imageFolder(root, { size = 2, channels = 1 })
   check(gray.images:size(2) == 1)
-  checkError("no PNG files under", data.imageFolder, tmp .. "/cifar-10-batches-bin", { size = 4 })
+  checkError("no PNG or JPEG files under", data.imageFolder, tmp .. "/cifar-10-batches-bin", { size = 4 })
   write(root .. "/dogs/bad.png", "nope")
-  checkError("is not a PNG file", data.imageFolder, root, { size = 4 })
+  checkError("data.imageFolder: '" .. root .. "/dogs/bad.png' is neither a PNG nor a JPEG", data.imageFolder, root, { size = 4 })
   checkError("channels must be 1 or 3", data.imageFolder, root, { size = 4, channels = 2 })
 end)
 

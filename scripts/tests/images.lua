@@ -56,9 +56,9 @@ T.test("resize matches torch.nn.functional.interpolate", function()
 end)
 
 T.test("bad files give clear errors", function()
-  checkError("image.load: cannot open", image.load, tmp .. "/missing.png")
+  checkError("image.load: no such file", image.load, tmp .. "/missing.png")
   local f = io.open(tmp .. "/text.png", "wb"); f:write("this is not a png at all"); f:close()
-  checkError("is not a PNG file", image.load, tmp .. "/text.png")
+  checkError("is neither a PNG nor a JPEG file", image.load, tmp .. "/text.png")
   local src = io.open(root .. "/Tests/Fixtures/png/rgb8.png", "rb"):read("a")
   for _, cut in ipairs { 20, 40, #src - 20, #src - 4 } do
     f = io.open(tmp .. "/cut.png", "wb"); f:write(src:sub(1, cut)); f:close()

@@ -23,6 +23,9 @@ local cases = {
   ["data.cifar10"] = { function() return data.cifar10 {} end, function() return data.cifar10 { root = "/nonexistent", split = "x" } end },
   ["data.imageFolder"] = { function() return data.imageFolder() end, function() return data.imageFolder("/nonexistent") end,
     function() return data.imageFolder("/", { size = 0 }) end },
+  ["data.zipDataset"] = { function() return data.zipDataset() end, function() return data.zipDataset("/nonexistent.zip") end,
+    function() return data.zipDataset("/", { size = 0 }) end, function() return data.zipDataset("/dev/null") end,
+    function() return data.zipDataset("/etc/passwd", { fit = 3 }) end, function() return data.zipDataset("/etc/passwd", { cache = {} }) end },
   ["data.Loader"] = { function() return data.Loader(5) end, function() return data.Loader(ds, { batchSize = 0 }) end,
     function() return data.Loader(ds, { transform = 5 }) end, function() return data.Loader(ds, { transform = { data.pad(-1) } }) end,
     function() return data.Loader(ds, { transform = { data.randomFlip(2) } }) end, function() return data.Loader(ds, { transform = { data.scale(1, 1) } }) end,
@@ -45,6 +48,13 @@ local cases = {
   ["json.decode"] = { function() return json.decode("{") end, function() return json.decode('"\\q"') end,
     function() return json.decode("[1,]") end },
   ["log.Logger"] = { function() return log.Logger() end, function() return log.Logger("/proc/nope") end },
+  ["log.TensorBoard"] = { function() return log.TensorBoard() end, function() return log.TensorBoard("") end,
+    function() return log.TensorBoard("/proc/nope/tb") end, function() return log.TensorBoard(tmp .. "-tb"):scalars(-1, { x = 1 }) end,
+    function() return log.TensorBoard(tmp .. "-tb"):scalars(1, { x = "a" }) end,
+    function() return log.TensorBoard(tmp .. "-tb"):image(1, "t", tensor.zeros(5, 2, 2)) end,
+    function() return log.TensorBoard(tmp .. "-tb"):image(1, "t", tensor.zeros(1, 2, 2), { range = { 0, 0 } }) end,
+    function() return log.TensorBoard(tmp .. "-tb"):resume("x") end,
+    function() local tb = log.TensorBoard(tmp .. "-tb"); tb:close(); return tb:scalars(1, { x = 1 }) end },
   ["log.clock"] = {},   -- takes no arguments: nothing to misuse
   ["log.read"] = { function() return log.read() end, function() return log.read("/nonexistent") end },
   ["log.series"] = { function() return log.series(5, "x") end },
@@ -79,6 +89,7 @@ table.sort(exported)
 local calls = T.misuseSweep(exported, cases)
 
 paths.remove(tmp)
+paths.remove(tmp .. "-tb")
 os.remove(tmp .. ".png")
 print(("misuse_io: %d bad calls, all raised Lua errors"):format(calls))
 T.finish("misuse_io")

@@ -165,3 +165,173 @@ end
 function gan.truncatedNoise(n, dim, threshold, opts)
   return tensor.truncNormal({ n, dim }, threshold, opts)
 end
+
+-- Small-data augmentation and regularization ----------------------------------------------
+
+local function sizes(x, fname)
+  if not tensor.isTensor(x) or x:dim() ~= 4 then
+    error(("bad argument #1 to '%s' (an (N, C, H, W) tensor expected, got %s)"):format(fname,
+      tensor.isTensor(x) and ("a " .. x:dim() .. "-d tensor") or type(x)), 3)
+  end
+  local s = x:shape()
+  return s[1], s[2], s[3], s[4]
+end
+
+-- DiffAugment's transforms (Zhao et al. 2020, mit-han-lab/data-efficient-gans,
+-- DiffAugment_pytorch.py), each with per-sample random parameters and built from
+-- differentiable ops only, so G's gradient (and R1's double backprop) flows through them.
+local augment = {}
+-- color: brightness + U(-0.5, 0.5); saturation ×U(0, 2) around the channel mean; contrast
+-- ×U(0.5, 1.5) around the image mean.
+function augment.color(x, n)
+  x = x + (tensor.rand(n, 1, 1, 1) - 0.5)
+  local m = x:mean(2, true)
+  x = (x - m) * (tensor.rand(n, 1, 1, 1) * 2) + m
+  m = x:mean({ 2, 3, 4 }, true)
+  return (x - m) * (tensor.rand(n, 1, 1, 1) + 0.5) + m
+end
+-- translation by up to ratio·size pixels each way (integers in [-s, s]), the vacated border
+-- zero: a gather from the zero-padded image at clamped coordinates, as the reference indexes.
+function augment.translation(x, n, o)
+  local _, c, h, w = x:size(1), x:size(2), x:size(3), x:size(4)
+  local sh, sw = math.floor(h * o.translationRatio + 0.5), math.floor(w * o.translationRatio + 0.5)
+  local f64 = { dtype = "float64" }
+  local tx = tensor.randint(-sh, sh, n):to("float64"):reshape(n, 1, 1)
+  local ty = tensor.randint(-sw, sw, n):to("float64"):reshape(n, 1, 1)
+  local rows = (tensor.arange(0, h, 1, f64):reshape(1, h, 1) + tx + 1):clamp(0, h + 1)
+  local cols = (tensor.arange(0, w, 1, f64):reshape(1, 1, w) + ty + 1):clamp(0, w + 1)
+  local batch = tensor.arange(0, n, 1, f64):reshape(n, 1, 1) * ((h + 2) * (w + 2))
+  local index = (batch + rows * (w + 2) + cols):reshape(n * h * w) + 1
+  local pixels = x:pad({ 1, 1, 1, 1 }):permute(1, 3, 4, 2):reshape(n * (h + 2) * (w + 2), c)   -- (N·(H+2)·(W+2), C)
+  return pixels:indexSelect(1, index):reshape(n, h, w, c):permute(1, 4, 2, 3)
+end
+-- cutout: one zeroed square of ratio·size per image, centred at a uniform position (clipped
+-- at the border).
+function augment.cutout(x, n, o)
+  local h, w = x:size(3), x:size(4)
+  local ch, cw = math.floor(h * o.cutoutRatio + 0.5), math.floor(w * o.cutoutRatio + 0.5)
+  local top = tensor.randint(0, h - ch % 2, n):reshape(n, 1, 1) - ch // 2
+  local left = tensor.randint(0, w - cw % 2, n):reshape(n, 1, 1) - cw // 2
+  local r, c = tensor.arange(0, h):reshape(1, h, 1), tensor.arange(0, w):reshape(1, 1, w)
+  local inRows = r:ge(top):mul(r:le(top + (ch - 1)))
+  local inCols = c:ge(left):mul(c:le(left + (cw - 1)))
+  return x * (1 - inRows * inCols):unsqueeze(2):to(x:dtype())
+end
+
+--- gan.diffAugment(x, policy, opts): DiffAugment (Zhao et al. 2020) on a batch x (N, C, H, W)
+-- in [-1, 1]: policy is a comma-separated list of "color", "translation", "cutout" (the
+-- paper's choice is all three), applied in that order with fresh random parameters per
+-- sample. Apply it to every image D sees, real and fake, in the D step and the G step. opts:
+-- p (1: always; below 1, each transform is applied to each sample with probability p, as ADA
+-- does), translationRatio (1/8), cutoutRatio (1/2).
+function gan.diffAugment(x, policy, opts)
+  local n = sizes(x, "diffAugment")
+  if type(policy) ~= "string" then error(("bad argument #2 to 'diffAugment' (policy string expected, got %s)"):format(type(policy)), 2) end
+  opts = checkOpts("diffAugment", opts, { p = true, translationRatio = true, cutoutRatio = true })
+  local o = { p = opts.p or 1, translationRatio = opts.translationRatio or 0.125, cutoutRatio = opts.cutoutRatio or 0.5 }
+  for k, v in pairs(o) do
+    if type(v) ~= "number" or v < 0 or v > 1 then
+      error(("diffAugment: option '%s' must be a number in [0, 1], got %s"):format(k, tostring(v)), 2)
+    end
+  end
+  for name in policy:gmatch("[^,%s]+") do
+    local f = augment[name]
+    if not f then
+      error(("diffAugment: unknown transform '%s' in policy '%s' (known: color, translation, cutout)"):format(name, policy), 2)
+    end
+    if o.p >= 1 then
+      x = f(x, n, o)
+    elseif o.p > 0 then
+      local apply = tensor.rand(n):lt(o.p):to(x:dtype()):reshape(n, 1, 1, 1)
+      x = x + apply * (f(x, n, o) - x)
+    end
+  end
+  return x
+end
+
+--- gan.LeCam{decay = 0.99, start = 1000}: LeCam regularization (Tseng et al. 2021,
+-- google/lecam-gan): R = mean(relu(D(x) - α_fake)²) + mean(relu(α_real - D(G(z)))²), where
+-- α_real, α_fake are exponential moving averages of D's mean outputs (decay 0.99; before
+-- iteration `start` they are the latest means). lc:update(dReal, dFake, iter) after D's step;
+-- lc:penalty(dReal, dFake) is added to D's loss times λ (the paper uses 0.3 for BigGAN on CIFAR).
+-- lc:state() / lc:load(state) keep it in the checkpoint.
+local LeCam = {}
+LeCam.__index = LeCam
+LeCam.__name = "gan.LeCam"
+function gan.LeCam(opts)
+  opts = checkOpts("LeCam", opts, { decay = true, start = true })
+  local decay, start = opts.decay or 0.99, opts.start or 1000
+  if type(decay) ~= "number" or decay < 0 or decay >= 1 then
+    error(("LeCam: decay must be in [0, 1), got %s"):format(tostring(decay)), 2)
+  end
+  if math.type(start) ~= "integer" or start < 0 then
+    error(("LeCam: start must be a non-negative integer, got %s"):format(tostring(start)), 2)
+  end
+  return setmetatable({ decay = decay, start = start, real = 0.0, fake = 0.0 }, LeCam)
+end
+function LeCam:update(dReal, dFake, iter)
+  if getmetatable(self) ~= LeCam then error("LeCam:update must be called with ':'", 2) end
+  if not (tensor.isTensor(dReal) and tensor.isTensor(dFake)) then
+    error("bad argument to 'LeCam:update' (D's outputs on reals and fakes expected)", 2)
+  end
+  if math.type(iter) ~= "integer" then
+    error(("bad argument #3 to 'LeCam:update' (integer iteration expected, got %s)"):format(type(iter)), 2)
+  end
+  local d = iter < self.start and 0 or self.decay
+  self.real = self.real * d + dReal:detach():mean():item() * (1 - d)
+  self.fake = self.fake * d + dFake:detach():mean():item() * (1 - d)
+end
+function LeCam:penalty(dReal, dFake)
+  if getmetatable(self) ~= LeCam then error("LeCam:penalty must be called with ':'", 2) end
+  if not (tensor.isTensor(dReal) and tensor.isTensor(dFake)) then
+    error("bad argument to 'LeCam:penalty' (D's outputs on reals and fakes expected)", 2)
+  end
+  return (dReal - self.fake):relu():pow(2):mean() + (-dFake + self.real):relu():pow(2):mean()
+end
+function LeCam:state() return { real = self.real, fake = self.fake } end
+function LeCam:load(s)
+  if type(s) ~= "table" or type(s.real) ~= "number" or type(s.fake) ~= "number" then
+    error("LeCam:load: expected a table from LeCam:state()", 2)
+  end
+  self.real, self.fake = s.real, s.fake
+end
+
+--- gan.AdaptiveAugment{target = 0.6, interval = 4, kimg = 500, p = 0}: ADA's augmentation
+-- probability (Karras et al. 2020, stylegan2-ada's training_loop.py): every `interval` D steps,
+-- r_t = E[sign(D(x_real))] over them, and p moves by sign(r_t - target)·(images seen in the
+-- interval)/(kimg·1000), clamped to [0, 1]; so p can go from 0 to 1 in `kimg` thousand images.
+-- ada:observe(dReal) after each D step; ada.p for diffAugment's {p = }; state()/load() for
+-- the checkpoint.
+local Adaptive = {}
+Adaptive.__index = Adaptive
+Adaptive.__name = "gan.AdaptiveAugment"
+function gan.AdaptiveAugment(opts)
+  opts = checkOpts("AdaptiveAugment", opts, { target = true, interval = true, kimg = true, p = true })
+  local self = setmetatable({ target = opts.target or 0.6, interval = opts.interval or 4, kimg = opts.kimg or 500,
+                              p = opts.p or 0.0, sum = 0.0, count = 0, steps = 0 }, Adaptive)
+  if type(self.target) ~= "number" or self.target < -1 or self.target > 1 then error("AdaptiveAugment: target must be in [-1, 1]", 2) end
+  if math.type(self.interval) ~= "integer" or self.interval < 1 then error("AdaptiveAugment: interval must be a positive integer", 2) end
+  if type(self.kimg) ~= "number" or self.kimg <= 0 then error("AdaptiveAugment: kimg must be positive", 2) end
+  if type(self.p) ~= "number" or self.p < 0 or self.p > 1 then error("AdaptiveAugment: p must be in [0, 1]", 2) end
+  return self
+end
+function Adaptive:observe(dReal)
+  if getmetatable(self) ~= Adaptive then error("AdaptiveAugment:observe must be called with ':'", 2) end
+  if not tensor.isTensor(dReal) then
+    error(("bad argument #1 to 'observe' (D's outputs on reals expected, got %s)"):format(type(dReal)), 2)
+  end
+  local s = dReal:detach()
+  self.sum, self.count, self.steps = self.sum + s:sign():sum():item(), self.count + s:numel(), self.steps + 1
+  if self.steps % self.interval == 0 then
+    local rt = self.sum / self.count
+    local adjust = (rt > self.target and 1 or rt < self.target and -1 or 0) * self.count / (self.kimg * 1000)
+    self.p = math.min(1, math.max(0, self.p + adjust))
+    self.sum, self.count = 0.0, 0
+    return rt
+  end
+end
+function Adaptive:state() return { p = self.p, sum = self.sum, count = self.count, steps = self.steps } end
+function Adaptive:load(s)
+  if type(s) ~= "table" or type(s.p) ~= "number" then error("AdaptiveAugment:load: expected a table from state()", 2) end
+  self.p, self.sum, self.count, self.steps = s.p, s.sum or 0.0, s.count or 0, s.steps or 0
+end

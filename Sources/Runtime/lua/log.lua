@@ -3,7 +3,8 @@
 -- log.Logger(dir) appends one JSON object per line to dir/log.jsonl (iteration, wall time,
 -- seconds since start, any named scalars) and flushes each line, so a killed run keeps its
 -- log; log.read(path) reads it back. log.Progress(total) draws a progress bar that redraws in
--- place on a terminal and prints plain periodic lines otherwise.
+-- place on a terminal and prints plain periodic lines otherwise. log.TensorBoard(dir) (bound in
+-- LogLib.swift) writes TensorBoard event files: :scalars, :image, :resume, :close, :path.
 local log, ckpt = log, ckpt
 local S = { isatty = log._isatty, time = log._time, clock = tensor.clock }   -- tensor.clock: monotonic
 log._isatty, log._time = nil, nil

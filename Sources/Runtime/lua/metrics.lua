@@ -7,24 +7,34 @@ local function argError(fn, i, expected, got)
   error(("bad argument #%d to '%s' (%s expected, got %s)"):format(i, fn, expected, got), 3)
 end
 
---- metrics.saveStats(path, stats): writes feature statistics {mu, sigma, n} (float64) as a
--- safetensors file, e.g. a data set's cached reference statistics.
+--- metrics.saveStats(path, stats): writes feature statistics {mu, sigma, n} (float64), as a
+-- safetensors file, or with a path ending in .npz as pytorch-fid's and clean-fid's `.npz`
+-- (arrays mu and sigma; n is kept too, as a 1-element array).
 function metrics.saveStats(path, stats)
   if type(path) ~= "string" then argError("metrics.saveStats", 1, "file name", type(path)) end
   if type(stats) ~= "table" or not tensor.isTensor(stats.mu) or not tensor.isTensor(stats.sigma) or math.type(stats.n) ~= "integer" then
     argError("metrics.saveStats", 2, "statistics table {mu=, sigma=, n=}", type(stats))
   end
-  tensor.save(path, { mu = stats.mu, sigma = stats.sigma, n = tensor.new({ stats.n }, { dtype = "float64" }) })
+  tensor.save(path, { mu = stats.mu:to("float64"), sigma = stats.sigma:to("float64"), n = tensor.new({ stats.n }, { dtype = "float64" }) })
 end
 
---- metrics.loadStats(path) -> {mu, sigma, n}, as metrics.featureStats returns.
+--- metrics.loadStats(path) -> {mu, sigma, n}, as metrics.featureStats returns: a safetensors
+-- file of saveStats, or a pytorch-fid / clean-fid `.npz` (mu (D), sigma (D, D); n is nil
+-- when the file does not say). Pickled (object) arrays are refused.
 function metrics.loadStats(path)
   if type(path) ~= "string" then argError("metrics.loadStats", 1, "file name", type(path)) end
   local t = tensor.load(path)
-  if not (t.mu and t.sigma and t.n) then
-    error(("metrics.loadStats: %s is not a statistics file (it needs tensors mu, sigma and n)"):format(path), 2)
+  if not (tensor.isTensor(t.mu) and tensor.isTensor(t.sigma)) then
+    error(("metrics.loadStats: %s is not a statistics file (it needs arrays mu and sigma)"):format(path), 2)
   end
-  return { mu = t.mu:to("float64"), sigma = t.sigma:to("float64"), n = math.tointeger(t.n[1]) }
+  local d = t.mu:numel()
+  if t.mu:dim() ~= 1 or t.sigma:dim() ~= 2 or t.sigma:size(1) ~= d or t.sigma:size(2) ~= d then
+    local function shape(x) return "{" .. table.concat(x:shape(), ",") .. "}" end
+    error(("metrics.loadStats: %s holds mu %s and sigma %s; expected mu (D) and sigma (D, D)"):format(path,
+      shape(t.mu), shape(t.sigma)), 2)
+  end
+  local n = tensor.isTensor(t.n) and t.n:numel() == 1 and math.tointeger(t.n:item()) or nil
+  return { mu = t.mu:to("float64"), sigma = t.sigma:to("float64"), n = n }
 end
 
 --- metrics.extract(net, images, {batchSize=100}) -> outputs: runs net over images (N, ...)

@@ -1,0 +1,121 @@
+-- Small-data training aids: DiffAugment's transforms (what each does, gradchecked to second
+-- order, R1 through it), ADA's probability controller, LeCam's regularizer, and gradient
+-- accumulation equal to one step on the combined batch.
+package.path = (debug.getinfo(1, "S").source:match("^@(.*)/tests/") or "scripts") .. "/lib/?.lua;" .. package.path
+local T = require("testing")
+local training = require("training")
+local biggan = require("models.biggan")
+local check, checkError, close = T.check, T.checkError, T.close
+
+T.test("translation: each image is itself shifted by at most size/8 pixels, zeros coming in", function()
+  tensor.manualSeed(3)
+  local x = tensor.rand(6, 2, 8, 8) + 0.5                  -- no zeros of its own
+  local y = gan.diffAugment(x, "translation")
+  local padded = x:pad({ 1, 1, 1, 1 })                     -- (6, 2, 10, 10)
+  for n = 1, 6 do
+    local found = false
+    for dy = -1, 1 do
+      for dx = -1, 1 do
+        local shifted = padded[n]:narrow(2, 2 - dy, 8):narrow(3, 2 - dx, 8)
+        if (shifted - y[n]):abs():max():item() == 0 then found = true end
+      end
+    end
+    check(found, "image " .. n .. " is a shift of its input")
+  end
+end)
+
+T.test("cutout: one zeroed square of half the side per image, clipped at the border", function()
+  tensor.manualSeed(4)
+  local y = gan.diffAugment(tensor.ones(20, 3, 8, 8), "cutout")
+  for n = 1, 20 do
+    local zero = y[n][1]:eq(0)
+    local count = zero:sum():item()
+    local rows, cols = zero:sum(2):gt(0):sum():item(), zero:sum(1):gt(0):sum():item()
+    check(count == rows * cols and rows >= 2 and rows <= 4 and cols >= 2 and cols <= 4, "a rectangle of 2..4 x 2..4")
+    check((y[n][1] - y[n][3]):abs():max():item() == 0, "the same square in every channel")
+  end
+end)
+
+T.test("color, p and option checks", function()
+  local x = tensor.rand(4, 3, 6, 6)
+  close(gan.diffAugment(x, "color,translation,cutout", { p = 0 }), x, 0, 0, "p = 0 changes nothing")
+  tensor.manualSeed(5)
+  local c = gan.diffAugment(x, "color")
+  check((c - x):abs():max():item() > 0)
+  checkError("unknown transform 'blur'", gan.diffAugment, x, "color,blur")
+  checkError("must be a number in [0, 1]", gan.diffAugment, x, "color", { p = 2 })
+  checkError("an (N, C, H, W) tensor expected", gan.diffAugment, tensor.ones(3, 4), "color")
+end)
+
+T.test("DiffAugment is differentiable to second order (float64 gradcheck), so R1 runs through it", function()
+  local x = tensor.randn(2, 2, 5, 5, { dtype = "float64" }):requiresGrad(true)
+  for _, p in ipairs { 1, 0.5 } do
+    local f = function(v) tensor.manualSeed(9); return gan.diffAugment(v, "color,translation,cutout", { p = p }) end
+    local ok, msg = tensor.gradcheck(f, { x }, { secondOrder = true })
+    check(ok, "p = " .. p .. ": " .. msg)
+  end
+  local D = nn.Sequential(nn.Conv2d(2, 4, 3, { padding = 1 }), nn.LeakyReLU(0.2), nn.Conv2d(4, 1, 5)):double()
+  local real = tensor.randn(3, 2, 5, 5, { dtype = "float64" })
+  local r1 = gan.r1Penalty(function(v) return D(gan.diffAugment(v, "color,translation,cutout")) end, real, { gamma = 10 })
+  r1:backward()
+  for name, p in D:namedParameters() do    -- biases do not change ∇x D, so R1 has no gradient for them
+    if p:dim() > 1 then check(p.grad and p.grad:abs():max():item() > 0, "R1's gradient reaches " .. name) end
+  end
+end)
+
+T.test("ADA: p climbs while D is sure of the reals, falls when it is not, by batch·interval/(kimg·1000)", function()
+  local ada = gan.AdaptiveAugment { target = 0.6, interval = 4, kimg = 1 }
+  for _ = 1, 4 do ada:observe(tensor.ones(50, 1)) end          -- sign 1 > 0.6
+  close(ada.p, 200 / 1000, 1e-12, 0)
+  for _ = 1, 8 do ada:observe(-tensor.ones(50, 1)) end
+  check(ada.p == 0, "clamped at 0")
+  for _ = 1, 40 do ada:observe(tensor.ones(50, 1)) end
+  check(ada.p == 1, "clamped at 1")
+  local copy = gan.AdaptiveAugment { target = 0.6, interval = 4, kimg = 1 }
+  copy:load(ada:state())
+  check(copy.p == 1)
+  checkError("target must be in [-1, 1]", gan.AdaptiveAugment, { target = 2 })
+end)
+
+T.test("LeCam: the regularizer and its moving averages as google/lecam-gan computes them", function()
+  local lc = gan.LeCam { decay = 0.9, start = 2 }
+  local dReal, dFake = tensor.new { 1, 3 }, tensor.new { -2, 0.5 }
+  lc:update(dReal, dFake, 1)                       -- before start: the latest means
+  check(lc.real == 2 and lc.fake == -0.75)
+  lc:update(tensor.new { 0, 0 }, tensor.new { 0, 0 }, 2)
+  close(lc.real, 1.8, 1e-12, 0)
+  close(lc.fake, -0.675, 1e-12, 0)
+  -- mean(relu(dReal - fake)^2) + mean(relu(real - dFake)^2)
+  local want = ((1 + 0.675) ^ 2 + (3 + 0.675) ^ 2) / 2 + ((1.8 + 2) ^ 2 + (1.8 - 0.5) ^ 2) / 2
+  close(lc:penalty(dReal, dFake):item(), want, 1e-5, 1e-6)
+  checkError("decay must be in [0, 1)", gan.LeCam, { decay = 1 })
+end)
+
+T.test("gradient accumulation: two half batches give the gradients of one full batch", function()
+  tensor.manualSeed(11)
+  local G = biggan.Generator { resolution = 32, ch = 2, dimZ = 16, sharedDim = 8, numClasses = 3, outChannels = 1 }
+  local D = biggan.Discriminator { resolution = 32, ch = 2, numClasses = 3, inChannels = 1 }
+  G:eval(); D:eval()      -- BatchNorm's statistics and SN's power step are what accumulation may not equal
+  local z, y, real = tensor.randn(8, 16), tensor.new { 1, 2, 3, 1, 2, 3, 1, 2 }, tensor.rand(8, 1, 32, 32) * 2 - 1
+  local function dLoss(idx)
+    local fake = tensor.noGrad(function() return G(z:indexSelect(1, idx), G:embed(y:indexSelect(1, idx))) end)
+    local out = D(tensor.cat({ fake, real:indexSelect(1, idx) }, 1), tensor.cat({ y:indexSelect(1, idx), y:indexSelect(1, idx) }, 1))
+    return gan.hingeD(out:narrow(1, idx:numel() + 1, idx:numel()), out:narrow(1, 1, idx:numel()))
+  end
+  local function gLoss(idx) return gan.hingeG(D(G(z:indexSelect(1, idx), G:embed(y:indexSelect(1, idx))), y:indexSelect(1, idx))) end
+  local halves = { tensor.new { 1, 2, 3, 4 }, tensor.new { 5, 6, 7, 8 } }
+  local all = tensor.arange(1, 9)
+  for _, case in ipairs { { D, dLoss }, { G, gLoss } } do
+    local model, lossOf = case[1], case[2]
+    G:zeroGrad(); D:zeroGrad()
+    lossOf(all):backward()
+    local want = {}
+    for i, p in ipairs(model:parameters()) do want[i] = p.grad:clone() end
+    G:zeroGrad(); D:zeroGrad()
+    local mean = training.accumulated(2, function(k) return lossOf(halves[k]) end)
+    for i, p in ipairs(model:parameters()) do close(p.grad, want[i], 1e-6, 1e-4, "parameter " .. i) end
+    close(mean:item(), lossOf(all):item(), 1e-6, 1e-5, "the mean loss")
+  end
+end)
+
+T.finish("small_data")
