@@ -77,6 +77,47 @@ for i, c in ipairs { 1, 2, 3, 4, 1, 3 } do
   image.save(p, tensor.rand(c, R(1, 12), R(1, 12)))
   addSeed("png", p)
 end
+for i, c in ipairs { 1, 3, 3 } do
+  local p = ("seeds/j%d.jpg"):format(i)
+  image.save(p, tensor.rand(c, R(1, 20), R(1, 20)), { quality = R(10, 100), subsampling = pick { "444", "422", "420" } })
+  addSeed("jpeg", p)
+end
+for i = 1, 2 do
+  local p = ("seeds/a%d.npz"):format(i)
+  tensor.save(p, { mu = tensor.randn(R(1, 5), { dtype = "float64" }), sigma = tensor.randn(R(1, 3), R(1, 3)) })
+  addSeed("npz", p)
+end
+-- A zip of stored entries (APPNOTE's local headers, central directory and end record), for a
+-- dataset zip seed in stylegan2-ada's layout.
+local function crc32(str)
+  local crc = 0xFFFFFFFF
+  for i = 1, #str do
+    crc = crc ~ str:byte(i)
+    for _ = 1, 8 do crc = (crc >> 1) ~ (0xEDB88320 & -(crc & 1)) end
+  end
+  return crc ~ 0xFFFFFFFF
+end
+local function zipOf(entries)
+  local body, dir = {}, {}
+  local offset = 0
+  for _, e in ipairs(entries) do
+    local name, data = e[1], e[2]
+    local crc = crc32(data)
+    local head = string.pack("<I4I2I2I2I2I2I4I4I4I2I2", 0x04034b50, 20, 0, 0, 0, 0x21, crc, #data, #data, #name, 0) .. name
+    dir[#dir + 1] = string.pack("<I4I2I2I2I2I2I2I4I4I4I2I2I2I2I2I4I4", 0x02014b50, 20, 20, 0, 0, 0, 0x21, crc, #data, #data,
+      #name, 0, 0, 0, 0, 0, offset) .. name
+    body[#body + 1] = head .. data
+    offset = offset + #head + #data
+  end
+  local central = table.concat(dir)
+  return table.concat(body) .. central .. string.pack("<I4I2I2I2I2I4I4I2", 0x06054b50, 0, 0, #entries, #entries, #central, offset, 0)
+end
+do
+  image.save("seeds/z0.png", tensor.rand(3, 6, 5)); image.save("seeds/z1.jpg", tensor.rand(3, 5, 6))
+  writeFile("seeds/d.zip", zipOf { { "00000/img0.png", readFile("seeds/z0.png") }, { "00000/img1.jpg", readFile("seeds/z1.jpg") },
+    { "dataset.json", '{"labels": [["00000/img0.png", 0], ["00000/img1.jpg", 1]]}' } })
+  addSeed("zip", "seeds/d.zip")
+end
 do
   local n, h, w = 6, 5, 4
   local px = {}
@@ -224,6 +265,16 @@ local readers = {
     local img = image.load(path, chance(0.3) and { maxPixels = 4096 } or nil)
     use(img)
     image.save(path .. ".out.png", img)
+  end,
+  jpeg = function(path)
+    local img = image.load(path, chance(0.3) and { maxPixels = 4096 } or nil)
+    use(img)
+    image.save(path .. ".out.jpg", img:narrow(1, 1, math.min(3, img:size(1)) == 2 and 1 or math.min(3, img:size(1))))
+  end,
+  npz = function(path) local t = tensor.load(path); use(t); if t.mu and t.sigma then use(pcall(metrics.loadStats, path)) end end,
+  zip = function(path)
+    local ds = data.zipDataset(path, { size = R(1, 8), fit = pick { "crop", "pad", "stretch" } })
+    use(ds.images); use(ds.labels)
   end,
   ["idx-images"] = function(_, root) local ds = data.mnist { root = root }; use(ds.images); use(ds.labels); local l = data.Loader(ds, { batchSize = 2 }); use(l:next()) end,
   cifar = function(_, root) local ds = data.cifar10 { root = root, split = "test" }; use(ds:get(1)); use(ds.labels) end,
