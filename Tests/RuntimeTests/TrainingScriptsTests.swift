@@ -178,6 +178,29 @@ final class TrainingScriptsTests: XCTestCase {
   private func firstCheckpoint(_ run: URL) throws -> String { try checkpoints(run).first! }
   private func latestIter(_ run: URL) throws -> Int { Int(try checkpoints(run).last!.dropFirst(5))! }
 
+  /// Own data and the small-data aids together: the stylegan2-ada zip fixture (non-square, 3
+  /// classes) cropped to 32 px, DiffAugment with ADA's probability, LeCam and gradient
+  /// accumulation; the run trains, and a resumed run (ADA's p and LeCam's averages from the
+  /// checkpoint) equals the uninterrupted one bit for bit.
+  func testBigGANOnAZipWithSmallDataAids() throws {
+    let a = tmp.appendingPathComponent("a"), b = tmp.appendingPathComponent("b")
+    let zip = Luagan.root.appendingPathComponent("Tests/Fixtures/files/dataset.zip").path
+    let options = ["--dataset=zip", "--dataRoot=\(zip)", "--fit=crop", "--batchSize=4", "--diffAugment=color,translation,cutout",
+                   "--adaTarget=0.6", "--adaKimg=0.01", "--lecam=0.3", "--numDAccumulations=2", "--numGAccumulations=2"]
+      + Self.tinyBigGAN.filter { !$0.hasPrefix("--batchSize") }
+    _ = try run(["scripts/biggan.lua", "--iters=6", "--out=\(a.path)"] + options)
+    let log = try String(contentsOf: a.appendingPathComponent("log.jsonl"), encoding: .utf8)
+    XCTAssertTrue(log.contains("\"augmentP\""), "ADA's probability is logged: \(log.prefix(400))")
+    _ = try run(["scripts/biggan.lua", "--iters=4", "--out=\(b.path)"] + options)
+    _ = try run(["scripts/biggan.lua", "--resume=\(b.path)", "--iters=6"])
+    try assertSameCheckpoint(a.appendingPathComponent("ckpt/iter-0000006"), b.appendingPathComponent("ckpt/iter-0000006"))
+    let sa = try String(contentsOf: a.appendingPathComponent("ckpt/iter-0000006/state.json"), encoding: .utf8)
+    let sb = try String(contentsOf: b.appendingPathComponent("ckpt/iter-0000006/state.json"), encoding: .utf8)
+    for key in ["\"lecam\"", "\"ada\""] { XCTAssertTrue(sa.contains(key), "\(key) is in the checkpoint") }
+    func smallData(_ s: String) -> Substring { s[s.range(of: "\"smallData\"")!.lowerBound...].prefix(200) }
+    XCTAssertEqual(smallData(sa), smallData(sb), "ADA's and LeCam's state after a resume")
+  }
+
   func testDCGANTrainsAndResumes() throws {
     let a = tmp.appendingPathComponent("a"), b = tmp.appendingPathComponent("b")
     let tiny = ["--ngf=4", "--ndf=4", "--nz=8", "--batchSize=8", "--sampleEvery=2", "--saveEvery=2", "--logEvery=1", "--quiet"]
