@@ -24,6 +24,8 @@ local spec = training.concat({
   { "DLr", 2e-4, "D learning rate", min = 0 },
   { "lrDecay", 1.0, "both learning rates fall linearly to 0 from this share of the run to its end (1: constant, as BigGAN)",
     min = 0, max = 1 },
+  { "GSigmaClamp", 0.0, "clamp the top singular value of every G weight to this after each G step (BigGAN §4.1; 0: off)", min = 0 },
+  { "DR1Gamma", 0.0, "R1 penalty gamma/2·E‖∇D(real)‖² on D's reals (BigGAN §4.2; 0: off)", min = 0 },
   { "numDAccumulations", 1, "minibatches whose gradients each D step accumulates (BigGAN-PyTorch's num_D_accumulations)", min = 1 },
   { "numGAccumulations", 1, "the same for G's step", min = 1 },
   { "GBetas", { 0.0, 0.999 }, "G Adam betas" },
@@ -106,7 +108,11 @@ while run:next() do
       -- one D pass over [fake; real], as BigGAN-PyTorch's G_D
       local out = D(aids:augment(tensor.cat({ fake, real }, 1)), tensor.cat({ fakeY, realY }, 1))
       local dFake, dReal = out:narrow(1, 1, opt.batchSize), out:narrow(1, opt.batchSize + 1, opt.batchSize)
-      return aids:dLoss(gan.hingeD(dReal, dFake), dReal, dFake, run.iter), out
+      local loss = aids:dLoss(gan.hingeD(dReal, dFake), dReal, dFake, run.iter)
+      if opt.DR1Gamma > 0 then   -- the paper's stability probe: R1 on the reals, by double backprop
+        loss = loss + gan.r1Penalty(function(x) return D(aids:augment(x), realY) end, real, { gamma = opt.DR1Gamma })
+      end
+      return loss, out
     end)
     if opt.DOrthoBeta > 0 then gan.addOrthoGrad(D, opt.DOrthoBeta) end
     optD:step()
@@ -121,6 +127,11 @@ while run:next() do
   D:requiresGrad(true)
   if opt.orthoBeta > 0 then gan.addOrthoGrad(G, opt.orthoBeta, { exclude = biggan.orthoExclude(G) }) end
   optG:step()
+  if opt.GSigmaClamp > 0 then
+    for name, w in G:namedParameters() do   -- every weight but the shared class embedding
+      if w:dim() >= 2 and not name:match("^shared%.") then nn.utils.clampSpectrum(w, opt.GSigmaClamp) end
+    end
+  end
   if ema then
     if opt.emaStart < 1 and run:reaches("emaStart", opt.emaStart) then ema:startAt(run.iter) end
     ema:update(G, run.iter)

@@ -179,14 +179,15 @@ final class TrainingScriptsTests: XCTestCase {
   private func latestIter(_ run: URL) throws -> Int { Int(try checkpoints(run).last!.dropFirst(5))! }
 
   /// Own data and the small-data aids together: the stylegan2-ada zip fixture (non-square, 3
-  /// classes) cropped to 32 px, DiffAugment with ADA's probability, LeCam and gradient
-  /// accumulation; the run trains, and a resumed run (ADA's p and LeCam's averages from the
+  /// classes) cropped to 32 px, DiffAugment with ADA's probability, LeCam, gradient accumulation,
+  /// and the paper's stability knobs (G's sigma clamp, R1 on D); the run trains, and a resumed run (ADA's p and LeCam's averages from the
   /// checkpoint) equals the uninterrupted one bit for bit.
   func testBigGANOnAZipWithSmallDataAids() throws {
     let a = tmp.appendingPathComponent("a"), b = tmp.appendingPathComponent("b")
     let zip = Luagan.root.appendingPathComponent("Tests/Fixtures/files/dataset.zip").path
     let options = ["--dataset=zip", "--dataRoot=\(zip)", "--fit=crop", "--batchSize=4", "--diffAugment=color,translation,cutout",
-                   "--adaTarget=0.6", "--adaKimg=0.01", "--lecam=0.3", "--numDAccumulations=2", "--numGAccumulations=2"]
+                   "--adaTarget=0.6", "--adaKimg=0.01", "--lecam=0.3", "--numDAccumulations=2", "--numGAccumulations=2",
+                   "--GSigmaClamp=0.1", "--DR1Gamma=1"]
       + Self.tinyBigGAN.filter { !$0.hasPrefix("--batchSize") }
     _ = try run(["scripts/biggan.lua", "--iters=6", "--out=\(a.path)"] + options)
     let log = try String(contentsOf: a.appendingPathComponent("log.jsonl"), encoding: .utf8)
