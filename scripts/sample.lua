@@ -5,7 +5,8 @@
 --   interp_class.png       rows interpolate between two classes in the shared embedding (z fixed)
 --   trunc-<t>.png          the class sheet at each truncation threshold t
 --   truncation.png         IS against FID across thresholds (the domain classifier), and
---   truncation.json        the numbers behind it
+--   truncation.json        the numbers behind it, with the paper's Table 2 from the sweep
+--                          (untruncated, best FID, the validation data's IS, max IS), also printed
 --
 --   luagan scripts/sample.lua --ckpt=runs/biggan [--truncations={2,1,0.5,0.25}] [--n=2000]
 local options = require("options")
@@ -94,11 +95,39 @@ end
 if #results > 0 then
   local xs, ys, labels = {}, {}, {}
   for i, r in ipairs(results) do xs[i], ys[i], labels[i] = r.fid, r.is, r.truncation > 0 and tostring(r.truncation) or "none" end
-  plot.lines(out .. "/truncation.png", { { name = (g.ema and "EMA G" or "G") .. (" at iteration %d"):format(g.iter), x = xs, y = ys, labels = labels } },
-    { title = ("truncation sweep, %d samples each"):format(opt.n), xlabel = "domain FID (lower is better)",
-      ylabel = "domain IS (higher is better)" })
+  -- The paper's Table 2 from this one sweep: untruncated, at the best FID, at the IS of the
+  -- validation data (here the test split, under the same classifier), and at the largest IS.
+  local dataIS = metrics.inceptionScore(ref.logits, { logits = true })
+  local function best(score)
+    local pick
+    for _, r in ipairs(results) do if not pick or score(r) < score(pick) then pick = r end end
+    return pick
+  end
+  local untruncated = best(function(r) return r.truncation > 0 and 1 or 0 end)
+  local table2 = {
+    { point = "untruncated", row = untruncated.truncation == 0 and untruncated or nil },
+    { point = "best FID", row = best(function(r) return r.fid end) },
+    { point = ("validation IS (%.2f)"):format(dataIS), row = best(function(r) return math.abs(r.is - dataIS) end) },
+    { point = "max IS", row = best(function(r) return -r.is end) },
+  }
+  print(("\nTable 2 (BigGAN) from this sweep, %d samples per point:"):format(opt.n))
+  print("| point | truncation | FID | IS | class accuracy |")
+  print("|---|---|---|---|---|")
+  if not table2[1].row then table.remove(table2, 1) end    -- the sweep had no untruncated point
+  for i, e in ipairs(table2) do
+    local r = e.row
+    print(("| %s | %s | %.2f | %.2f | %s |"):format(e.point, r.truncation > 0 and r.truncation or "none", r.fid, r.is,
+      r.accuracy and ("%.1f%%"):format(100 * r.accuracy) or "-"))
+    table2[i] = { point = e.point, truncation = r.truncation, fid = r.fid, is = r.is, accuracy = r.accuracy }
+    for k, x in ipairs(results) do       -- the plot names each Table 2 point beside its threshold
+      if x == r then labels[k] = labels[k] .. " (" .. e.point:gsub(" %(.*", "") .. ")" end
+    end
+  end
+  plot.lines(out .. "/truncation.png", { { name = (g.ema and "EMA G" or "G") .. (" at iteration %d"):format(g.iter), x = xs, y = ys,
+    labels = labels } }, { title = ("truncation sweep, %d samples each"):format(opt.n), xlabel = "domain FID (lower is better)",
+    ylabel = "domain IS (higher is better)" })
   local f = assert(io.open(out .. "/truncation.json", "w"))
-  f:write(json.encode(results, 2), "\n")
+  f:write(json.encode({ sweep = results, table2 = table2, validationIS = dataIS }, 2), "\n")
   f:close()
   print("wrote " .. out .. "/truncation.png and truncation.json")
 end
