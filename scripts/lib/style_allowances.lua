@@ -61,7 +61,6 @@ return {
     ["scripts/lib/options.lua"] = 1,
     ["scripts/lib/training.lua"] = 5,
     ["scripts/pggan.lua"] = 1,
-    ["scripts/sample.lua"] = 1,
     ["scripts/tests/autograd.lua"] = 1,
     ["scripts/tests/checkpoints.lua"] = 1,
     ["scripts/tests/datasets.lua"] = 1,
