@@ -19,6 +19,8 @@ local opt = options.cli(arg, {
   { "n", 2000, "samples per threshold for FID and IS (0: sheets only)" },
   { "ema", true, "use the EMA generator when the checkpoint has one" },
   { "seed", 1, "seed of the noise" },
+  { "standing", 0, "standing statistics: BatchNorm statistics averaged over this many batches before sampling at each "
+    .. "threshold, then eval mode (BigGAN-PyTorch's --accumulate_stats; 0: off)", min = 0 },
 }, "Sample sheets, interpolations and a truncation sweep from a checkpoint.")
 if opt.ckpt == "" then io.stderr:write("sample.lua: --ckpt is required (a run folder such as runs/biggan)\n"); os.exit(2) end
 
@@ -40,6 +42,7 @@ end
 -- Class sheet: one row per class (or 8x8 samples for unconditional models).
 local classes = math.max(g.numClasses, 1)
 local function sheet(truncation)
+  if opt.standing > 0 then g.standing(opt.standing, truncation) end
   local z = training.noise(classes * 10, g.dimZ, truncation)
   if g.numClasses == 0 then return g.sample(z), 10 end
   local y = {}

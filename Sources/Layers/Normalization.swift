@@ -1,5 +1,25 @@
 import Tensor
 
+/// Standing statistics (BigGAN-PyTorch's --accumulate_stats, "standing stats" in the paper's
+/// appendix): while `accumulating`, a training-mode BatchNorm sets its running estimates to the
+/// cumulative average over the passes since `begin()` (the k-th pass weighs 1/k, torch's
+/// momentum=None) instead of the momentum average, so a generator sampled in eval mode uses
+/// statistics of many batches.
+public enum StandingStatistics {
+  nonisolated(unsafe) public private(set) static var accumulating = false
+  nonisolated(unsafe) static var passes: [ObjectIdentifier: Int] = [:]
+  public static func begin() { passes = [:]; accumulating = true }
+  public static func end() { passes = [:]; accumulating = false }
+  /// The weight of this pass in the running estimates: 1/k on the k-th pass while
+  /// accumulating, else `momentum`.
+  static func factor(_ module: Module, momentum: Double) -> Double {
+    guard accumulating else { return momentum }
+    let k = (passes[ObjectIdentifier(module)] ?? 0) + 1
+    passes[ObjectIdentifier(module)] = k
+    return 1 / Double(k)
+  }
+}
+
 /// Batch normalization over (N, H, W) per channel followed by y = x̂·scale + shift (scale and
 /// shift (N, C) or (1, C), or nil): training mode normalises with the batch's biased variance
 /// (the fused primitive Tensor.batchNorm) and updates the running estimates with momentum and
@@ -18,8 +38,9 @@ func batchNormalize(_ x: Tensor, _ module: Module, channels: Int, momentum: Doub
       throw TensorError("\(module.typeName): expected more than 1 value per channel when training, got input \(formatShape(x.shape))")
     }
     let (y, mean, variance) = try Tensor.batchNorm(x, scale: scale, shift: shift, eps: eps)
+    let weight = StandingStatistics.factor(module, momentum: momentum)
     try GradMode.withDisabled {
-      let m = Tensor.scalar(momentum, dtype: rm.dtype), keep = Tensor.scalar(1 - momentum, dtype: rm.dtype)
+      let m = Tensor.scalar(weight, dtype: rm.dtype), keep = Tensor.scalar(1 - weight, dtype: rm.dtype)
       let unbiased = try Tensor.from(variance.map { $0 * Double(n) / Double(n - 1) }, shape: [c], dtype: rv.dtype)
       _ = try rm.copy_(Tensor.from(mean, shape: [c], dtype: rm.dtype).mul(m).add(rm.mul(keep)))
       _ = try rv.copy_(unbiased.mul(m).add(rv.mul(keep)))

@@ -427,6 +427,10 @@ enum NNLib {
         return 1
       }),
       ("clampSpectrum", { c in c.push(try Spectra.clampTop(c.tensor(1), sigmaClamp: c.number(2))); return 1 }),
+      ("_standing", { c in     // nn.utils.standingStats (lua/nn.lua) brackets its passes with these
+        if try c.bool(1) { StandingStatistics.begin() } else { StandingStatistics.end() }
+        return 0
+      }),
     ]
   }
 

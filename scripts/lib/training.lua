@@ -648,6 +648,14 @@ function M.loadGenerator(dir, opts)
   end
   g.G:loadStateDict(weights)
   local raw = g.sample
+  -- g.standing(n, truncation): standing statistics over n batches of 64 (noise truncated as
+  -- the samples will be), after which G samples in eval mode (nn.utils.standingStats).
+  g.standing = function(n, truncation)
+    nn.utils.standingStats(g.G, n, function()
+      local z = M.noise(64, g.dimZ, truncation or 0)
+      if g.numClasses > 0 then raw(z, tensor.randint(1, g.numClasses, 64)) else raw(z) end
+    end)
+  end
   g.sample = function(...)
     local args = table.pack(...)
     return M.withFrozenBuffers(g.G, function()

@@ -92,6 +92,33 @@ T.test("requiresGrad(false) freezes every parameter: input gradients still flow,
   checkError("requiresGrad' (boolean expected, got nil)", function() D:requiresGrad() end)
 end)
 
+T.test("standing statistics: running estimates are the plain average over the passes, then eval mode", function()
+  tensor.manualSeed(2)
+  local bn = nn.BatchNorm2d(3)
+  local batches = { tensor.randn(4, 3, 2, 2) * 2 + 1, tensor.randn(4, 3, 2, 2) - 3, tensor.randn(4, 3, 2, 2) * 0.5 }
+  nn.utils.standingStats(bn, 3, function(k) bn(batches[k]) end)
+  local mean, var = tensor.zeros(3), tensor.zeros(3)
+  for _, b in ipairs(batches) do
+    local flat = b:permute(2, 1, 3, 4):reshape(3, -1)      -- (C, N·H·W)
+    mean = mean + flat:mean(2) / 3
+    var = var + ((flat - flat:mean(2, true)) ^ 2):sum(2) / (flat:size(2) - 1) / 3   -- unbiased, as the running estimate
+  end
+  local sd = bn:stateDict()
+  close(sd.running_mean, mean, 1e-6, 1e-5)
+  close(sd.running_var, var, 1e-6, 1e-5)
+  check(not bn.training, "eval mode afterwards")
+  -- outside standingStats the momentum average is back
+  bn:train()
+  bn(batches[1])
+  close(sd.running_mean, mean * 0.9 + batches[1]:permute(2, 1, 3, 4):reshape(3, -1):mean(2) * 0.1, 1e-6, 1e-5)
+  checkError("boom", nn.utils.standingStats, bn, 2, function(k) if k == 2 then error("boom") end; bn(batches[3]) end)
+  bn:train()
+  local before = sd.running_mean:clone()
+  bn(batches[2])     -- an error inside left no accumulation switched on: momentum 0.1 again
+  close(sd.running_mean, before * 0.9 + batches[2]:permute(2, 1, 3, 4):reshape(3, -1):mean(2) * 0.1, 1e-6, 1e-5)
+  checkError("positive integer expected", nn.utils.standingStats, bn, 0, function() end)
+end)
+
 T.test("clone is deep and keeps Lua fields and classes", function()
   local Net = nn.Module:extend("CloneNet")
   function Net:init() self.fc = nn.Linear(3, 2); self.scale = 3; self.stat = tensor.ones(2) end

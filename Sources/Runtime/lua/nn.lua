@@ -212,3 +212,29 @@ function ModuleList:forward()
   error("ModuleList has no forward: iterate it (for i, m in ipairs(list) do ... end)", 2)
 end
 function ModuleList:add(m) checkModule("add", m); return S.add(self, m) end
+
+--- nn.utils.standingStats(model, n, forward): standing statistics (BigGAN-PyTorch's
+-- --accumulate_stats; the paper samples its released models with them): every BatchNorm's
+-- running mean and variance in `model` become the average over n calls of forward(k) in
+-- training mode (no gradients; the k-th pass weighs 1/k), then the model is put in eval mode,
+-- where it normalizes with them. forward draws its own noise and labels.
+local standing = nn.utils._standing
+nn.utils._standing = nil
+function nn.utils.standingStats(model, n, forward)
+  if not nn.isModule(model) then error(("bad argument #1 to 'standingStats' (module expected, got %s)"):format(type(model)), 2) end
+  if math.type(n) ~= "integer" or n < 1 then
+    error(("bad argument #2 to 'standingStats' (positive integer expected, got %s)"):format(tostring(n)), 2)
+  end
+  if type(forward) ~= "function" then
+    error(("bad argument #3 to 'standingStats' (function expected, got %s)"):format(type(forward)), 2)
+  end
+  model:train()
+  standing(true)
+  local ok, err = pcall(function()
+    for k = 1, n do tensor.noGrad(function() forward(k) end) end
+  end)
+  standing(false)
+  model:eval()
+  if not ok then error(err, 0) end
+  return model
+end
