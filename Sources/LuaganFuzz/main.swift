@@ -5,10 +5,11 @@
 //
 //   luagan-fuzz --calls 1000000 --files 10000        (make fuzz)
 //   luagan-fuzz --calls 60000 --files 1500            (the slice CI runs)
+import Foundation
+
 #if canImport(Glibc)
 import Glibc
 #endif
-import Foundation
 
 struct Config {
   var calls = 20_000

@@ -1,6 +1,6 @@
 import CLua
-import Foundation
 import Datasets
+import Foundation
 import Tensor
 
 /// `data`: data sets (userdata luagan.Dataset) and loaders (luagan.Loader) (Sources/Datasets).
@@ -259,5 +259,4 @@ enum DataLib {
       }),
     ]
   }
-
 }

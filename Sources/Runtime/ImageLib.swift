@@ -78,5 +78,4 @@ enum ImageLib {
       }),
     ]
   }
-
 }

@@ -1,3 +1,5 @@
+import Foundation
+
 /// In-place writes, for optimizers, EMA, initializers and buffers. They never record onto
 /// the graph; writing into a tensor that is itself a graph node is refused, since the values
 /// saved for its backward would silently change.
@@ -140,8 +142,6 @@ extension Tensor {
     p.bumpVersion(); buf?.bumpVersion()
   }
 }
-
-import Foundation
 
 extension Tensor {
   /// target ← target·decay + source·(1 − decay), in place (BigGAN's EMA, in that operation order).

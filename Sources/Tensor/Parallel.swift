@@ -1,6 +1,6 @@
+import COpenBLAS
 import Dispatch
 import Foundation
-import COpenBLAS
 
 /// The worker pool: how many threads kernels use. Work is always split into chunks whose
 /// boundaries depend only on the problem size, never on the thread count, so results are the

@@ -1,5 +1,5 @@
-import Synchronization
 import Foundation
+import Synchronization
 
 /// A coarse op-level profiler (`tensor.profile(fn)` in Lua): while enabled, the time between
 /// one recorded op and the next is charged to the later op, so each primitive collects its

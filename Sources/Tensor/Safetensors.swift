@@ -46,7 +46,7 @@ public enum Safetensors {
   /// Reads every tensor in the file (float types become float32/float64 tensors; integer and
   /// half types are converted to float32), plus the metadata, in file order.
   public static func load(_ path: String) throws -> (tensors: [(String, Tensor)], metadata: [String: String]) {
-    return try decode(readRegularFile(path, what: "safetensors"), name: path)
+    try decode(readRegularFile(path, what: "safetensors"), name: path)
   }
 
   public static func decode(_ data: Data, name: String = "data") throws -> (tensors: [(String, Tensor)], metadata: [String: String]) {

@@ -90,7 +90,10 @@ public enum StorageAllocator {
 
   /// Large blocks always come from mmap and go back to the system when freed: glibc's dynamic
   /// threshold would otherwise serve them from a heap it cannot shrink once fragmented.
-  static let mallocConfigured: Bool = { glibcMallopt(-3 /* M_MMAP_THRESHOLD */, Int32(minCachedBytes)) == 1 }()
+  static let mallocConfigured: Bool = {
+    let mmapThreshold: Int32 = -3     // M_MMAP_THRESHOLD
+    return glibcMallopt(mmapThreshold, Int32(minCachedBytes)) == 1
+  }()
 
   /// A block of at least `size` bytes (a size class) and its actual size: a pooled block of
   /// that class, else the smallest pooled block of up to 1.5× the size, else a fresh one.
@@ -133,7 +136,7 @@ public enum StorageAllocator {
     let tail = start + span - (aligned + size)
     if tail > 0 { munmap(UnsafeMutableRawPointer(bitPattern: aligned + size), tail) }
     let p = UnsafeMutableRawPointer(bitPattern: aligned)!
-    _ = madvise(p, size, 14 /* MADV_HUGEPAGE */)
+    _ = madvise(p, size, 14)     // MADV_HUGEPAGE
     return p
   }
 

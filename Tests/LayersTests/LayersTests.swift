@@ -1,6 +1,6 @@
-import XCTest
 import Layers
 import Tensor
+import XCTest
 
 /// The layers used from Swift alone: Layers knows nothing of Lua.
 final class LayersTests: XCTestCase {

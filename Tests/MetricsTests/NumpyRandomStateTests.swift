@@ -1,5 +1,5 @@
-import XCTest
 import Metrics
+import XCTest
 
 /// The NumPy RandomState stream, bit for bit; the expected values were printed by numpy 2.4.6:
 ///   r = np.random.RandomState(2020); r.permutation(10), r.randint(3, 29, size=5), r.randn(3)

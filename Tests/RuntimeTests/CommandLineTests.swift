@@ -110,4 +110,31 @@ final class CommandLineTests: XCTestCase {
       XCTAssertTrue(lines.stderr.contains(message), "expected '\(message)' in:\n\(lines.stderr)")
     }
   }
+
+  /// make lint's formatter check fails on a rule of .swift-format (here import order and a
+  /// block comment) and passes the same code written by the rules.
+  func testFormatterRulesCanFail() throws {
+    let script = Luagan.root.appendingPathComponent("scripts/format_lint.sh").path
+    let dir = tmp.appendingPathComponent("fmt")
+    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    func check(_ source: String) throws -> (Int32, String) {
+      try source.write(to: dir.appendingPathComponent("a.swift"), atomically: true, encoding: .utf8)
+      let p = Process()
+      p.executableURL = URL(fileURLWithPath: "/bin/bash")
+      p.arguments = [script, dir.path]
+      let out = Pipe()
+      p.standardOutput = out
+      p.standardError = out
+      try p.run()
+      let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+      p.waitUntilExit()
+      return (p.terminationStatus, text)
+    }
+    let (bad, badText) = try check("import Tensor\nimport Foundation\n\nlet x = 1 /* one */\n")
+    if badText.contains("has no 'swift format'") { throw XCTSkip("this toolchain has no swift-format") }
+    XCTAssertEqual(bad, 1, badText)
+    XCTAssertTrue(badText.contains("[OrderedImports]") && badText.contains("[NoBlockComments]"), badText)
+    let (good, goodText) = try check("import Foundation\nimport Tensor\n\nlet x = 1  // one\n")
+    XCTAssertEqual(good, 0, goodText)
+  }
 }

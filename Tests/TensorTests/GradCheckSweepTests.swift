@@ -1,5 +1,5 @@
-import XCTest
 import Tensor
+import XCTest
 
 /// The sweep over THE registry: every differentiable op, every case, first and second order,
 /// in float64 with GradCheck's fixed tolerances (eps 1e-6, atol 1e-5, rtol 1e-3).

@@ -1,5 +1,5 @@
-import XCTest
 import Tensor
+import XCTest
 
 /// The ISA → OpenBLAS core table: kernels follow what the CPU can do, never its model number.
 final class MachineTests: XCTestCase {

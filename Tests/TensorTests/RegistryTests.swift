@@ -1,6 +1,6 @@
 import Foundation
-import XCTest
 import Tensor
+import XCTest
 
 /// THE registry is complete: every op recorded on the tape anywhere in Sources/Tensor (each
 /// `record("name", ...)` call) has a registry entry with gradcheck cases, so the first- and

@@ -1,5 +1,5 @@
-import XCTest
 import Tensor
+import XCTest
 
 final class TensorBasicsTests: XCTestCase {
   func testBroadcastAddAndSum() throws {

@@ -1,5 +1,5 @@
-import XCTest
 import Tensor
+import XCTest
 
 /// Winograd F(2×2,3×3) and the direct kernel against im2col + GEMM, for all three convolution
 /// passes, on odd and even sizes, in float64 (near-exact agreement) and float32 (a few ulps),
