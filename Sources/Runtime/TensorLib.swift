@@ -883,7 +883,14 @@ enum TensorLib {
       }),
       ("load", { c in
         let path = try c.string(1)
-        // A zip is NumPy's .npz (np.savez, pytorch-fid's statistics); anything else safetensors.
+        // A PyTorch checkpoint (.pth/.pt/.bin, a zip holding data.pkl or torch's legacy stream) is
+        // read without running its pickle; its dicts become tables, nested as they were.
+        if let format = TorchFiles.format(of: path) {
+          try pushTorchValue(c, try TorchFiles.load(path, as: format, what: "tensor.load"), file: path)
+          lua_createtable(c.L, 0, 0)
+          return 2
+        }
+        // Another zip is NumPy's .npz (np.savez, pytorch-fid's statistics); anything else safetensors.
         let head = fileHead(path, count: 4)
         let (tensors, metadata) = head == [0x50, 0x4B, 0x03, 0x04] || head == [0x50, 0x4B, 0x05, 0x06]
           ? (try NumPyFiles.loadNpz(path), [:]) : try Safetensors.load(path)
@@ -906,6 +913,51 @@ enum TensorLib {
         return 2
       }),
     ]
+  }
+
+  /// Pushes what a PyTorch checkpoint holds: dicts as tables (str, int, float and bool keys),
+  /// lists and tuples as arrays, tensors, numbers (ints as Lua integers), str and bytes as
+  /// strings, booleans, None as nil. Nesting is bounded by TorchFiles; `file` names errors.
+  static func pushTorchValue(_ c: LuaCall, _ v: TorchValue, file: String) throws {
+    let L = c.L
+    try c.reserve(8)
+    switch v {
+    case .none: lua_pushnil(L)
+    case .bool(let b): c.push(b)
+    case .int(let i): c.push(i)
+    case .float(let d): c.push(d)
+    case .tensor(let t): c.push(t)
+    case .string(let s): try pushBytes(c, Array(s.utf8))
+    case .bytes(let b): try pushBytes(c, b)
+    case .list(let items):
+      try c.reserveHeap(items.count * 16 + 64)
+      lua_createtable(L, Int32(clamping: items.count), 0)
+      for (k, item) in items.enumerated() {
+        try pushTorchValue(c, item, file: file)
+        lua_rawseti(L, -2, lua_Integer(k + 1))
+      }
+    case .dict(let pairs):
+      try c.reserveHeap(pairs.count * 40 + 64)
+      lua_createtable(L, 0, Int32(clamping: pairs.count))
+      for (key, value) in pairs {
+        switch key {
+        case .string, .bytes, .int, .bool: break
+        case .float(let d) where !d.isNaN: break
+        default:
+          throw TensorError("tensor.load: '\(file)' has a dict key that is not a string, a number or a boolean (None, NaN, a tuple "
+                            + "or a tensor), which a Lua table cannot hold")
+        }
+        try pushTorchValue(c, key, file: file)
+        try pushTorchValue(c, value, file: file)
+        lua_rawset(L, -3)
+      }
+    }
+  }
+
+  static func pushBytes(_ c: LuaCall, _ b: [UInt8]) throws {
+    try c.reserveHeap(b.count + 32)
+    // Lua copies the bytes (NULs included); an empty string may come with a null pointer.
+    b.withUnsafeBytes { raw in _ = lua_pushlstring(c.L, raw.baseAddress?.assumingMemoryBound(to: CChar.self), raw.count) }
   }
 
   /// Calls the Lua function at `fi` with tensors, expecting one tensor back (protected).

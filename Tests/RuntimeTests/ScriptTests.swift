@@ -7,7 +7,7 @@ final class ScriptTests: XCTestCase {
                        "fixtures_optim", "fixtures_gan", "fixtures_exchange", "nn_modules", "misuse_nn", "gan2d",
                        "option_parsing", "images", "file_formats", "datasets", "checkpoints", "logs_plots", "tensorboard", "misuse_io",
                        "metrics", "fixtures_metrics", "inception_net", "fixtures_biggan", "domain_metrics", "threads", "never_crash",
-                       "training_run", "small_data"]
+                       "training_run", "small_data", "pth_files"]
 
   func testEveryScriptIsListed() throws {
     let dir = Luagan.root.appendingPathComponent("scripts/tests")
@@ -32,6 +32,7 @@ final class ScriptTests: XCTestCase {
   func testImages() throws { try Luagan.runTestScript("images") }
   func testDatasetsAndLoaders() throws { try Luagan.runTestScript("datasets") }
   func testJPEGNpzZipsAndFolders() throws { try Luagan.runTestScript("file_formats") }
+  func testPyTorchCheckpointsWithoutRunningCode() throws { try Luagan.runTestScript("pth_files") }
   func testDiffAugmentADALeCamAccumulation() throws { try Luagan.runTestScript("small_data") }
   func testCheckpoints() throws { try Luagan.runTestScript("checkpoints") }
   func testLogsAndPlots() throws { try Luagan.runTestScript("logs_plots") }

@@ -1,5 +1,6 @@
 -- files.lua: mutated files for every reader luagan has. Valid seeds are made first
--- (safetensors, PNG, IDX plain and gzip, CIFAR-10 batches, checkpoint folders, JSON logs), then
+-- (safetensors, PNG, IDX plain and gzip, CIFAR-10 batches, checkpoint folders, JSON logs,
+-- PyTorch checkpoints in the zip and legacy formats, pickled here as torch.save does), then
 -- each case mutates one (bit flips, interesting bytes and integers, truncation, splices,
 -- edits of the JSON inside) and reads it back. Reading must succeed or raise a Lua error: a
 -- crash, hang or runaway allocation is a bug, caught by the driver (luagan-fuzz).
@@ -158,6 +159,76 @@ do
   addSeed("jsonl", "seeds/log/log.jsonl")
 end
 
+-- PyTorch checkpoints: a state dict pickled as torch.save does (protocol 2: an OrderedDict of
+-- _rebuild_tensor_v2(persistent storage id, offset, size, stride, False, OrderedDict())), with
+-- views, transposes, stride-0 and 0-d tensors over a few shared storages, in the zip layout
+-- (<archive>/data.pkl, <archive>/data/<key>) and as the legacy stream (magic, 1001, sys_info,
+-- the object, the storage keys, then each storage's count and data).
+local function pstr(str) return "X" .. string.pack("<I4", #str) .. str end
+local function pint(i) return "J" .. string.pack("<i4", i) end
+local function ptuple(items) return "(" .. table.concat(items) .. "t" end
+local function pints(list) local out = {}; for i, v in ipairs(list) do out[i] = pint(v) end; return ptuple(out) end
+local storageKinds = {
+  { "FloatStorage", 4, function() return string.pack("<f", R() * 4 - 2) end },
+  { "DoubleStorage", 8, function() return string.pack("<d", chance(0.05) and 1 / 0 or R() * 4 - 2) end },
+  { "LongStorage", 8, function() return string.pack("<i8", R(-1000, 1000)) end },
+  { "HalfStorage", 2, function() return string.pack("<I2", R(0, 0xffff)) end },
+  { "BFloat16Storage", 2, function() return string.pack("<I2", R(0, 0xffff)) end },
+  { "BoolStorage", 1, function() return string.char(R(0, 1)) end },
+}
+-- A view inside a storage of n elements: (offset, size, stride).
+local function pthView(n)
+  local kind = R(4)
+  if kind == 1 then local off = R(0, n - 1); return off, { R(0, n - off) }, { 1 } end
+  if kind == 2 then return R(0, n - 1), {}, {} end
+  local a = R(1, math.min(4, n)); local b = n // a
+  local off = R(0, n - a * b)
+  if kind == 3 then if chance(0.5) then return off, { a, b }, { b, 1 } else return off, { b, a }, { 1, b } end end   -- transposed
+  return off, { R(1, 3), b }, { 0, 1 }   -- expanded: a stride of 0
+end
+local function pthCheckpoint(legacy)
+  local storages, body = {}, {}
+  for s = 1, R(1, 3) do
+    local kind, n = pick(storageKinds), R(1, 24)
+    local data = {}
+    for i = 1, n do data[i] = kind[3]() end
+    storages[s] = { key = legacy and tostring(R(10 ^ 8, 10 ^ 9)) or tostring(s - 1), kind = kind, n = n, data = table.concat(data) }
+  end
+  for k = 1, math.max(#storages, R(1, 5)) do
+    local st = storages[k] or pick(storages)   -- every storage used (the legacy keys list must name only those)
+    local off, size, stride = pthView(st.n)
+    -- now and then a dimension of size 1, whose stride (any) is never used
+    if chance(0.2) then local at = R(#size + 1); table.insert(size, at, 1); table.insert(stride, at, R(0, 99)) end
+    local pid = { pstr("storage"), "ctorch\n" .. st.kind[1] .. "\n", pstr(st.key), pstr("cpu"), pint(st.n) }
+    if legacy then pid[#pid + 1] = "N" end
+    body[#body + 1] = pstr("w" .. k) .. "ctorch._utils\n_rebuild_tensor_v2\n" .. ptuple { ptuple(pid) .. "Q", pint(off), pints(size),
+      pints(stride), "\x89", "ccollections\nOrderedDict\n)R" } .. "R"
+  end
+  body[#body + 1] = pstr("step") .. pint(R(0, 99)) .. pstr("meta") .. "}(" .. pstr("lr") .. "G" .. string.pack(">d", 2e-4) .. "u"
+  local pkl = "\x80\x02ccollections\nOrderedDict\n)R(" .. table.concat(body) .. "u."
+  if legacy then
+    local keys, data = {}, {}
+    for i, st in ipairs(storages) do keys[i] = pstr(st.key); data[i] = string.pack("<i8", st.n) .. st.data end
+    local head = "\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19.\x80\x02M\xe9\x03.\x80\x02}."
+    return head .. pkl .. "\x80\x02](" .. table.concat(keys) .. "e." .. table.concat(data), pkl, storages
+  end
+  local entries = { { "archive/data.pkl", pkl }, { "archive/byteorder", "little" } }
+  for _, st in ipairs(storages) do entries[#entries + 1] = { "archive/data/" .. st.key, st.data } end
+  entries[#entries + 1] = { "archive/version", "3\n" }
+  return zipOf(entries), pkl, storages
+end
+for i, legacy in ipairs { false, true, false, true } do
+  local file, pkl, storages = pthCheckpoint(legacy)
+  local p = ("seeds/c%d.pth"):format(i)
+  writeFile(p, file)
+  addSeed("pth", p)
+  -- the pickle alone, mutated and put back into a zip with its storages (whose CRCs stay right)
+  if not legacy then
+    seeds.pthPickle = seeds.pthPickle or {}
+    table.insert(seeds.pthPickle, { path = p, bytes = pkl, storages = storages })
+  end
+end
+
 -- MARK: - Mutations
 
 local interestingBytes = { 0, 1, 0x7f, 0x80, 0xff, 0xfe, 0x20, 0x22, 0x5b, 0x7b, 0x30, 0x39 }
@@ -280,7 +351,9 @@ local readers = {
   cifar = function(_, root) local ds = data.cifar10 { root = root, split = "test" }; use(ds:get(1)); use(ds.labels) end,
   ckptState = function(_, dir) local t = makeTargets(); local st = ckpt.load(dir, chance(0.7) and t or nil); use(st) end,
   jsonl = function(path) local recs = log.read(path); use(recs); use(log.series(recs, "lossD")) end,
+  pth = function(path) local t, meta = tensor.load(path); use(t); use(meta) end,
 }
+readers.pthPickle = readers.pth
 readers.ckptTensors = readers.ckptState
 readers["idx-labels"] = readers["idx-images"]
 readers["idx-images-gz"] = readers["idx-images"]
@@ -290,7 +363,7 @@ for k in pairs(readers) do kinds[#kinds + 1] = k end
 table.sort(kinds)
 
 -- Lays out a mutated file where its reader looks for it; returns (path, root folder).
-local function place(kind, k, bytes)
+local function place(kind, k, bytes, seed)
   local dir = ("case%d"):format(k % 4)
   paths.remove(dir)
   paths.mkdir(dir)
@@ -310,6 +383,11 @@ local function place(kind, k, bytes)
     writeFile(dir .. "/state.json", kind == "ckptState" and bytes or seeds.ckptState[1].bytes)
     writeFile(dir .. "/tensors.safetensors", kind == "ckptTensors" and bytes or seeds.ckptTensors[1].bytes)
     return dir .. "/state.json", dir
+  elseif kind == "pthPickle" then
+    local entries = { { "archive/data.pkl", bytes } }
+    for _, st in ipairs(seed.storages) do entries[#entries + 1] = { "archive/data/" .. st.key, st.data } end
+    writeFile(dir .. "/file.pth", zipOf(entries))
+    return dir .. "/file.pth", dir
   end
   local path = dir .. "/file"
   writeFile(path, bytes)
@@ -326,7 +404,7 @@ for k = 1, opt.files do
   local desc = ("%s %s (%d bytes)"):format(kind, how, #bytes)
   if trace then trace:write("F ", k, " ", desc, "\n") end
   if opt.verbose then io.stderr:write("F ", k, " ", desc, "\n") end
-  local path, root = place(kind, k, bytes)
+  local path, root = place(kind, k, bytes, seed)
   local good = pcall(readers[kind], path, root)
   if good then ok = ok + 1 else failed = failed + 1 end
 end
