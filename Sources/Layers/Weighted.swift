@@ -8,7 +8,10 @@ import Tensor
 ///   the weight is stored as `weight_orig` with persistent power-iteration vectors `weight_u`
 ///   and `weight_v`; each training forward runs nPowerIterations steps
 ///   v = normalize(Wᵀu), u = normalize(Wv) without gradient and uses W/σ, σ = uᵀWv, with the
-///   gradient flowing through σ. In eval mode u and v stay as they are.
+///   gradient flowing through σ. In eval mode u and v stay as they are, and σ = uᵀWv from them
+///   (torch.nn.utils.spectral_norm); with `evalPowerStep`, an eval forward runs one fresh step
+///   from the stored u and uses its σ without storing anything, as ajbrock/BigGAN-PyTorch's
+///   layers.py SN.W_ (power_iteration with update=False), so its checkpoints give its outputs.
 open class WeightedModule: Module {
   /// gain/√fan_in when the learning rate is equalized.
   public internal(set) var equalizedScale: Double?
@@ -19,6 +22,8 @@ open class WeightedModule: Module {
     public var iterations: Int
     /// The weight dim that becomes the rows of the matrix (0; 1 for ConvTranspose2d).
     public var dim: Int
+    /// BigGAN-PyTorch's eval mode: one power step from the stored u per forward, not stored.
+    public var evalPowerStep = false
   }
 
   /// The dim spectral normalization treats as output rows by default.
@@ -26,7 +31,9 @@ open class WeightedModule: Module {
 
   /// The weight the forward uses.
   public func effectiveWeight() throws -> Tensor {
-    if let sn = spectralNorm { return try spectralNormalizedWeight(sn, update: training) }
+    if let sn = spectralNorm {
+      return try spectralNormalizedWeight(sn, update: training, freshStep: !training && sn.evalPowerStep)
+    }
     let w = try requireParameter("weight")
     if let s = equalizedScale { return try w.mul(Tensor.scalar(s, dtype: w.dtype)) }
     return w
@@ -34,7 +41,8 @@ open class WeightedModule: Module {
 
   /// Switches spectral normalization on: `weight` becomes `weight_orig`, plus buffers
   /// `weight_u` (rows) and `weight_v` (columns), initialised to normalized Gaussians.
-  public func applySpectralNorm(eps: Double = 1e-12, iterations: Int = 1, dim: Int? = nil, generator: Generator = .global) throws {
+  public func applySpectralNorm(eps: Double = 1e-12, iterations: Int = 1, dim: Int? = nil, evalPowerStep: Bool = false,
+                                generator: Generator = .global) throws {
     guard spectralNorm == nil else { throw TensorError("SpectralNorm: \(typeName) is already spectrally normalized") }
     guard equalizedScale == nil else { throw TensorError("SpectralNorm: \(typeName) uses an equalized learning rate; use one or the other") }
     guard eps > 0, iterations >= 0 else { throw TensorError("SpectralNorm: eps must be > 0 and nPowerIterations >= 0") }
@@ -52,7 +60,16 @@ open class WeightedModule: Module {
     setParameter("weight_orig", w)
     setBuffer("weight_u", u)
     setBuffer("weight_v", v)
-    spectralNorm = SpectralNormSettings(eps: eps, iterations: iterations, dim: d)
+    spectralNorm = SpectralNormSettings(eps: eps, iterations: iterations, dim: d, evalPowerStep: evalPowerStep)
+  }
+
+  /// Switches BigGAN-PyTorch's eval-mode power step on or off (see the class comment).
+  /// Returns false, changing nothing, when this module is not spectrally normalized.
+  @discardableResult
+  public func setSpectralNormEvalPowerStep(_ on: Bool) -> Bool {
+    guard spectralNorm != nil else { return false }
+    spectralNorm?.evalPowerStep = on
+    return true
   }
 
   /// x / max(‖x‖, eps), as torch.nn.functional.normalize.
@@ -73,9 +90,20 @@ open class WeightedModule: Module {
     return try m.reshape([w.shape[dim], -1])
   }
 
-  func spectralNormalizedWeight(_ sn: SpectralNormSettings, update: Bool) throws -> Tensor {
-    let w = try requireParameter("weight_orig"), u = try requireBuffer("weight_u"), v = try requireBuffer("weight_v")
+  /// W/σ. `update`: run the power steps and store u, v (training). `freshStep`: σ from one
+  /// step v = normalize(Wᵀu), u' = normalize(Wv) from the stored u, nothing stored
+  /// (BigGAN-PyTorch's power_iteration(update=False)).
+  func spectralNormalizedWeight(_ sn: SpectralNormSettings, update: Bool, freshStep: Bool = false) throws -> Tensor {
+    let w = try requireParameter("weight_orig")
+    var u = try requireBuffer("weight_u"), v = try requireBuffer("weight_v")
     let wm = try weightMatrix(w, sn.dim)
+    if freshStep && !update {
+      try GradMode.withDisabled {
+        let wd = wm.detach()
+        v = try normalize(wd.t().matmul(u), sn.eps)
+        u = try normalize(wd.matmul(v), sn.eps)
+      }
+    }
     if update && sn.iterations > 0 {
       try GradMode.withDisabled {
         let wd = wm.detach()
@@ -124,7 +152,10 @@ open class WeightedModule: Module {
   var reparametrizationSummary: String {
     var s = ""
     if let e = equalizedScale { s += ", equalized (scale \(String(format: "%.4g", e)))" }
-    if let sn = spectralNorm { s += ", spectralNorm (eps \(sn.eps), \(sn.iterations) step\(sn.iterations == 1 ? "" : "s"))" }
+    if let sn = spectralNorm {
+      let steps = "\(sn.iterations) step\(sn.iterations == 1 ? "" : "s")\(sn.evalPowerStep ? ", eval power step" : "")"
+      s += ", spectralNorm (eps \(sn.eps), \(steps))"
+    }
     return s
   }
 }

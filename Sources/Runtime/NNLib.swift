@@ -135,10 +135,11 @@ enum NNLib {
         }
         let o = try c.options(2)
         let eps = try o.number("eps", 1e-12), iterations = try o.integer("nPowerIterations", 1)
+        let evalPowerStep = try o.bool("evalPowerStep", false)
         var dim: Int? = nil
         if let d = try o.integer("dim") { dim = try LuaCall.convertDim(d, rank: 2) { throw c.error($0) } }
         try o.finish()
-        try wm.applySpectralNorm(eps: eps, iterations: iterations, dim: dim)
+        try wm.applySpectralNorm(eps: eps, iterations: iterations, dim: dim, evalPowerStep: evalPowerStep)
         lua_settop(c.L, 1)
         return 1
       }),
@@ -427,6 +428,14 @@ enum NNLib {
         return 1
       }),
       ("clampSpectrum", { c in c.push(try Spectra.clampTop(c.tensor(1), sigmaClamp: c.number(2))); return 1 }),
+      // nn.utils.spectralNormEvalPowerStep(model, on): BigGAN-PyTorch's eval-mode spectral norm
+      // (one fresh power step per forward, nothing stored) on every spectrally normalized
+      // module in the tree; returns how many there are.
+      ("spectralNormEvalPowerStep", { c in
+        let m = try c.module(1), on = try c.bool(2)
+        c.push(m.namedModules().filter { ($0.1 as? WeightedModule)?.setSpectralNormEvalPowerStep(on) ?? false }.count)
+        return 1
+      }),
       ("_standing", { c in     // nn.utils.standingStats (lua/nn.lua) brackets its passes with these
         if try c.bool(1) { StandingStatistics.begin() } else { StandingStatistics.end() }
         return 0

@@ -236,4 +236,98 @@ function M.fromOptions(o, channels, numClasses)
   return G, D
 end
 
+-- A BigGAN-PyTorch G state name -> luagan's: output_layer.0 (bn) -> output_bn, output_layer.2
+-- -> output_conv, stored_mean/var -> running_mean/var, bn's gain -> weight, an SN layer's
+-- weight -> weight_orig, u0 -> weight_u; false for sv0 (the logged sigma, not state here).
+local function luaganName(name, state)
+  local n = name:gsub("^output_layer%.0%.", "output_bn."):gsub("^output_layer%.2%.", "output_conv.")
+  n = n:gsub("%.stored_mean$", ".running_mean"):gsub("%.stored_var$", ".running_var")
+  if n == "output_bn.gain" then return "output_bn.weight" end
+  local p = n:match("^(.*)%.u0$")
+  if p then return p .. ".weight_u" end
+  p = n:match("^(.*)%.sv0$")
+  if p and state[p .. ".weight_u"] then return false end
+  p = n:match("^(.*)%.weight$")
+  if p and state[p .. ".weight_orig"] then return p .. ".weight_orig" end
+  return n
+end
+
+--- BigGAN-PyTorch's generator from its state dict (ajbrock/BigGAN-PyTorch BigGAN.py Generator,
+-- e.g. the released ImageNet-128 G_ema.pth read by tensor.load): the architecture comes from
+-- the checkpoint's shapes (resolution from the block count, ch, numClasses, sharedDim, hier
+-- and the z chunk, attention from the blocks that hold one, outChannels); the shared embedding
+-- is required (G_shared, as every released model). Options: snEps (1e-6) and bnEps (1e-5),
+-- which a state dict does not hold (scripts/launch_BigGAN_bs256x8.sh). Names map as
+-- luaganName above; weight_v = normalize(Wᵀu) is derived, and an unknown or missing name is an
+-- error listing them all. Spectral norm runs BigGAN-PyTorch's eval-mode power step (nn.utils.spectralNormEvalPowerStep).
+-- Returns G in eval mode and the options it was built with.
+function M.fromPyTorch(sd, o)
+  if type(sd) ~= "table" then error("biggan.fromPyTorch: a state dict (name -> tensor, from tensor.load) expected, got " .. type(sd), 2) end
+  o = defaults(o, { snEps = 1e-6, bnEps = 1e-5 })
+  local function need(name)
+    local t = sd[name]
+    if not tensor.isTensor(t) then
+      error(("biggan.fromPyTorch: the state dict has no tensor %s (a BigGAN-PyTorch G with G_shared expected)"):format(name), 3)
+    end
+    return t
+  end
+  local blocks = 0
+  while sd[("blocks.%d.0.conv1.weight"):format(blocks)] do blocks = blocks + 1 end
+  local resolution = ({ [3] = 32, [4] = 64, [5] = 128 })[blocks]
+  if not resolution then error(("biggan.fromPyTorch: %d G blocks; 3, 4 or 5 (32, 64 or 128 px) expected"):format(blocks), 2) end
+  local arch = M.arch[resolution].G
+  local shared, linear = need("shared.weight"), need("linear.weight")
+  local numClasses, sharedDim = shared:size(1), shared:size(2)
+  local ch = linear:size(1) // (arch.inC[1] * 16)
+  local zChunk = need("blocks.0.0.bn1.gain.weight"):size(2) - sharedDim
+  local hier = zChunk > 0
+  local attention = {}
+  for i = 1, blocks do
+    if sd[("blocks.%d.1.gamma"):format(i - 1)] then attention[#attention + 1] = tostring(arch.res[i]) end
+  end
+  local opts = { resolution = resolution, ch = ch, numClasses = numClasses, sharedDim = sharedDim, shared = true, hier = hier,
+                 dimZ = hier and zChunk * (blocks + 1) or linear:size(2),
+                 attention = #attention > 0 and table.concat(attention, "_") or "0",
+                 outChannels = need("output_layer.2.weight"):size(1), snEps = o.snEps, bnEps = o.bnEps, init = "N02" }
+  if hier and linear:size(2) ~= zChunk then
+    error(("biggan.fromPyTorch: linear takes %d inputs but the CBNs' z chunk is %d"):format(linear:size(2), zChunk), 2)
+  end
+  local G = M.Generator(opts)
+  local state = G:stateDict()
+  local mapped, unknown = {}, {}
+  for name, t in pairs(sd) do
+    local n = luaganName(name, state)
+    if n and state[n] and tensor.isTensor(t) then
+      mapped[n] = n:match("weight_u$") and t:reshape(-1) or t     -- u0 is (1, h)
+    elseif n ~= false then
+      unknown[#unknown + 1] = name
+    end
+  end
+  local missing = {}
+  for name in pairs(state) do
+    local p = name:match("^(.*)%.weight_v$")
+    if p and mapped[p .. ".weight_u"] and mapped[p .. ".weight_orig"] then   -- v = normalize(Wᵀu), u's partner
+      local w = mapped[p .. ".weight_orig"]
+      local v = w:reshape(w:size(1), -1):t():matmul(mapped[p .. ".weight_u"])
+      mapped[name] = v / math.max(v:norm():item(), o.snEps)
+    elseif name:match("num_batches_tracked$") then
+      mapped[name] = state[name]                                  -- BigGAN-PyTorch's bn does not count
+    elseif not mapped[name] then
+      missing[#missing + 1] = name
+    end
+  end
+  if #unknown > 0 or #missing > 0 then
+    table.sort(unknown); table.sort(missing)
+    error(("biggan.fromPyTorch: names the BigGAN-PyTorch G built from these shapes (%s) does not take: {%s}; "
+      .. "missing: {%s} (luagan's names)")
+      :format(opts.attention ~= "0" and ("%d px, ch %d, attention %s"):format(resolution, ch, opts.attention)
+        or ("%d px, ch %d"):format(resolution, ch), table.concat(unknown, ", "), table.concat(missing, ", ")), 2)
+  end
+  local ok, err = pcall(G.loadStateDict, G, mapped)
+  if not ok then error("biggan.fromPyTorch: " .. tostring(err), 2) end
+  nn.utils.spectralNormEvalPowerStep(G, true)
+  G:eval()
+  return G, opts
+end
+
 return M
