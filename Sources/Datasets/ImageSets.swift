@@ -117,14 +117,14 @@ public enum ImageSets {
     var labelOf: [String: Int]? = nil
     if let meta = zip.entry(named: "dataset.json") {
       let text = try zip.read(meta, limit: 256 << 20, what: what)
-      let json: Any
-      do { json = try JSONSerialization.jsonObject(with: Data(text), options: [.fragmentsAllowed]) } catch {
+      let json: JSON
+      do { json = try JSON.parse(text, name: "dataset.json") } catch {
         throw TensorError("\(what): '\(path)' dataset.json is not valid JSON")
       }
-      if let pairs = (json as? [String: Any])?["labels"] as? [Any] {
+      if case .array(let pairs)? = json["labels"] {
         var map: [String: Int] = [:]
         for (k, p) in pairs.enumerated() {
-          guard let pair = p as? [Any], pair.count == 2, let name = pair[0] as? String, let label = pair[1] as? Int,
+          guard case .array(let pair) = p, pair.count == 2, case .string(let name) = pair[0], case .int(let label) = pair[1],
                 label >= 0, label < 1 << 20 else {
             throw TensorError("\(what): '\(path)' dataset.json label \(k + 1) is not a [name, non-negative integer] pair")
           }
@@ -193,12 +193,12 @@ public enum ImageSets {
   }
 
   static func writeCache(_ ds: Dataset, key: String, to path: String) throws {
-    let meta = try JSONSerialization.data(withJSONObject: ["key": key, "classes": ds.classNames])
+    let meta = try JSON.object([("key", .string(key)), ("classes", .array(ds.classNames.map { .string($0) }))]).serialized()
     let labels = ds.labels.flatMap { l in withUnsafeBytes(of: Int64(l).littleEndian) { Array($0) } }
     try ZipWriter.write([
       (name: "pixels.npy", data: NumPyFiles.npyHeader(descr: "|u1", shape: [ds.count, ds.channels, ds.height, ds.width]) + ds.pixels),
       (name: "labels.npy", data: NumPyFiles.npyHeader(descr: "<i8", shape: [ds.count]) + labels),
-      (name: "classes.json", data: [UInt8](meta)),
+      (name: "classes.json", data: Array(meta.utf8)),
     ], to: path)
   }
 
@@ -206,8 +206,10 @@ public enum ImageSets {
     let zip = try ZipReader(path, what: "cache")
     guard let m = zip.entry(named: "classes.json"), let p = zip.entry(named: "pixels.npy"),
           let l = zip.entry(named: "labels.npy") else { return nil }
-    let meta = try JSONSerialization.jsonObject(with: Data(try zip.read(m, limit: 64 << 20, what: "cache"))) as? [String: Any]
-    guard meta?["key"] as? String == key, let classes = meta?["classes"] as? [String] else { return nil }
+    let meta = try JSON.parse(try zip.read(m, limit: 64 << 20, what: "cache"), name: path)
+    guard case .string(key)? = meta["key"], case .array(let names)? = meta["classes"] else { return nil }
+    let classes = names.compactMap { if case .string(let n) = $0 { return n } else { return nil } }
+    guard classes.count == names.count else { return nil }
     let (pd, pshape, pixels) = try NumPyFiles.raw(try zip.read(p, limit: Int.max / 2, what: "cache"), what: path)
     let (ld, lshape, labelBytes) = try NumPyFiles.raw(try zip.read(l, limit: Int.max / 2, what: "cache"), what: path)
     guard pd == "|u1", ld == "<i8", pshape.count == 4, lshape == [pshape[0]] else { return nil }

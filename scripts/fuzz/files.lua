@@ -89,15 +89,7 @@ for i = 1, 2 do
   addSeed("npz", p)
 end
 -- A zip of stored entries (APPNOTE's local headers, central directory and end record), for a
--- dataset zip seed in stylegan2-ada's layout.
-local function crc32(str)
-  local crc = 0xFFFFFFFF
-  for i = 1, #str do
-    crc = crc ~ str:byte(i)
-    for _ = 1, 8 do crc = (crc >> 1) ~ (0xEDB88320 & -(crc & 1)) end
-  end
-  return crc ~ 0xFFFFFFFF
-end
+-- dataset zip seed in stylegan2-ada's layout (crc32 is gzip's, above).
 local function zipOf(entries)
   local body, dir = {}, {}
   local offset = 0
