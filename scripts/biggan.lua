@@ -1,14 +1,18 @@
 -- biggan.lua: BigGAN (Brock, Donahue & Simonyan 2019) trained as ajbrock/BigGAN-PyTorch
 -- trains it: hinge loss, numDSteps D steps per G step with fresh reals, noise and labels each,
 -- Adam, orthogonal regularization added to G's gradients, an EMA of G's parameters and
--- buffers. The networks are in scripts/lib/models/biggan.lua.
+-- buffers. The networks are in scripts/lib/models/biggan.lua (--arch=deep: BigGAN-deep's, in
+-- scripts/lib/models/biggan_deep.lua).
 --
 --   luagan scripts/biggan.lua [--ch=32] [--orthoBeta=1e-4] [--iters=20000] [--out=runs/biggan] ...
+--   luagan scripts/biggan.lua --arch=deep --depth=2 ...
 --   luagan scripts/biggan.lua --help
 local training = require("training")
-local biggan = require("models.biggan")
 
 local spec = training.concat({
+  { "arch", "standard", "standard: BigGAN; deep: BigGAN-deep (bottleneck blocks, depth per resolution, [embedding, z] "
+    .. "at every block; shared and hier are implied)", oneOf = { "standard", "deep" } },
+  { "depth", 2, "BigGAN-deep's blocks per resolution (G_depth = D_depth)", min = 1 },
   { "ch", 32, "channel multiplier (BigGAN's G_ch = D_ch; widths are multiples of it)" },
   { "dimZ", 128, "latent size (rounded down to a multiple of the z chunks with hier)" },
   { "sharedDim", 128, "shared class embedding size (0: dimZ)" },
@@ -44,6 +48,7 @@ local opt, saved = training.start(spec, "BigGAN: class-conditional GAN with a pr
 
 -- Data and models -------------------------------------------------------------------------
 local dataset, loader, channels, numClasses = training.data(opt, opt.batchSize)
+local biggan = require(opt.arch == "deep" and "models.biggan_deep" or "models.biggan")
 local G, D = biggan.fromOptions(opt, channels, numClasses)
 local optG = optim.Adam(G:parameters(), { lr = opt.GLr, betas = opt.GBetas, eps = opt.adamEps })
 local optD = optim.Adam(D:parameters(), { lr = opt.DLr, betas = opt.DBetas, eps = opt.adamEps })

@@ -1,5 +1,6 @@
 -- sample.lua: sheets and a truncation sweep from a checkpoint of biggan.lua, pggan.lua or
--- dcgan.lua -- a template for your own sampling scripts.
+-- dcgan.lua, from BigGAN-PyTorch's G.pth / G_ema.pth, or from pytorch-pretrained-BigGAN's
+-- BigGAN-deep weights -- a template for your own sampling scripts.
 --   classes.png            one row per class, 10 samples each (conditional models)
 --   interp_z.png           rows interpolate between two z (class fixed per row)
 --   interp_class.png       rows interpolate between two classes in the shared embedding (z fixed)
@@ -9,11 +10,17 @@
 --                          (untruncated, best FID, the validation data's IS, max IS), also printed
 --
 --   luagan scripts/sample.lua --ckpt=runs/biggan [--truncations={2,1,0.5,0.25}] [--n=2000]
+--   luagan scripts/sample.lua --ckpt=path/to/G_ema.pth --classes={1,208,981}
+--   luagan scripts/sample.lua --pretrained=biggan-deep-256 --weights=path/to/pytorch_model.bin
 local options = require("options")
 local training = require("training")
 
-local opt = options.cli(arg, {
-  { "ckpt", "", "a run folder (its latest checkpoint) or a checkpoint folder" },
+local opt, given = options.cli(arg, {
+  { "ckpt", "", "a run folder (its latest checkpoint), a checkpoint folder, or BigGAN-PyTorch's G.pth / G_ema.pth" },
+  { "pretrained", "", "pytorch-pretrained-BigGAN's model: biggan-deep-128, biggan-deep-256 or biggan-deep-512 (with --weights)" },
+  { "weights", "", "its pytorch_model.bin" },
+  { "classes", {}, "1-based classes for the sheets (ImageNet's 0-based 207 is 208; default: all up to 20, else 10 spread out)" },
+  { "batch", 16, "images per forward pass", min = 1 },
   { "out", "", "where to write (default: <run>/sample)" },
   { "truncations", { 0, 2, 1.5, 1, 0.75, 0.5, 0.25 }, "thresholds to sweep (0: no truncation)" },
   { "n", 2000, "samples per threshold for FID and IS (0: sheets only)" },
@@ -22,12 +29,56 @@ local opt = options.cli(arg, {
   { "standing", 0, "standing statistics: BatchNorm statistics averaged over this many batches before sampling at each "
     .. "threshold, then eval mode (BigGAN-PyTorch's --accumulate_stats; 0: off)", min = 0 },
 }, "Sample sheets, interpolations and a truncation sweep from a checkpoint.")
-if opt.ckpt == "" then io.stderr:write("sample.lua: --ckpt is required (a run folder such as runs/biggan)\n"); os.exit(2) end
-
-local g = training.loadGenerator(opt.ckpt, { ema = opt.ema })
+local function usage(message) io.stderr:write("sample.lua: ", message, "\n"); os.exit(2) end
+local g
+if opt.pretrained ~= "" then
+  if opt.weights == "" then usage("--pretrained needs --weights=path/to/pytorch_model.bin") end
+  if opt.standing > 0 then usage("--standing does not apply to --pretrained: its BN statistics are indexed by truncation") end
+  g = training.loadPyTorchGenerator(opt.weights, { pretrained = opt.pretrained })
+elseif opt.ckpt:match("%.pth?$") or opt.ckpt:match("%.bin$") then
+  g = training.loadPyTorchGenerator(opt.ckpt)
+elseif opt.ckpt ~= "" then
+  g = training.loadGenerator(opt.ckpt, { ema = opt.ema })
+else
+  usage("--ckpt (a run folder such as runs/biggan, or a G_ema.pth) or --pretrained with --weights is required")
+end
+local noise = g.noise or function(n, t) return training.noise(n, g.dimZ, t) end
+local truncations = opt.truncations
+if g.truncations and not given.truncations then truncations = g.truncations end
 local out = opt.out ~= "" and opt.out or (g.opt.out .. "/sample")
 paths.mkdir(out)
 tensor.manualSeed(opt.seed)
+
+-- Generates in batches of --batch (a 256 px BigGAN-deep takes seconds per image on a CPU),
+-- with a progress bar when there is more than one. `forward(from, count)` makes images from..from+count-1.
+local function batched(n, forward)
+  local parts, bar = {}, n > opt.batch and log.Progress(n) or nil
+  for from = 1, n, opt.batch do
+    local count = math.min(opt.batch, n - from + 1)
+    parts[#parts + 1] = forward(from, count)
+    if bar then bar:update(from + count - 1) end
+  end
+  if bar then bar:finish() end
+  return tensor.cat(parts, 1)
+end
+local function generate(z, y, t)      -- z: (n, dimZ), y: (n) labels or nil
+  if g.prepare then g.prepare(t or 0) end
+  return batched(z:size(1), function(from, count)
+    local zb = z:narrow(1, from, count)
+    return y and g.sample(zb, y:narrow(1, from, count)) or g.sample(zb)
+  end)
+end
+-- The sheets' classes: --classes, or all of them up to 20, or 10 spread over the range.
+local sheetClasses = opt.classes
+if #sheetClasses == 0 and g.numClasses > 0 then
+  local k = math.min(g.numClasses, g.numClasses <= 20 and g.numClasses or 10)
+  for i = 1, k do sheetClasses[i] = math.floor((i - 1) * g.numClasses / k) + 1 end
+end
+for _, c in ipairs(sheetClasses) do
+  if math.type(c) ~= "integer" or c < 1 or c > g.numClasses then
+    usage(("--classes: 1-based classes in 1..%d expected, got %s"):format(g.numClasses, tostring(c)))
+  end
+end
 local function save(name, images, nrow)
   local path = ("%s/%s.png"):format(out, name)
   image.save(path, image.grid(images, { nrow = nrow, padding = 2, padValue = 1 }), { range = { -1, 1 } })
@@ -40,35 +91,40 @@ local function lerp(a, b, steps)   -- rows: a -> b in `steps` columns
 end
 
 -- Class sheet: one row per class (or 8x8 samples for unconditional models).
-local classes = math.max(g.numClasses, 1)
+local rowsOfClasses = math.max(#sheetClasses, 1)
 local function sheet(truncation)
   if opt.standing > 0 then g.standing(opt.standing, truncation) end
-  local z = training.noise(classes * 10, g.dimZ, truncation)
-  if g.numClasses == 0 then return g.sample(z), 10 end
+  local z = noise(rowsOfClasses * 10, truncation)
+  if g.numClasses == 0 then return generate(z, nil, truncation), 10 end
   local y = {}
-  for c = 1, g.numClasses do for _ = 1, 10 do y[#y + 1] = c end end
-  return g.sample(z, tensor.new(y)), 10
+  for _, c in ipairs(sheetClasses) do for _ = 1, 10 do y[#y + 1] = c end end
+  return generate(z, tensor.new(y), truncation), 10
 end
 save("classes", sheet(0))
 
 -- Interpolation in z: 8 rows, 10 steps, the class fixed per row.
 local rows, steps = 8, 10
-local zs = lerp(tensor.randn(rows, g.dimZ), tensor.randn(rows, g.dimZ), steps):view(rows * steps, g.dimZ)
+local zs = lerp(noise(rows, 0), noise(rows, 0), steps):view(rows * steps, g.dimZ)
 if g.numClasses > 0 then
   local y = {}
-  for r = 1, rows do for _ = 1, steps do y[#y + 1] = (r - 1) % g.numClasses + 1 end end
-  save("interp_z", g.sample(zs, tensor.new(y)), steps)
+  for r = 1, rows do for _ = 1, steps do y[#y + 1] = sheetClasses[(r - 1) % #sheetClasses + 1] end end
+  save("interp_z", generate(zs, tensor.new(y)), steps)
 else
-  save("interp_z", g.sample(zs), steps)
+  save("interp_z", generate(zs), steps)
 end
 
 -- Interpolation between classes through the shared embedding (BigGAN with shared = true).
 if g.embed and g.opt.shared then
   local from, to = {}, {}
-  for r = 1, rows do from[r] = (r - 1) % g.numClasses + 1; to[r] = r % g.numClasses + 1 end
-  local e = lerp(g.embed(tensor.new(from)), g.embed(tensor.new(to)), steps)
-  local z = tensor.randn(rows, g.dimZ):unsqueeze(2):expand(rows, steps, g.dimZ):reshape(rows * steps, g.dimZ)
-  save("interp_class", g.sampleEmbedded(z, e:reshape(rows * steps, -1)), steps)
+  for r = 1, rows do
+    from[r] = sheetClasses[(r - 1) % #sheetClasses + 1]; to[r] = sheetClasses[r % #sheetClasses + 1]
+  end
+  local e = lerp(g.embed(tensor.new(from)), g.embed(tensor.new(to)), steps):reshape(rows * steps, -1)
+  local z = noise(rows, 0):unsqueeze(2):expand(rows, steps, g.dimZ):reshape(rows * steps, g.dimZ)
+  if g.prepare then g.prepare(0) end
+  save("interp_class", batched(rows * steps, function(from, count)
+    return g.sampleEmbedded(z:narrow(1, from, count), e:narrow(1, from, count))
+  end), steps)
 end
 
 -- Truncation sweep: a sheet per threshold, and FID / IS under the domain classifier.
@@ -79,11 +135,11 @@ if metricsOn then
   evaluation = require("evaluation")
   ref = evaluation.reference { split = "test" }
 end
-for _, t in ipairs(opt.truncations) do
+for _, t in ipairs(truncations) do
   save(("trunc-%s"):format(t > 0 and t or "none"), sheet(t))
   if metricsOn then
     local r = evaluation.evaluate(function(n, i)
-      local z = training.noise(n, g.dimZ, t)
+      local z = noise(n, t)
       if g.numClasses == 0 then return g.sample(z) end
       local y = {}
       for k = 0, n - 1 do y[k + 1] = (i - 1 + k) % g.numClasses + 1 end

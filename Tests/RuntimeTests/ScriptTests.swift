@@ -7,7 +7,7 @@ final class ScriptTests: XCTestCase {
                        "fixtures_optim", "fixtures_gan", "fixtures_exchange", "nn_modules", "misuse_nn", "gan2d",
                        "option_parsing", "images", "file_formats", "datasets", "checkpoints", "logs_plots", "tensorboard", "misuse_io",
                        "metrics", "fixtures_metrics", "inception_net", "fixtures_biggan", "domain_metrics", "threads", "never_crash",
-                       "training_run", "small_data", "pth_files", "biggan_pytorch"]
+                       "training_run", "small_data", "pth_files", "biggan_pytorch", "biggan_deep"]
 
   func testEveryScriptIsListed() throws {
     let dir = Luagan.root.appendingPathComponent("scripts/tests")
@@ -44,6 +44,7 @@ final class ScriptTests: XCTestCase {
   func testInceptionMatchesPytorchFid() throws { try Luagan.runTestScript("inception_net") }
   func testTinyBigGANStepsMatchPyTorch() throws { try Luagan.runTestScript("fixtures_biggan") }
   func testBigGANPyTorchCheckpointLoads() throws { try Luagan.runTestScript("biggan_pytorch") }
+  func testBigGANDeepMatchesBothReferences() throws { try Luagan.runTestScript("biggan_deep") }
   func testDomainClassifierAndMetricsOnRealData() throws { try Luagan.runTestScript("domain_metrics") }
   func testSameBitsForAnyThreadCount() throws { try Luagan.runTestScript("threads") }
   func testNeverCrash() throws { try Luagan.runTestScript("never_crash", environment: ["LUAGAN_LUA_HEAP_LIMIT": "512M"]) }

@@ -70,6 +70,33 @@ final class TrainingScriptsTests: XCTestCase {
     XCTAssertTrue(json.contains("\"fid\"") && json.contains("\"accuracy\""), json)
   }
 
+  /// BigGAN-deep trains, resumes bit-exactly and samples; sample.lua also samples BigGAN-PyTorch's
+  /// G.pth and pytorch-pretrained-BigGAN's weights (the fixtures' random-weight ones).
+  func testBigGANDeepAndPyTorchWeightsSample() throws {
+    let a = tmp.appendingPathComponent("a"), b = tmp.appendingPathComponent("b")
+    let deep = ["--arch=deep", "--depth=1"] + Self.tinyBigGAN
+    _ = try run(["scripts/biggan.lua", "--iters=4", "--out=\(a.path)"] + deep)
+    _ = try run(["scripts/biggan.lua", "--iters=2", "--out=\(b.path)"] + deep)
+    _ = try run(["scripts/biggan.lua", "--resume=\(b.path)", "--iters=4"])
+    try assertSameCheckpoint(a.appendingPathComponent("ckpt/iter-0000004"), b.appendingPathComponent("ckpt/iter-0000004"))
+    _ = try run(["scripts/sample.lua", "--ckpt=\(a.path)", "--n=0", "--truncations={0,0.5}"])
+    assertFiles(a.appendingPathComponent("sample"), ["classes.png", "interp_z.png", "interp_class.png", "trunc-0.5.png"])
+
+    let pth = Luagan.root.appendingPathComponent("Tests/Fixtures/pth").path
+    let p = tmp.appendingPathComponent("pth"), h = tmp.appendingPathComponent("hf")
+    _ = try run(["scripts/sample.lua", "--ckpt=\(pth)/biggan_pytorch_G.pth", "--out=\(p.path)", "--n=0", "--truncations={0,0.5}",
+                 "--classes={1,208}", "--batch=8"])
+    assertFiles(p, ["classes.png", "interp_z.png", "interp_class.png", "trunc-none.png", "trunc-0.5.png"])
+    let s = try run(["scripts/sample.lua", "--pretrained=biggan-deep-128", "--weights=\(pth)/biggan_deep_128.bin", "--out=\(h.path)",
+                     "--n=0", "--truncations={1,0.4}", "--classes={208}"])
+    assertFiles(h, ["classes.png", "interp_z.png", "interp_class.png", "trunc-1.png", "trunc-0.4.png"])
+    XCTAssertTrue(s.stdout.contains("trunc-0.4.png"), s.stdout)
+    let wrong = try Luagan.run(["scripts/sample.lua", "--pretrained=biggan-deep-256", "--weights=\(pth)/biggan_deep_128.bin",
+                                "--out=\(h.path)"])
+    XCTAssertNotEqual(wrong.status, 0)
+    XCTAssertTrue(wrong.stderr.contains("holds a 128 px BigGAN-deep, not biggan-deep-256"), wrong.stderr)
+  }
+
   /// --minutes: the run stops when the budget is spent (its summary says how many iterations
   /// fit), the EMA starts at a share of it, and a resume continues the budget from where the
   /// checkpoint left it.

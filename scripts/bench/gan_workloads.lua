@@ -1,6 +1,8 @@
 -- gan_workloads.lua: the biggan32, pggan32 and demo32 training workloads of ../shared/bench/README.md,
 -- built from luagan's own modules (scripts/lib/models/*.lua), one iteration = one D step and
--- one G step, on random data. Prints one JSON line like torch_reference.py, so the two can
+-- one G step, on random data; and deep256, one sampling forward of BigGAN-deep 256 (batch 8,
+-- pytorch-pretrained-BigGAN's configuration, random weights; its PyTorch side is
+-- scripts/bench/torch/biggan_deep_forward.py). Prints one JSON line like torch_reference.py, so the two can
 -- be run back to back and compared as a ratio:
 --
 --   luagan scripts/bench/gan_workloads.lua biggan32 [--steps=5] [--warmup=2] [--threads=2]
@@ -8,10 +10,11 @@
 local options = require("options")
 local biggan = require("models.biggan")
 local pggan = require("models.pggan")
+local deep = require("models.biggan_deep")
 
 local workload = arg[1]
-if workload ~= "biggan32" and workload ~= "pggan32" and workload ~= "demo32" then
-  io.stderr:write("usage: luagan scripts/bench/gan_workloads.lua biggan32|pggan32|demo32 [--steps=5] [--warmup=2] [--threads=2]\n")
+if workload ~= "biggan32" and workload ~= "pggan32" and workload ~= "demo32" and workload ~= "deep256" then
+  io.stderr:write("usage: luagan scripts/bench/gan_workloads.lua biggan32|pggan32|demo32|deep256 [--steps=5] [--warmup=2] [--threads=2]\n")
   os.exit(2)
 end
 local rest = { [0] = arg[0] }
@@ -91,8 +94,25 @@ local function pggan32()
   return iteration, G:numParameters() + D:numParameters()
 end
 
+-- deep256: pytorch-pretrained-BigGAN's biggan-deep-256 (ch 128, eps 1e-4, a 128-wide RGB conv)
+-- in eval mode, truncation 0.4, a batch of 8 one-hot classes, no gradients.
+local function deep256()
+  local bs = opt.batch > 0 and opt.batch or 8
+  local G = deep.Generator { resolution = 256, ch = 128, numClasses = 1000, attention = "64", snEps = 1e-4, bnEps = 1e-4,
+    outputBnEps = 1e-4, outputWidth = 128, init = "N02" }
+  G:eval()
+  local y = tensor.zeros(bs, 1000)
+  for i = 1, bs do y[i][(i * 97) % 1000 + 1] = 1 end
+  local function iteration()
+    tensor.noGrad(function() return G(gan.truncatedNoise(bs, 128, 2) * 0.4, G:embed(y)) end)
+  end
+  return iteration, G:numParameters()
+end
+
 local iteration, params
-if workload == "pggan32" then iteration, params = pggan32() else iteration, params = biggan32(workload == "demo32") end
+if workload == "pggan32" then iteration, params = pggan32()
+elseif workload == "deep256" then iteration, params = deep256()
+else iteration, params = biggan32(workload == "demo32") end
 for _ = 1, opt.warmup do iteration() end
 local flops0 = tensor.flops()
 iteration()

@@ -2,14 +2,14 @@
 -- run back to back, alternating (A B A B), on the same machine; prints each run, the ratio of
 -- medians luagan/PyTorch, GFLOP/s against the sgemm rate of the same make bench, and peak RSS.
 --
---   luagan scripts/bench/side_by_side.lua [--workloads=biggan32,pggan32,demo32] [--rounds=2]
+--   luagan scripts/bench/side_by_side.lua [--workloads=biggan32,pggan32,demo32,deep256] [--rounds=2]
 --                                         [--steps=5] [--sgemm=GFLOPS] [--python=PATH]
 -- PyTorch is found at $TORCH_PYTHON, ../.venv-torch/bin/python or .venv-torch/bin/python; the
 -- reference script at $SHARED_BENCH/torch_reference.py or ../shared/bench. Without them,
 -- luagan's side runs alone.
 local options = require("options")
 local opt = options.cli(arg, {
-  { "workloads", "biggan32,pggan32,demo32", "comma-separated workloads" },
+  { "workloads", "biggan32,pggan32,demo32,deep256", "comma-separated workloads" },
   { "rounds", 2, "A B rounds per workload" },
   { "steps", 5, "timed iterations per run" },
   { "threads", 2, "threads on both sides" },
@@ -53,6 +53,8 @@ print(("machine: %s, %s; BLAS %s (%s); %d threads"):format(c.cpu, c.isa, c.blasC
 if not withTorch then print("PyTorch not found (set TORCH_PYTHON, or make ../.venv-torch): luagan's side only") end
 
 local exe = root .. "/.build/release/luagan"
+-- workloads whose PyTorch side is ours, not ../shared/bench's
+local own = { deep256 = "biggan_deep_forward.py" }
 local rows = {}
 for w in opt.workloads:gmatch("[^,]+") do
   local lg, pt, lgRSS, ptRSS, gflops = {}, {}, {}, {}, {}
@@ -61,7 +63,8 @@ for w in opt.workloads:gmatch("[^,]+") do
     lg[r], lgRSS[r], gflops[r] = a.ms_per_iter, a.peak_rss_mb, a.gflops
     io.write(("%-9s round %d  luagan %8.1f ms  (%.0f MB, %.1f GFLOP/s)"):format(w, r, a.ms_per_iter, a.peak_rss_mb, a.gflops))
     if withTorch then
-      local b = runJSON(("%q %q %s --steps %d --threads %d"):format(python, reference, w, opt.steps, opt.threads))
+      local script = own[w] and (root .. "/scripts/bench/torch/" .. own[w]) or reference
+      local b = runJSON(("%q %q %s --steps %d --threads %d"):format(python, script, w, opt.steps, opt.threads))
       pt[r], ptRSS[r] = b.ms_per_iter, b.peak_rss_mb
       io.write(("   PyTorch %8.1f ms  (%.0f MB)   ratio %.2f"):format(b.ms_per_iter, b.peak_rss_mb, a.ms_per_iter / b.ms_per_iter))
     end

@@ -621,7 +621,7 @@ function M.loadGenerator(dir, opts)
   end
   if state.model == "biggan" then
     g.numClasses = meta.numClasses
-    g.G = require("models.biggan").fromOptions(o, g.channels, meta.numClasses)
+    g.G = require(o.arch == "deep" and "models.biggan_deep" or "models.biggan").fromOptions(o, g.channels, meta.numClasses)
     g.dimZ = g.G.dimZ
     weights = pick("ema")
     g.sample = function(z, labels) return g.G(z, g.G:embed(labels)) end
@@ -673,6 +673,57 @@ end
 
 --- Latent noise: N(0, I), or truncated at |z| <= truncation (values beyond are resampled,
 -- BigGAN's truncation trick) when truncation > 0.
+--- A generator from PyTorch weights, with loadGenerator's fields (model, G, dimZ, numClasses,
+-- channels, resolution, sample, embed, sampleEmbedded, standing) plus noise(n, truncation) and
+-- prepare(truncation), which samplers call before each batch at a truncation:
+-- * `path` a BigGAN-PyTorch G.pth / G_ema.pth (BigGAN.py or BigGANdeep.py, told apart by its
+--   names), sampled in eval mode with its stored BN statistics (or standing ones), truncation
+--   by resampling as gan.truncatedNoise;
+-- * with opts.pretrained = "biggan-deep-128" | "-256" | "-512", `path` is pytorch-pretrained-
+--   BigGAN's pytorch_model.bin: its truncation t in (0, 1] scales noise truncated at 2 (its
+--   truncated_noise_sample) and picks its BN statistics (threshold 0 means t = 1).
+function M.loadPyTorchGenerator(path, opts)
+  opts = opts or {}
+  local sd = tensor.load(path)
+  local g = { iter = 0, ema = path:match("ema") ~= nil, opt = { shared = true, out = (path:match("^(.*)/[^/]*$") or ".") } }
+  if opts.pretrained then
+    local resolution = tonumber(tostring(opts.pretrained):match("^biggan%-deep%-(%d+)$"))
+    if not ({ [128] = true, [256] = true, [512] = true })[resolution] then
+      error(("--pretrained must be biggan-deep-128, biggan-deep-256 or biggan-deep-512, got '%s'"):format(tostring(opts.pretrained)), 0)
+    end
+    local ok, G, o = pcall(require("models.biggan_deep").fromPretrained, sd)
+    if not ok then error(("%s: %s"):format(path, G), 0) end
+    if o.resolution ~= resolution then
+      error(("%s holds a %d px BigGAN-deep, not %s"):format(path, o.resolution, opts.pretrained), 0)
+    end
+    g.model, g.G, g.opt.pretrained = "biggan-deep", G, opts.pretrained
+    g.noise = function(n, t)
+      local z = M.noise(n, o.dimZ, 2.0)
+      return (t > 0 and t < 1) and z * t or z
+    end
+    g.prepare = function(t) G:setTruncation((t > 0 and t <= 1) and t or 1.0) end
+    g.truncations = { 1, 0.75, 0.5, 0.4, 0.25 }
+  else
+    if type(sd) ~= "table" or not tensor.isTensor(sd["linear.weight"]) then
+      error(("%s is not a BigGAN-PyTorch generator state dict (G.pth or G_ema.pth: no linear.weight)"):format(path), 0)
+    end
+    local deep = tensor.isTensor(sd["blocks.0.0.conv4.weight"])
+    local ok, G = pcall(require(deep and "models.biggan_deep" or "models.biggan").fromPyTorch, sd)
+    if not ok then error(("%s: %s"):format(path, G), 0) end
+    g.model, g.G = deep and "biggan-deep" or "biggan", G
+  end
+  local o = g.G.options
+  g.dimZ, g.numClasses, g.channels, g.resolution = g.G.dimZ, o.numClasses, o.outChannels, o.resolution
+  g.noise = g.noise or function(n, t) return M.noise(n, g.dimZ, t) end
+  g.embed = function(labels) return g.G:embed(labels) end
+  g.sampleEmbedded = function(z, e) return tensor.noGrad(function() return g.G(z, e) end) end
+  g.sample = function(z, labels) return g.sampleEmbedded(z, g.G:embed(labels)) end
+  g.standing = function(n, truncation)
+    nn.utils.standingStats(g.G, n, function() g.G(g.noise(64, truncation or 0), g.G:embed(tensor.randint(1, g.numClasses, 64))) end)
+  end
+  return g
+end
+
 function M.noise(n, dim, truncation)
   if truncation and truncation > 0 then return gan.truncatedNoise(n, dim, truncation) end
   return tensor.randn(n, dim)

@@ -252,6 +252,46 @@ local function luaganName(name, state)
   return n
 end
 
+--- Loads a BigGAN-PyTorch state dict (BigGAN.py or BigGANdeep.py names: layers.py's SN keeps
+-- `weight` and `u0`, ccbn/bn keep stored_mean/var, bn's gain) into `model`, a luagan BigGAN or
+-- BigGAN-deep G or D built with the same configuration. Names map as luaganName above; SN's
+-- weight_v = normalize(Wᵀu) is derived (o.snEps, default 1e-6). Unknown or missing names are an
+-- error listing them all; o.what names the model in it.
+function M.loadPyTorchState(model, sd, o)
+  o = o or {}
+  local eps, what = o.snEps or 1e-6, o.what or "the model"
+  local state = model:stateDict()
+  local mapped, unknown = {}, {}
+  for name, t in pairs(sd) do
+    local n = luaganName(name, state)
+    if n and state[n] and tensor.isTensor(t) then
+      mapped[n] = n:match("weight_u$") and t:reshape(-1) or t     -- u0 is (1, h)
+    elseif n ~= false then
+      unknown[#unknown + 1] = name
+    end
+  end
+  local missing = {}
+  for name in pairs(state) do
+    local p = name:match("^(.*)%.weight_v$")
+    if p and mapped[p .. ".weight_u"] and mapped[p .. ".weight_orig"] then   -- v = normalize(Wᵀu), u's partner
+      local w = mapped[p .. ".weight_orig"]:to(state[name]:dtype())
+      local v = w:reshape(w:size(1), -1):t():matmul(mapped[p .. ".weight_u"]:to(state[name]:dtype()))
+      mapped[name] = v / math.max(v:norm():item(), eps)
+    elseif name:match("num_batches_tracked$") then
+      mapped[name] = state[name]                                  -- BigGAN-PyTorch's bn does not count
+    elseif not mapped[name] then
+      missing[#missing + 1] = name
+    end
+  end
+  if #unknown > 0 or #missing > 0 then
+    table.sort(unknown); table.sort(missing)
+    error(("names %s does not take: {%s}; missing: {%s} (luagan's names)")
+      :format(what, table.concat(unknown, ", "), table.concat(missing, ", ")), 2)
+  end
+  model:loadStateDict(mapped)
+  return model
+end
+
 --- BigGAN-PyTorch's generator from its state dict (ajbrock/BigGAN-PyTorch BigGAN.py Generator,
 -- e.g. the released ImageNet-128 G_ema.pth read by tensor.load): the architecture comes from
 -- the checkpoint's shapes (resolution from the block count, ch, numClasses, sharedDim, hier
@@ -293,37 +333,10 @@ function M.fromPyTorch(sd, o)
     error(("biggan.fromPyTorch: linear takes %d inputs but the CBNs' z chunk is %d"):format(linear:size(2), zChunk), 2)
   end
   local G = M.Generator(opts)
-  local state = G:stateDict()
-  local mapped, unknown = {}, {}
-  for name, t in pairs(sd) do
-    local n = luaganName(name, state)
-    if n and state[n] and tensor.isTensor(t) then
-      mapped[n] = n:match("weight_u$") and t:reshape(-1) or t     -- u0 is (1, h)
-    elseif n ~= false then
-      unknown[#unknown + 1] = name
-    end
-  end
-  local missing = {}
-  for name in pairs(state) do
-    local p = name:match("^(.*)%.weight_v$")
-    if p and mapped[p .. ".weight_u"] and mapped[p .. ".weight_orig"] then   -- v = normalize(Wᵀu), u's partner
-      local w = mapped[p .. ".weight_orig"]
-      local v = w:reshape(w:size(1), -1):t():matmul(mapped[p .. ".weight_u"])
-      mapped[name] = v / math.max(v:norm():item(), o.snEps)
-    elseif name:match("num_batches_tracked$") then
-      mapped[name] = state[name]                                  -- BigGAN-PyTorch's bn does not count
-    elseif not mapped[name] then
-      missing[#missing + 1] = name
-    end
-  end
-  if #unknown > 0 or #missing > 0 then
-    table.sort(unknown); table.sort(missing)
-    error(("biggan.fromPyTorch: names the BigGAN-PyTorch G built from these shapes (%s) does not take: {%s}; "
-      .. "missing: {%s} (luagan's names)")
-      :format(opts.attention ~= "0" and ("%d px, ch %d, attention %s"):format(resolution, ch, opts.attention)
-        or ("%d px, ch %d"):format(resolution, ch), table.concat(unknown, ", "), table.concat(missing, ", ")), 2)
-  end
-  local ok, err = pcall(G.loadStateDict, G, mapped)
+  local describe = opts.attention ~= "0" and ("%d px, ch %d, attention %s"):format(resolution, ch, opts.attention)
+    or ("%d px, ch %d"):format(resolution, ch)
+  local ok, err = pcall(M.loadPyTorchState, G, sd,
+    { snEps = o.snEps, what = "the BigGAN-PyTorch G built from these shapes (" .. describe .. ")" })
   if not ok then error("biggan.fromPyTorch: " .. tostring(err), 2) end
   nn.utils.spectralNormEvalPowerStep(G, true)
   G:eval()

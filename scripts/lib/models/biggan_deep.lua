@@ -1,0 +1,451 @@
+-- models/biggan_deep.lua: BigGAN-deep's generator and discriminator (Brock et al. 2019,
+-- appendix B, Figure 16), as ajbrock/BigGAN-PyTorch builds them (BigGANdeep.py): bottleneck
+-- ResBlocks (1x1 conv to a quarter of the channels, two 3x3 convs, 1x1 back out), two blocks
+-- per resolution, the whole [embedding, z] as every CBN's condition, G's skip dropping channels
+-- instead of a learned 1x1 conv, and D's skip concatenating new channels to the old ones.
+-- pytorch-pretrained-BigGAN's BigGAN-deep 128/256/512 (converted from DeepMind's TF-Hub
+-- modules) load into this same G with M.fromPretrained.
+--
+--   local deep = require("models.biggan_deep")
+--   local G = deep.Generator { resolution = 128, ch = 128, numClasses = 1000 }
+--   local D = deep.Discriminator { resolution = 128, ch = 128, numClasses = 1000 }
+--   local x = G(z, G:embed(labels))       -- labels 1-based, or class vectors (N, numClasses)
+local biggan = require("models.biggan")
+local M = {}
+
+local function SN(m, eps) return nn.SpectralNorm(m, { eps = eps }) end
+
+local function defaults(o, d)
+  o = o or {}
+  for k, v in pairs(d) do if o[k] == nil then o[k] = v end end
+  return o
+end
+
+-- Arch tables (BigGANdeep.py G_arch / D_arch), as multiples of ch. G stage i holds `depth`
+-- blocks, in[i] -> in[i] then in[i] -> out[i], the last one doubling the resolution to res[i].
+-- D stage i: in[i] -> out[i] (halving the resolution when down[i]) then out[i] -> out[i].
+-- 512 px is pytorch-pretrained-BigGAN's (the 256 table plus a 1 -> 1 stage).
+M.arch = {
+  [32] = {
+    G = { inC = { 4, 4, 4 }, outC = { 4, 4, 4 }, res = { 8, 16, 32 } },
+    D = { inC = { 4, 4, 4 }, outC = { 4, 4, 4 }, down = { true, true, false }, res = { 16, 16, 16 } },
+  },
+  [64] = {
+    G = { inC = { 16, 16, 8, 4 }, outC = { 16, 8, 4, 2 }, res = { 8, 16, 32, 64 } },
+    D = { inC = { 1, 2, 4, 8 }, outC = { 2, 4, 8, 16 }, down = { true, true, true, true }, res = { 32, 16, 8, 4 } },
+  },
+  [128] = {
+    G = { inC = { 16, 16, 8, 4, 2 }, outC = { 16, 8, 4, 2, 1 }, res = { 8, 16, 32, 64, 128 } },
+    D = { inC = { 1, 2, 4, 8, 16 }, outC = { 2, 4, 8, 16, 16 }, down = { true, true, true, true, true }, res = { 64, 32, 16, 8, 4 } },
+  },
+  [256] = {
+    G = { inC = { 16, 16, 8, 8, 4, 2 }, outC = { 16, 8, 8, 4, 2, 1 }, res = { 8, 16, 32, 64, 128, 256 } },
+    D = { inC = { 1, 2, 4, 8, 8, 16 }, outC = { 2, 4, 8, 8, 16, 16 }, down = { true, true, true, true, true, true },
+          res = { 128, 64, 32, 16, 8, 4 } },
+  },
+  [512] = {
+    G = { inC = { 16, 16, 8, 8, 4, 2, 1 }, outC = { 16, 8, 8, 4, 2, 1, 1 }, res = { 8, 16, 32, 64, 128, 256, 512 } },
+  },
+}
+
+local function archFor(resolution, which)
+  local a = M.arch[resolution] and M.arch[resolution][which]
+  if not a then
+    error(("BigGAN-deep: %s resolution must be %s, got %s"):format(which,
+      which == "G" and "32, 64, 128, 256 or 512" or "32, 64, 128 or 256", tostring(resolution)), 3)
+  end
+  return a
+end
+
+-- GBlock (BigGANdeep.py): CBN -> ReLU -> conv1x1 (to cin/4) -> CBN -> ReLU -> [upsample] ->
+-- conv3x3 -> CBN -> ReLU -> conv3x3 -> CBN -> ReLU -> conv1x1 (to cout), plus the skip: x's
+-- first cout channels, upsampled with h.
+local GBlock = nn.Module:extend("BigGANdeep.GBlock")
+function GBlock:init(cin, cout, upsample, bn, snEps)
+  local hidden = cin // 4
+  self.cout, self.upsample = cout, upsample
+  self.bn1, self.conv1 = bn(cin), SN(nn.Conv2d(cin, hidden, 1), snEps)
+  self.bn2, self.conv2 = bn(hidden), SN(nn.Conv2d(hidden, hidden, 3, { padding = 1 }), snEps)
+  self.bn3, self.conv3 = bn(hidden), SN(nn.Conv2d(hidden, hidden, 3, { padding = 1 }), snEps)
+  self.bn4, self.conv4 = bn(hidden), SN(nn.Conv2d(hidden, cout, 1), snEps)
+end
+-- x: (N, cin, H, W), y: (N, condition) -> (N, cout, H or 2H, W or 2W)
+function GBlock:forward(x, y)
+  local h = self.bn2(self.conv1(self.bn1(x, y):relu()), y):relu()
+  if x:size(2) ~= self.cout then x = x:narrow(2, 1, self.cout) end     -- drop channels, no weights
+  if self.upsample then h, x = h:upsampleNearest(2), x:upsampleNearest(2) end
+  h = self.conv3(self.bn3(self.conv2(h), y):relu())
+  return self.conv4(self.bn4(h, y):relu()) + x
+end
+
+-- DBlock (BigGANdeep.py): ReLU -> conv1x1 (to cout/4) -> ReLU -> conv3x3 -> ReLU -> conv3x3 ->
+-- ReLU -> [avgpool 2] -> conv1x1 (to cout); skip: [avgpool 2], then when the width grows, x
+-- concatenated with a learned conv1x1 giving the cout - cin new channels.
+local DBlock = nn.Module:extend("BigGANdeep.DBlock")
+function DBlock:init(cin, cout, downsample, snEps)
+  local hidden = cout // 4
+  self.downsample = downsample
+  self.conv1 = SN(nn.Conv2d(cin, hidden, 1), snEps)
+  self.conv2 = SN(nn.Conv2d(hidden, hidden, 3, { padding = 1 }), snEps)
+  self.conv3 = SN(nn.Conv2d(hidden, hidden, 3, { padding = 1 }), snEps)
+  self.conv4 = SN(nn.Conv2d(hidden, cout, 1), snEps)
+  if cin ~= cout then self.conv_sc = SN(nn.Conv2d(cin, cout - cin, 1), snEps) end
+end
+-- x: (N, cin, H, W) -> (N, cout, H/2 or H, W/2 or W)
+function DBlock:forward(x)
+  local h = self.conv3(self.conv2(self.conv1(x:relu()):relu()):relu()):relu()   -- out of place: the skip needs x
+  if self.downsample then h, x = h:avgPool2d(2), x:avgPool2d(2) end
+  if self.conv_sc then x = tensor.cat({ x, self.conv_sc(x) }, 2) end
+  return self.conv4(h) + x
+end
+
+--- BigGAN-deep's generator. Options: resolution (128), ch (128), depth (2 blocks per
+-- resolution), dimZ (128), sharedDim (128; 0 means dimZ), numClasses (1000), attention ("64"),
+-- snEps (1e-6), bnEps (1e-5, the CBNs), outputBnEps (1e-5), init ("ortho"), outChannels (3),
+-- outputWidth (the last conv's width, default outChannels; pytorch-pretrained-BigGAN's is ch,
+-- of which the first outChannels are the image). The shared embedding and the [embedding, z]
+-- condition are always on: BigGAN-deep has no other mode.
+local Generator = nn.Module:extend("BigGANdeep.Generator")
+M.Generator = Generator
+function Generator:init(o)
+  o = defaults(o, { resolution = 128, ch = 128, depth = 2, dimZ = 128, sharedDim = 128, numClasses = 1000, attention = "64",
+                    snEps = 1e-6, bnEps = 1e-5, outputBnEps = 1e-5, init = "ortho", outChannels = 3 })
+  o.outputWidth = o.outputWidth or o.outChannels
+  if o.outputWidth < o.outChannels then
+    error(("BigGAN-deep: outputWidth (%d) must be at least outChannels (%d)"):format(o.outputWidth, o.outChannels), 3)
+  end
+  local arch = archFor(o.resolution, "G")
+  self.dimZ = o.dimZ
+  local sharedDim = o.sharedDim > 0 and o.sharedDim or o.dimZ
+  self.shared = nn.Embedding(o.numClasses, sharedDim)               -- no SN on G's embedding
+  local condSize = sharedDim + o.dimZ
+  local function bn(c)
+    return nn.ConditionalBatchNorm2d(c, { inputSize = condSize, spectralNorm = true, snEps = o.snEps, eps = o.bnEps })
+  end
+  self.width0 = arch.inC[1] * o.ch
+  self.linear = SN(nn.Linear(condSize, self.width0 * 16), o.snEps)
+  local attention = biggan.attentionSet(o.attention)
+  self.blocks = nn.ModuleList()
+  for i = 1, #arch.inC do
+    local stage = nn.ModuleList()
+    for j = 1, o.depth do
+      local cin = arch.inC[i] * o.ch
+      stage:add(GBlock(cin, j == o.depth and arch.outC[i] * o.ch or cin, j == o.depth, bn, o.snEps))
+    end
+    if attention[arch.res[i]] then stage:add(nn.SelfAttention(arch.outC[i] * o.ch, { spectralNorm = true, snEps = o.snEps })) end
+    self.blocks:add(stage)
+  end
+  local last = arch.outC[#arch.outC] * o.ch
+  self.output_bn = nn.BatchNorm2d(last, { eps = o.outputBnEps })
+  self.output_conv = SN(nn.Conv2d(last, o.outputWidth, 3, { padding = 1 }), o.snEps)
+  self.options = o
+  biggan.initWeights(self, o.init)
+end
+
+--- The condition's class part: the shared embedding of 1-based labels (N), or of class
+-- vectors (N, numClasses), e.g. one-hot rows or mixtures for interpolating between classes.
+function Generator:embed(labels)
+  if tensor.isTensor(labels) and labels:dim() == 2 then return labels:matmul(self.shared.weight) end
+  return self.shared(labels)
+end
+
+-- z: (N, dimZ), y: (N, sharedDim) embedding -> images (N, outChannels, R, R) in [-1, 1]
+function Generator:forward(z, y)
+  local cond = tensor.cat({ y, z }, 2)
+  local h = self.linear(cond):view(z:size(1), self.width0, 4, 4)
+  for _, stage in ipairs(self.blocks) do
+    for _, block in ipairs(stage) do h = block(h, cond) end
+  end
+  h = self.output_conv(self.output_bn(h):relu())
+  if self.options.outputWidth > self.options.outChannels then h = h:narrow(2, 1, self.options.outChannels) end
+  return h:tanh()
+end
+
+--- pytorch-pretrained-BigGAN's truncation-indexed BatchNorm statistics: each BN of a
+-- pretrained G holds running means and variances for n truncations 0, 1/(n-1), ..., 1, and a
+-- forward at truncation t uses, with (coef, k) = modf(t (n-1)), stats[k] coef + stats[k+1]
+-- (1 - coef) (its BigGANBatchNorm, interpolation weights as written there). Sets every BN's
+-- running statistics for t; G must be in eval mode to use them.
+function Generator:setTruncation(t)
+  if not self.truncationStats then
+    error("BigGANdeep.Generator:setTruncation: this G has no truncation-indexed statistics (only pytorch-pretrained-BigGAN's have)", 2)
+  end
+  if type(t) ~= "number" or not (t > 0 and t <= 1) then
+    error(("BigGANdeep.Generator:setTruncation: truncation must be in (0, 1], got %s"):format(tostring(t)), 2)
+  end
+  local n = self.truncationStats.count
+  local whole, frac = math.modf(t / (1.0 / (n - 1)))
+  local start = math.tointeger(whole)
+  tensor.noGrad(function()
+    for _, s in ipairs(self.truncationStats) do
+      local mean, var = s.means:select(1, start + 1), s.vars:select(1, start + 1)
+      if frac ~= 0 then
+        mean = mean * frac + s.means:select(1, start + 2) * (1 - frac)
+        var = var * frac + s.vars:select(1, start + 2) * (1 - frac)
+      end
+      s.bn.running_mean:copy(mean)
+      s.bn.running_var:copy(var)
+    end
+  end)
+  self.truncation = t
+  return self
+end
+
+--- BigGAN-deep's projection discriminator. Options: resolution (128), ch (128), depth (2),
+-- numClasses (1000), attention ("64"), snEps (1e-6), init ("ortho"), inChannels (3).
+local Discriminator = nn.Module:extend("BigGANdeep.Discriminator")
+M.Discriminator = Discriminator
+function Discriminator:init(o)
+  o = defaults(o, { resolution = 128, ch = 128, depth = 2, numClasses = 1000, attention = "64", snEps = 1e-6, init = "ortho",
+                    inChannels = 3 })
+  local arch = archFor(o.resolution, "D")
+  local attention = biggan.attentionSet(o.attention)
+  self.input_conv = SN(nn.Conv2d(o.inChannels, arch.inC[1] * o.ch, 3, { padding = 1 }), o.snEps)
+  self.blocks = nn.ModuleList()
+  for i = 1, #arch.inC do
+    local stage = nn.ModuleList()
+    for j = 1, o.depth do
+      stage:add(DBlock((j == 1 and arch.inC[i] or arch.outC[i]) * o.ch, arch.outC[i] * o.ch, arch.down[i] and j == 1, o.snEps))
+    end
+    if attention[arch.res[i]] then stage:add(nn.SelfAttention(arch.outC[i] * o.ch, { spectralNorm = true, snEps = o.snEps })) end
+    self.blocks:add(stage)
+  end
+  local width = arch.outC[#arch.outC] * o.ch
+  self.linear = SN(nn.Linear(width, 1), o.snEps)
+  self.embed = SN(nn.Embedding(o.numClasses, width), o.snEps)
+  self.options = o
+  biggan.initWeights(self, o.init)
+end
+
+-- x: (N, C, R, R) -> h: (N, width), the sum over H, W of the last block's ReLU'd features
+function Discriminator:features(x)
+  local h = self.input_conv(x)
+  for _, stage in ipairs(self.blocks) do
+    for _, block in ipairs(stage) do h = block(h) end
+  end
+  return h:relu():sum({ 3, 4 })
+end
+
+-- x: (N, C, R, R), y: (N) labels -> (N, 1): linear(h) + <embed(y), h>, h = features(x)
+function Discriminator:forward(x, y)
+  local h = self:features(x)
+  return self.linear(h) + (self.embed(y) * h):sum(2, true)
+end
+
+-- 1-based permutations that turn pytorch-pretrained-BigGAN's layouts into this G's.
+-- Rows of gen_z: it reshapes to TF's (N, 4, 4, C), this G to (N, C, 4, 4).
+local function nhwcRows(c)
+  local idx = {}
+  for ch = 0, c - 1 do
+    for p = 0, 15 do idx[#idx + 1] = p * c + ch + 1 end
+  end
+  return idx
+end
+-- Columns of every condition-taking linear: its condition is [z, embedding], this G's [embedding, z].
+local function embeddingFirst(dimZ, embedDim)
+  local idx = {}
+  for j = 1, embedDim do idx[j] = dimZ + j end
+  for j = 1, dimZ do idx[embedDim + j] = j end
+  return idx
+end
+
+--- pytorch-pretrained-BigGAN's BigGAN-deep generator (huggingface/pytorch-pretrained-BigGAN
+-- model.py, the TF-Hub BigGAN-deep 128/256/512 converted; its pytorch_model.bin read by
+-- tensor.load) as a BigGANdeep.Generator. The configuration comes from the state dict's
+-- shapes: resolution from the block count (10, 12, 14 -> 128, 256, 512), ch from gen_z,
+-- numClasses and dimZ from the embedding, attention from the layer holding one. What differs
+-- from BigGANdeep.py is mapped, not re-implemented: gen_z's rows (TF's NHWC reshape) and the
+-- [z, embedding] condition's columns are permuted, with the spectral-norm vectors u and v;
+-- eps is 1e-4 for every BN and SN (its config); the RGB conv is ch wide and the image is its
+-- first three channels; each BN's statistics are indexed by truncation (Generator:setTruncation;
+-- set to 1 here). Spectral norm in eval mode is torch.nn.utils.spectral_norm's (stored u and v).
+-- Unknown or missing names are an error listing them. Returns G in eval mode and its options.
+function M.fromPretrained(sd, o)
+  if type(sd) ~= "table" then
+    error("biggan_deep.fromPretrained: a state dict (name -> tensor, from tensor.load) expected, got " .. type(sd), 2)
+  end
+  o = o or {}
+  local function need(name)
+    local t = sd[name]
+    if not tensor.isTensor(t) then
+      error(("biggan_deep.fromPretrained: the state dict has no tensor %s (pytorch-pretrained-BigGAN's BigGAN-deep expected)")
+        :format(name), 3)
+    end
+    return t
+  end
+  local embeddings, genZ = need("embeddings.weight"), need("generator.gen_z.weight_orig")
+  local layers, attentionAt = 0, nil
+  while sd[("generator.layers.%d.conv_0.weight_orig"):format(layers)] or sd[("generator.layers.%d.gamma"):format(layers)] do
+    if sd[("generator.layers.%d.gamma"):format(layers)] then attentionAt = layers end
+    layers = layers + 1
+  end
+  local blocks = layers - (attentionAt and 1 or 0)
+  local resolution = ({ [10] = 128, [12] = 256, [14] = 512 })[blocks]
+  if not resolution then
+    error(("biggan_deep.fromPretrained: %d generator blocks; 10, 12 or 14 (128, 256 or 512 px) expected"):format(blocks), 2)
+  end
+  local arch = M.arch[resolution].G
+  local dimZ, numClasses = embeddings:size(1), embeddings:size(2)
+  if genZ:dim() ~= 2 or genZ:size(2) ~= 2 * dimZ or genZ:size(1) % 256 ~= 0 then
+    error(("biggan_deep.fromPretrained: gen_z is %s; (4 * 4 * 16 * ch, %d) expected from the %d-wide embedding")
+      :format(table.concat(genZ:shape(), "x"), 2 * dimZ, dimZ), 2)
+  end
+  local ch = genZ:size(1) // 256
+  local attention = "0"
+  if attentionAt then
+    if attentionAt % 2 ~= 0 then
+      error(("biggan_deep.fromPretrained: attention at layer %d, inside a resolution"):format(attentionAt), 2)
+    end
+    attention = tostring(arch.res[attentionAt // 2])
+  end
+  local opts = { resolution = resolution, ch = ch, depth = 2, dimZ = dimZ, sharedDim = dimZ, numClasses = numClasses,
+                 attention = attention, snEps = 1e-4, bnEps = 1e-4, outputBnEps = 1e-4, init = "N02", outChannels = 3,
+                 outputWidth = need("generator.conv_to_rgb.weight_orig"):size(1) }
+  local G = M.Generator(opts)
+  local state = G:stateDict()
+  local rows, cols = nhwcRows(arch.inC[1] * ch), embeddingFirst(dimZ, dimZ)
+  local mapped, unknown, stats = {}, {}, {}
+  local function put(name, t) if state[name] then mapped[name] = t else unknown[#unknown + 1] = name end end
+  for name, t in pairs(sd) do
+    if not tensor.isTensor(t) then unknown[#unknown + 1] = name; goto continue end
+    local rest = name:match("^generator%.(.*)$")
+    if name == "embeddings.weight" then
+      mapped["shared.weight"] = t:t():contiguous()
+    elseif rest and rest:match("^gen_z%.") then
+      local field = rest:match("^gen_z%.(.*)$")
+      if field == "weight_orig" then t = t:indexSelect(1, rows):indexSelect(2, cols)
+      elseif field == "weight_u" or field == "bias" then t = t:indexSelect(1, rows)
+      elseif field == "weight_v" then t = t:indexSelect(1, cols) end
+      put("linear." .. field, t)
+    elseif rest and rest:match("^layers%.") then
+      local l, field = rest:match("^layers%.(%d+)%.(.*)$")
+      l = tonumber(l)
+      if l == attentionAt then
+        local part = field:gsub("^snconv1x1_o_conv%.", "o."):gsub("^snconv1x1_(%a+)%.", "%1.")
+        put(("blocks.%d.2.%s"):format(l // 2 - 1, part), part == "gamma" and t:reshape({}) or t)
+      else
+        local k = (attentionAt and l > attentionAt) and l - 1 or l       -- the GenBlock's index
+        local prefix = ("blocks.%d.%d."):format(k // 2, k % 2)
+        local i, what = field:match("^bn_(%d)%.(.*)$")
+        if i and (what == "running_means" or what == "running_vars") then
+          local bn = prefix .. "bn" .. (tonumber(i) + 1)
+          stats[bn] = stats[bn] or {}
+          stats[bn][what] = t
+        elseif i and what:match("^%a+%.") then
+          local sub, f = what:match("^(%a+)%.(.*)$")
+          sub = ({ scale = "gain", offset = "bias" })[sub] or sub
+          if f == "weight_orig" then t = t:indexSelect(2, cols) elseif f == "weight_v" then t = t:indexSelect(1, cols) end
+          put(("%sbn%d.%s.%s"):format(prefix, tonumber(i) + 1, sub, f), t)
+        else
+          local c, f = field:match("^conv_(%d)%.(.*)$")
+          if c then put(("%sconv%d.%s"):format(prefix, tonumber(c) + 1, f), t) else unknown[#unknown + 1] = name end
+        end
+      end
+    elseif rest and rest:match("^bn%.") then
+      local f = rest:match("^bn%.(.*)$")
+      if f == "running_means" or f == "running_vars" then
+        stats.output_bn = stats.output_bn or {}
+        stats.output_bn[f] = t
+      else
+        put("output_bn." .. f, t)
+      end
+    elseif rest and rest:match("^conv_to_rgb%.") then
+      put("output_conv." .. rest:match("^conv_to_rgb%.(.*)$"), t)
+    else
+      unknown[#unknown + 1] = name
+    end
+    ::continue::
+  end
+  -- every BN's statistics: tables (n, C) kept on G; running_mean/var get truncation 1's
+  local truncationStats, count = {}, nil
+  for bn, s in pairs(stats) do
+    local m, v = s.running_means, s.running_vars
+    if not (m and v) or m:dim() ~= 2 or v:dim() ~= 2 or m:size(1) ~= v:size(1) or m:size(2) ~= v:size(2)
+      or (count and m:size(1) ~= count) or m:size(1) < 2 then
+      error(("biggan_deep.fromPretrained: %s needs running_means and running_vars of one shape (n_stats >= 2, C)"):format(bn), 2)
+    end
+    count = s.running_means:size(1)
+    mapped[bn .. ".running_mean"] = s.running_means:select(1, count)
+    mapped[bn .. ".running_var"] = s.running_vars:select(1, count)
+    truncationStats[#truncationStats + 1] = { name = bn, means = s.running_means, vars = s.running_vars }
+  end
+  local missing = {}
+  for name in pairs(state) do
+    if name:match("num_batches_tracked$") then mapped[name] = state[name]
+    elseif not mapped[name] then missing[#missing + 1] = name end
+  end
+  if #unknown > 0 or #missing > 0 then
+    table.sort(unknown); table.sort(missing)
+    error(("biggan_deep.fromPretrained: names the BigGAN-deep G built from these shapes (%d px, ch %d, attention %s) does not take: {%s}; "
+      .. "missing: {%s} (luagan's names)"):format(resolution, ch, attention, table.concat(unknown, ", "), table.concat(missing, ", ")), 2)
+  end
+  local ok, err = pcall(G.loadStateDict, G, mapped)
+  if not ok then error("biggan_deep.fromPretrained: " .. tostring(err), 2) end
+  table.sort(truncationStats, function(a, b) return a.name < b.name end)
+  for _, s in ipairs(truncationStats) do          -- "blocks.3.1.bn2" -> G.blocks[4][2].bn2
+    local m = G
+    for part in s.name:gmatch("[^.]+") do
+      local n = tonumber(part)
+      m = n and m[n + 1] or m[part]
+    end
+    s.bn = m
+  end
+  truncationStats.count = count
+  G.truncationStats = truncationStats
+  G:eval()
+  G:setTruncation(1.0)
+  return G, opts
+end
+
+--- BigGAN-PyTorch's BigGANdeep.py generator from its state dict (G.pth / G_ema.pth saved by
+-- its train.py, read by tensor.load): resolution from the stage count (3-6 -> 32-256 px),
+-- depth from the blocks per stage, ch from the first block, numClasses and sharedDim from the
+-- shared embedding, dimZ from linear, attention from the stages holding one. Options: snEps
+-- (1e-6), bnEps (1e-5) (scripts/launch_BigGAN_deep.sh). Spectral norm runs BigGAN-PyTorch's
+-- eval-mode power step. Returns G in eval mode and its options.
+function M.fromPyTorch(sd, o)
+  if type(sd) ~= "table" then
+    error("biggan_deep.fromPyTorch: a state dict (name -> tensor, from tensor.load) expected, got " .. type(sd), 2)
+  end
+  o = defaults(o, { snEps = 1e-6, bnEps = 1e-5 })
+  local stages, depth = 0, 0
+  while sd[("blocks.%d.0.conv1.weight"):format(stages)] do stages = stages + 1 end
+  while sd[("blocks.0.%d.conv4.weight"):format(depth)] do depth = depth + 1 end
+  local resolution = ({ [3] = 32, [4] = 64, [5] = 128, [6] = 256 })[stages]
+  local shared, linear = sd["shared.weight"], sd["linear.weight"]
+  if not resolution or depth == 0 or not tensor.isTensor(shared) or not tensor.isTensor(linear) then
+    error(("biggan_deep.fromPyTorch: a BigGANdeep.py G state dict expected (shared.weight, linear.weight and 3-6 stages of "
+      .. "bottleneck blocks blocks.i.j.conv1-4), got %d stages"):format(stages), 2)
+  end
+  local arch = M.arch[resolution].G
+  local attention = {}
+  for i = 1, stages do
+    if sd[("blocks.%d.%d.gamma"):format(i - 1, depth)] then attention[#attention + 1] = tostring(arch.res[i]) end
+  end
+  local opts = { resolution = resolution, ch = sd["blocks.0.0.conv1.weight"]:size(2) // arch.inC[1], depth = depth,
+                 numClasses = shared:size(1), sharedDim = shared:size(2), dimZ = linear:size(2) - shared:size(2),
+                 attention = #attention > 0 and table.concat(attention, "_") or "0", snEps = o.snEps, bnEps = o.bnEps,
+                 init = "N02", outChannels = sd["output_layer.2.weight"] and sd["output_layer.2.weight"]:size(1) or 3 }
+  local G = M.Generator(opts)
+  local ok, err = pcall(biggan.loadPyTorchState, G, sd, { snEps = o.snEps,
+    what = ("the BigGANdeep.py G built from these shapes (%d px, ch %d, depth %d, attention %s)")
+      :format(resolution, opts.ch, depth, opts.attention) })
+  if not ok then error("biggan_deep.fromPyTorch: " .. tostring(err), 2) end
+  nn.utils.spectralNormEvalPowerStep(G, true)
+  G:eval()
+  return G, opts
+end
+
+--- The parameters orthogonal regularization skips in G: the shared embedding.
+function M.orthoExclude(G) return G.shared end
+
+--- G and D from scripts/biggan.lua's options (--arch=deep) and the data's channels and classes.
+function M.fromOptions(o, channels, numClasses)
+  local G = M.Generator { resolution = o.resolution, ch = o.ch, depth = o.depth, dimZ = o.dimZ, sharedDim = o.sharedDim,
+    numClasses = numClasses, attention = o.GAttn, snEps = o.snEps, bnEps = o.bnEps, init = o.init, outChannels = channels }
+  local D = M.Discriminator { resolution = o.resolution, ch = o.ch, depth = o.depth, numClasses = numClasses, attention = o.DAttn,
+    snEps = o.snEps, init = o.init, inChannels = channels }
+  return G, D
+end
+
+return M
