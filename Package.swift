@@ -24,6 +24,7 @@ let package = Package(
     .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
     .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
     .systemLibrary(name: "CTurboJPEG", pkgConfig: "libturbojpeg", providers: [.apt(["libturbojpeg0-dev"])]),
+    .systemLibrary(name: "COpenMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]),
 
     // MARK: - Libraries
     // CPUID and XCR0: what the CPU can do, for choosing kernels by capability.
@@ -40,9 +41,11 @@ let package = Package(
     .target(name: "Datasets", dependencies: ["Tensor", "Media", "CZlib"], swiftSettings: fast("Datasets")),
     // FID, IS, KID, precision/recall, SWD and MS-SSIM as their references compute them.
     .target(name: "Metrics", dependencies: ["Tensor", "COpenBLAS"], swiftSettings: fast("Metrics")),
+    // The processes of a data-parallel run, over Open MPI (only when mpirun started them). Knows nothing of Lua.
+    .target(name: "Distributed", dependencies: ["COpenMPI"]),
     // The only bridge to Lua: bindings, the module system, the Lua-side libraries.
     .target(
-      name: "Runtime", dependencies: ["CLua", "Tensor", "Layers", "Media", "Datasets", "Metrics"],
+      name: "Runtime", dependencies: ["CLua", "Tensor", "Layers", "Media", "Datasets", "Metrics", "Distributed"],
       resources: [
         .embedInCode("lua/prelude.lua"),
         .embedInCode("lua/nn.lua"),
@@ -52,6 +55,7 @@ let package = Package(
         .embedInCode("lua/ckpt.lua"),
         .embedInCode("lua/log.lua"),
         .embedInCode("lua/metrics.lua"),
+        .embedInCode("lua/dist.lua"),
       ]),
     .executableTarget(name: "luagan", dependencies: ["Runtime"]),
     // The fuzzing driver: runs scripts/fuzz in child processes and watches them from outside.

@@ -48,6 +48,7 @@ local opt, saved = training.start(spec, "BigGAN: class-conditional GAN with a pr
 
 -- Data and models -------------------------------------------------------------------------
 local dataset, loader, channels, numClasses = training.data(opt, opt.batchSize)
+local B = training.localBatch(opt.batchSize)   -- this rank's share of the global batch (all of it without mpirun)
 local biggan = require(opt.arch == "deep" and "models.biggan_deep" or "models.biggan")
 local G, D = biggan.fromOptions(opt, channels, numClasses)
 local optG = optim.Adam(G:parameters(), { lr = opt.GLr, betas = opt.GBetas, eps = opt.adamEps })
@@ -82,6 +83,7 @@ local aids = training.SmallData(opt, saved)
 
 local run = training.Run(opt, {
   objects = { G = G, D = D, optG = optG, optD = optD, ema = ema, loader = loader },
+  crossReplica = { G },
   info = { model = "biggan", meta = { channels = channels, numClasses = numClasses } },
   values = function() return { smallData = aids:state() } end,
   monitor = { G = G, D = D },
@@ -108,17 +110,18 @@ while run:next() do
     optD:zeroGrad()
     lossD, dOut = training.accumulated(opt.numDAccumulations, function()
       local real, realY = loader:next()
-      local z, fakeY = tensor.randn(opt.batchSize, dimZ), uniformLabels(opt.batchSize)
+      local z, fakeY = tensor.randn(B, dimZ), uniformLabels(B)
       local fake = tensor.noGrad(function() return G(z, G:embed(fakeY)) end)
       -- one D pass over [fake; real], as BigGAN-PyTorch's G_D
       local out = D(aids:augment(tensor.cat({ fake, real }, 1)), tensor.cat({ fakeY, realY }, 1))
-      local dFake, dReal = out:narrow(1, 1, opt.batchSize), out:narrow(1, opt.batchSize + 1, opt.batchSize)
+      local dFake, dReal = out:narrow(1, 1, B), out:narrow(1, B + 1, B)
       local loss = aids:dLoss(gan.hingeD(dReal, dFake), dReal, dFake, run.iter)
       if opt.DR1Gamma > 0 then   -- the paper's stability probe: R1 on the reals, by double backprop
         loss = loss + gan.r1Penalty(function(x) return D(aids:augment(x), realY) end, real, { gamma = opt.DR1Gamma })
       end
       return loss, out
     end)
+    training.syncGradients(D)   -- under mpirun: the mean over ranks (a no-op in one process)
     if opt.DOrthoBeta > 0 then gan.addOrthoGrad(D, opt.DOrthoBeta) end
     optD:step()
   end
@@ -126,10 +129,11 @@ while run:next() do
   optG:zeroGrad()
   D:requiresGrad(false)
   local lossG = training.accumulated(opt.numGAccumulations, function()
-    local z, fakeY = tensor.randn(opt.batchSize, dimZ), uniformLabels(opt.batchSize)
+    local z, fakeY = tensor.randn(B, dimZ), uniformLabels(B)
     return gan.hingeG(D(aids:augment(G(z, G:embed(fakeY))), fakeY))
   end)
   D:requiresGrad(true)
+  training.syncGradients(G)
   if opt.orthoBeta > 0 then gan.addOrthoGrad(G, opt.orthoBeta, { exclude = biggan.orthoExclude(G) }) end
   optG:step()
   if opt.GSigmaClamp > 0 then

@@ -2,7 +2,7 @@
 # Installs the Debian packages luagan builds against, if any is missing (through sudo when
 # not root). Swift itself must already be on PATH.
 set -euo pipefail
-packages=(liblua5.4-dev libopenblas-dev libpng-dev libturbojpeg0-dev zlib1g-dev dataset-fashion-mnist pkg-config)
+packages=(liblua5.4-dev libopenblas-dev libpng-dev libturbojpeg0-dev zlib1g-dev libopenmpi-dev openmpi-bin dataset-fashion-mnist pkg-config)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

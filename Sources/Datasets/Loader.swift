@@ -22,6 +22,10 @@ public final class Loader {
 
   public let dataset: Dataset
   public let batchSize: Int, shuffle: Bool, dropLast: Bool, seed: UInt64
+  /// Data parallelism: batchSize is the global batch, of which this loader yields rank's share,
+  /// every ranks-th sample from rank (stylegan2-ada-pytorch's order[rank::num_replicas]). Every
+  /// rank shuffles with the same seed, so the shares are disjoint and cover the global batch.
+  public let rank: Int, ranks: Int
   public let transforms: [Transform]
   /// The shape of one transformed sample.
   public let sampleShape: [Int]
@@ -35,8 +39,15 @@ public final class Loader {
   private final class ResultBox: @unchecked Sendable { var result: Result<(Tensor, Tensor), Error>? }
 
   public init(_ dataset: Dataset, batchSize: Int, shuffle: Bool = true, dropLast: Bool = false, seed: UInt64 = 0,
-              transforms: [Transform] = []) throws {
+              transforms: [Transform] = [], rank: Int = 0, ranks: Int = 1) throws {
     guard batchSize >= 1 else { throw TensorError("data.Loader: batchSize must be >= 1, got \(batchSize)") }
+    guard ranks >= 1, rank >= 0, rank < ranks else {
+      throw TensorError("data.Loader: rank must be in 0..<ranks, got rank \(rank) of \(ranks)")
+    }
+    guard batchSize % ranks == 0 else {
+      throw TensorError("data.Loader: the global batchSize \(batchSize) must be a multiple of the \(ranks) ranks (equal shares)")
+    }
+    guard ranks == 1 || dropLast else { throw TensorError("data.Loader: several ranks need dropLast (every rank's share the same size)") }
     guard !dropLast || batchSize <= dataset.count else {
       throw TensorError("data.Loader: batchSize \(batchSize) is larger than the data set (\(dataset.count)) with dropLast")
     }
@@ -63,6 +74,7 @@ public final class Loader {
                                  elementBytes: 12, what: "data.Loader's batch of \(formatShape(shape)) samples")
     self.dataset = dataset; self.batchSize = batchSize; self.shuffle = shuffle; self.dropLast = dropLast
     self.seed = seed; self.transforms = transforms; self.sampleShape = shape
+    self.rank = rank; self.ranks = ranks
   }
 
   deinit { if let p = prefetched { p.group.wait() } }
@@ -133,8 +145,14 @@ public final class Loader {
   /// Builds batch `index` of the current order: gathers, converts, transforms.
   func makeBatch(_ index: Int, epoch e: Int? = nil) throws -> (Tensor, Tensor) {
     let start = index * batchSize, end = Swift.min(batchSize, dataset.count - start) + start  // index < batchesPerEpoch
-    let idx = Array(order[start..<end])
+    let global = Array(order[start..<end])
+    // The random draws of the whole global batch, in order, so a sample is transformed the same
+    // whichever rank builds it; then this rank's share.
     let rng = Generator(seed: derivedSeed(e ?? epoch, index, 0xF11B))
+    let flipsPerSample = transforms.filter { if case .randomFlip = $0 { return true } else { return false } }.count
+    let draws = global.map { _ in (0..<flipsPerSample).map { _ in rng.uniform() } }
+    let mine = Array(stride(from: rank, to: global.count, by: ranks))
+    let idx = mine.map { global[$0] }
     let (c, h0, w0) = (dataset.channels, dataset.height, dataset.width)
     let per = sampleShape.reduce(1, *)
     var out = [Float](repeating: 0, count: idx.count * per)
@@ -143,6 +161,7 @@ public final class Loader {
       var buf = [Float](), tmp = [Float]()
       for (k, i) in idx.enumerated() {
         labels[k] = Float(dataset.labels[i])
+        var flip = draws[mine[k]].makeIterator()
         var h = h0, w = w0
         let base = i * c * h0 * w0
         buf = (0..<(c * h * w)).map { Float(src[base + $0]) / 255 }
@@ -157,7 +176,7 @@ public final class Loader {
             let a = Float(hi - lo), b = Float(lo)
             for j in buf.indices { buf[j] = buf[j] * a + b }
           case .randomFlip(let p):
-            if rng.uniform() < p {
+            if flip.next()! < p {
               for ch in 0..<c { for y in 0..<h {
                 let row = (ch * h + y) * w
                 for x in 0..<(w / 2) { buf.swapAt(row + x, row + w - 1 - x) }

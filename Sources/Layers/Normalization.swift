@@ -20,6 +20,30 @@ public enum StandingStatistics {
   }
 }
 
+/// BatchNorm layers whose training statistics can span every replica of a data-parallel run.
+public protocol CrossReplicaNormalization: AnyObject {
+  var crossReplica: Bool { get set }
+}
+
+/// BigGAN's cross-replica BatchNorm: the statistics of the global batch, every replica's
+/// (N, H, W) together, composed of primitives so it differentiates to any order (R1, WGAN-GP):
+///   μ = Σ_r Σ x / M,   σ² = Σ_r Σ (x − μ)² / M,   M = Σ_r N·H·W   (two passes, σ² biased)
+/// with Σ_r the all-reduce `replicaSum`. Returns y, μ, σ² and M. Reference: BigGAN (Brock et
+/// al. 2019, Section 3, "cross-replica BatchNorm"); torch.nn.SyncBatchNorm.
+func crossReplicaBatchNorm(_ x: Tensor, channels c: Int, scale: Tensor?, shift: Tensor?, eps: Double) throws
+  -> (Tensor, [Double], [Double], Int) {
+  var counts = [Double(x.shape[0] * x.shape[2] * x.shape[3])]
+  try ReplicaGroup.allReduceSum?(&counts)
+  let m = Tensor.scalar(counts[0], dtype: x.dtype)
+  let mean = try x.sum(dims: [0, 2, 3]).replicaSum().div(m)                          // (C)
+  let centered = try x.sub(mean.reshape([1, c, 1, 1]))
+  let variance = try centered.mul(centered).sum(dims: [0, 2, 3]).replicaSum().div(m)  // (C), biased
+  var y = try centered.mul(variance.add(Tensor.scalar(eps, dtype: x.dtype)).rsqrt().reshape([1, c, 1, 1]))
+  if let scale { y = try y.mul(scale.reshape([scale.shape[0], c, 1, 1])) }
+  if let shift { y = try y.add(shift.reshape([shift.shape[0], c, 1, 1])) }
+  return (y, try mean.toArray(), try variance.toArray(), Int(counts[0]))
+}
+
 /// Batch normalization over (N, H, W) per channel followed by y = x̂·scale + shift (scale and
 /// shift (N, C) or (1, C), or nil): training mode normalises with the batch's biased variance
 /// (the fused primitive Tensor.batchNorm) and updates the running estimates with momentum and
@@ -37,11 +61,14 @@ func batchNormalize(_ x: Tensor, _ module: Module, channels: Int, momentum: Doub
     guard n > 1 else {
       throw TensorError("\(module.typeName): expected more than 1 value per channel when training, got input \(formatShape(x.shape))")
     }
-    let (y, mean, variance) = try Tensor.batchNorm(x, scale: scale, shift: shift, eps: eps)
+    let crossReplica = (module as? CrossReplicaNormalization)?.crossReplica == true && ReplicaGroup.count > 1
+    let (y, mean, variance, count) = crossReplica
+      ? try crossReplicaBatchNorm(x, channels: c, scale: scale, shift: shift, eps: eps)
+      : try { let r = try Tensor.batchNorm(x, scale: scale, shift: shift, eps: eps); return (r.0, r.mean, r.variance, n) }()
     let weight = StandingStatistics.factor(module, momentum: momentum)
     try GradMode.withDisabled {
       let m = Tensor.scalar(weight, dtype: rm.dtype), keep = Tensor.scalar(1 - weight, dtype: rm.dtype)
-      let unbiased = try Tensor.from(variance.map { $0 * Double(n) / Double(n - 1) }, shape: [c], dtype: rv.dtype)
+      let unbiased = try Tensor.from(variance.map { $0 * Double(count) / Double(count - 1) }, shape: [c], dtype: rv.dtype)
       _ = try rm.copy_(Tensor.from(mean, shape: [c], dtype: rm.dtype).mul(m).add(rm.mul(keep)))
       _ = try rv.copy_(unbiased.mul(m).add(rv.mul(keep)))
       if let t = module.buffer("num_batches_tracked") { _ = try t.add_(Tensor.scalar(1, dtype: t.dtype)) }
@@ -57,8 +84,10 @@ func batchNormalize(_ x: Tensor, _ module: Module, channels: Int, momentum: Doub
 
 /// Batch normalization with a learnable per-channel weight and bias (affine).
 /// Reference: torch.nn.BatchNorm2d.
-public final class BatchNorm2d: Module {
+public final class BatchNorm2d: Module, CrossReplicaNormalization {
   public let channels: Int, eps: Double, momentum: Double, affine: Bool
+  /// Training statistics over every replica's batch (cross-replica BatchNorm).
+  public var crossReplica = false
 
   public init(_ channels: Int, eps: Double = 1e-5, momentum: Double = 0.1, affine: Bool = true) throws {
     guard channels > 0 else { throw TensorError("BatchNorm2d: channel count must be positive, got \(channels)") }
@@ -93,12 +122,14 @@ public final class BatchNorm2d: Module {
 /// in BigGAN. The gain is centred at 1 (compare_gan #54: without the +1 the model starts
 /// multiplied by zero). Running statistics: momentum 0.1, unbiased variance.
 /// Reference: ajbrock/BigGAN-PyTorch layers.py ccbn.
-public final class ConditionalBatchNorm2d: Module {
+public final class ConditionalBatchNorm2d: Module, CrossReplicaNormalization {
   public enum Condition: Equatable {
     case classes(Int)
     case vector(inputSize: Int, spectralNorm: Bool, snEps: Double)
   }
   public let channels: Int, condition: Condition, eps: Double, momentum: Double
+  /// Training statistics over every replica's batch (cross-replica BatchNorm).
+  public var crossReplica = false
 
   public init(_ channels: Int, condition: Condition, eps: Double = 1e-5, momentum: Double = 0.1, generator: Generator = .global) throws {
     guard channels > 0 else { throw TensorError("ConditionalBatchNorm2d: channel count must be positive, got \(channels)") }

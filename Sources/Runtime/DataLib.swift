@@ -228,6 +228,7 @@ enum DataLib {
         let o = try c.options(2)
         let bs = try o.integer("batchSize", 64), shuffle = try o.bool("shuffle", true), dropLast = try o.bool("dropLast", false)
         let seed = try o.integer("seed", 0)
+        let rank = try o.integer("rank", 0), ranks = try o.integer("ranks", 1)
         var transforms: [Loader.Transform] = []
         if o.has("transform") {
           lua_pushstring(c.L, "transform")
@@ -254,7 +255,7 @@ enum DataLib {
         }
         try o.finish()
         LuaVM.pushObject(c.L, try Loader(d, batchSize: bs, shuffle: shuffle, dropLast: dropLast, seed: UInt64(bitPattern: Int64(seed)),
-                                         transforms: transforms), meta: loaderMeta)
+                                         transforms: transforms, rank: rank, ranks: ranks), meta: loaderMeta)
         return 1
       }),
     ]

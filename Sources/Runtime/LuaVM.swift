@@ -54,6 +54,7 @@ public final class LuaVM {
     LogLib.install(L)
     MetricsLib.install(L)
     JsonLib.install(L)
+    DistLib.install(L)
     try setPackagePath(scriptDir: scriptDir)
     try runPrelude()
   }
@@ -213,7 +214,8 @@ public final class LuaVM {
     let parts: [(String, [UInt8])] = [("prelude.lua", PackageResources.prelude_lua), ("nn.lua", PackageResources.nn_lua),
                                       ("optim.lua", PackageResources.optim_lua), ("gan.lua", PackageResources.gan_lua),
                                       ("data.lua", PackageResources.data_lua), ("ckpt.lua", PackageResources.ckpt_lua),
-                                      ("log.lua", PackageResources.log_lua), ("metrics.lua", PackageResources.metrics_lua)]
+                                      ("log.lua", PackageResources.log_lua), ("metrics.lua", PackageResources.metrics_lua),
+                                      ("dist.lua", PackageResources.dist_lua)]
     for (name, bytes) in parts {
       if let failure = run(String(decoding: bytes, as: UTF8.self), name: "=[luagan] " + name) { throw LuaError(message: "\(name): \(failure)") }
     }

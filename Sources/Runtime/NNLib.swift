@@ -436,6 +436,16 @@ enum NNLib {
         c.push(m.namedModules().filter { ($0.1 as? WeightedModule)?.setSpectralNormEvalPowerStep(on) ?? false }.count)
         return 1
       }),
+      // nn.utils.crossReplicaBN(model, on): every BatchNorm2d and ConditionalBatchNorm2d in the
+      // tree normalizes training batches with the statistics of all ranks' batches together
+      // (under mpirun; a single process is unchanged); returns how many there are.
+      ("crossReplicaBN", { c in
+        let m = try c.module(1), on = try c.bool(2)
+        let norms = m.namedModules().compactMap { $0.1 as? CrossReplicaNormalization }
+        for n in norms { n.crossReplica = on }
+        c.push(norms.count)
+        return 1
+      }),
       ("_standing", { c in     // nn.utils.standingStats (lua/nn.lua) brackets its passes with these
         if try c.bool(1) { StandingStatistics.begin() } else { StandingStatistics.end() }
         return 0

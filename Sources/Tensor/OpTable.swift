@@ -181,6 +181,7 @@ extension Tensor {
     OpSpec("contiguous", .unary { try $0.contiguous() },
            [GradCase("contiguous", [[3, 4]]) { try $0[0].t().contiguous() }]),
     OpSpec("clone", .unary { try $0.clone() }, [GradCase("clone", [[3, 4]]) { try $0[0].clone() }]),
+    OpSpec("replicaSum", .unary { try $0.replicaSum() }, [GradCase("replicaSum", [[3, 4]]) { try $0[0].replicaSum().mul($0[0]) }]),
     OpSpec("flip", .irregular, [GradCase("flip", [[3, 4]]) { try $0[0].flip(dims: [1]) }]),
     OpSpec("pad", .irregular, [GradCase("pad", [[2, 3]]) { try $0[0].pad([(1, 0), (2, 1)], value: 0.5) }]),
     OpSpec("cat", .irregular, [GradCase("cat", [[2, 3], [1, 3]]) { try Tensor.cat([$0[0], $0[1]], dim: 0) }]),

@@ -158,6 +158,18 @@ public final class Tensor {
     }
   }
 
+  /// Runs `body` on the bytes of this tensor, which must be contiguous, and marks it written:
+  /// for transports that fill a tensor in place (MPI's all-reduce and broadcast). Outside the
+  /// graph, like any in-place write; the version bump makes a backward that saved it fail.
+  public func withUnsafeMutableBytes<R>(_ body: (UnsafeMutableRawBufferPointer) throws -> R) throws -> R {
+    guard isContiguous else { throw TensorError("in-place transfer: the tensor must be contiguous (call :contiguous() first)") }
+    bumpVersion()
+    switch dtype {
+    case .float32: return try body(UnsafeMutableRawBufferPointer(UnsafeMutableBufferPointer(start: pointer(Float.self), count: numel)))
+    case .float64: return try body(UnsafeMutableRawBufferPointer(UnsafeMutableBufferPointer(start: pointer(Double.self), count: numel)))
+    }
+  }
+
   /// The values in row-major order, as Floats.
   public func toFloatArray() throws -> [Float] {
     try Storage.checkAllocatable(count: numel, elementBytes: 4, what: "an array of the tensor's values")

@@ -27,11 +27,14 @@ let usage = """
   """
 
 func fail(_ message: String, status: Int32) -> Never {
+  DistLib.abortIfDistributed(message, status: status)      // under mpirun: end every rank
   FileHandle.standardError.write(("luagan: " + message + "\n").data(using: .utf8)!)
   exit(status)
 }
 
 BLASStartup.ensureBestCore()
+// Under mpirun, join the run's ranks (the `dist` library); otherwise nothing.
+do { try DistLib.start() } catch { fail("\(error)", status: 1) }
 
 var argv = Array(CommandLine.arguments.dropFirst())
 var chunks: [(isChunk: Bool, text: String)] = []
@@ -101,4 +104,5 @@ if interactive || (script == nil && chunks.isEmpty && !readStdin && isatty(0) !=
   }
 }
 vm.close()
+DistLib.finish()
 exit(0)

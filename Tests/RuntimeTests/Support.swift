@@ -26,13 +26,20 @@ enum Luagan {
     "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
   }
 
-  static func run(_ args: [String], stdin: String? = nil, cwd: URL? = nil, environment: [String: String] = [:]) throws -> Result {
+  /// `launcher` runs luagan through another program (e.g. timeout and mpirun), found on PATH.
+  static func run(_ args: [String], stdin: String? = nil, cwd: URL? = nil, environment: [String: String] = [:],
+                  launcher: [String] = []) throws -> Result {
     guard FileManager.default.isExecutableFile(atPath: binary.path) else {
       throw NSError(domain: "luagan", code: 1, userInfo: [NSLocalizedDescriptionKey: "no luagan executable at \(binary.path): run `swift build -c release` first"])
     }
     let p = Process()
-    p.executableURL = binary
-    p.arguments = args
+    if launcher.isEmpty {
+      p.executableURL = binary
+      p.arguments = args
+    } else {
+      p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+      p.arguments = launcher + [binary.path] + args
+    }
     p.currentDirectoryURL = cwd ?? root
     var env = ProcessInfo.processInfo.environment
     for (k, v) in environment { env[k] = v.isEmpty ? nil : v }  // "" removes a variable
@@ -55,6 +62,12 @@ enum Luagan {
     let outData = outBox.data
     p.waitUntilExit()
     return Result(status: p.terminationStatus, stdout: String(decoding: outData, as: UTF8.self), stderr: String(decoding: errData, as: UTF8.self))
+  }
+
+  /// luagan under `mpirun -n ranks` (Open MPI, as root in CI containers, more ranks than cores
+  /// allowed), ended after `seconds` so a hang fails the test instead of stalling it.
+  static func mpirun(_ ranks: Int, _ args: [String], seconds: Int = 600) throws -> Result {
+    try run(args, launcher: ["timeout", String(seconds), "mpirun", "--oversubscribe", "--allow-run-as-root", "-n", String(ranks)])
   }
 
   /// Runs scripts/tests/<name>.lua and fails the calling test unless it exits 0.

@@ -86,17 +86,47 @@ end
 
 --- Draws n samples from sampler(count, offset) -> images (count, 1, 32, 32) in [-1, 1] and
 -- optionally the intended labels, in batches; returns images and labels (or nil).
-function M.draw(sampler, n, batchSize)
+function M.draw(sampler, n, batchSize, split)
   batchSize = batchSize or 250
+  local rank, ranks = split and split.rank or 0, split and split.ranks or 1
   local images, labels = {}, {}
+  -- Under mpirun (split = {rank, ranks}) each rank draws every ranks-th batch and all of them
+  -- are gathered, in batch order, on every rank: the same set as one process draws.
+  local starts = {}
+  for i = 1, n, batchSize do starts[#starts + 1] = i end
+  if #starts < ranks then rank, ranks = 0, 1 end          -- too few batches to share: every rank draws them all
   tensor.noGrad(function()
-    for i = 1, n, batchSize do
+    for b = rank + 1, #starts, ranks do
+      local i = starts[b]
       local x, y = sampler(math.min(batchSize, n - i + 1), i)
       images[#images + 1] = x:detach()
       if y then labels[#labels + 1] = y end
     end
   end)
-  return tensor.cat(images, 1), #labels > 0 and tensor.cat(labels, 1) or nil
+  if ranks == 1 then return tensor.cat(images, 1), #labels > 0 and tensor.cat(labels, 1) or nil end
+  -- gather: pad every rank's part to the same number of batches, then put batches back in order
+  local rounds = (#starts + ranks - 1) // ranks
+  local function gather(parts, like)
+    local padded = {}
+    for k = 1, rounds do
+      local b = (k - 1) * ranks + rank + 1
+      local size = b <= #starts and math.min(batchSize, n - starts[b] + 1) or 0
+      local part = parts[k]
+      local full = tensor.zeros({ batchSize, table.unpack(like, 2) })
+      if part then full:narrow(1, 1, size):copy(part) end
+      padded[k] = full
+    end
+    local all = dist.allGather(tensor.cat(padded, 1):contiguous())     -- (ranks * rounds * batchSize, ...)
+    local out = {}
+    for b = 1, #starts do
+      local r, k = (b - 1) % ranks, (b - 1) // ranks
+      out[b] = all:narrow(1, (r * rounds + k) * batchSize + 1, math.min(batchSize, n - starts[b] + 1))
+    end
+    return tensor.cat(out, 1)
+  end
+  local x = gather(images, images[1]:shape())
+  local y = #labels > 0 and gather(labels, labels[1]:shape()) or nil
+  return x, y
 end
 
 --- Every metric for `samples` (images in [-1, 1], optional labels) against `ref`.

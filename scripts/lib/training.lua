@@ -36,6 +36,9 @@ function M.commonSpec(d)
     { "resume", "", "continue the run saved in this folder (its options, unless given again)" },
     { "quiet", false, "no progress bar" },
     { "tensorboard", true, "also write TensorBoard event files (scalars, sample sheets) to <out>/tb" },
+    { "crossReplicaBN", false, "under mpirun: BatchNorm statistics over every rank's share of the batch (BigGAN's; off: each rank's own)" },
+    { "checkReplicasEvery", d.checkReplicasEvery or 100, "under mpirun: iterations between checksums that the ranks' models are identical",
+      min = 1 },
   }
 end
 
@@ -54,6 +57,8 @@ end
 -- saved state (nil unless resuming).
 function M.start(spec, description)
   local opt, given = options.cli(arg, spec, description)
+  M.rank, M.ranks = dist.rank(), dist.size()
+  if M.rank > 0 then opt.quiet = true end                   -- rank 0 speaks and writes for the run
   local saved
   if opt.resume ~= "" then
     local ok, s = pcall(ckpt.load, opt.resume .. "/ckpt")
@@ -78,11 +83,16 @@ function M.start(spec, description)
     os.exit(2)
   end
   if opt.threads > 0 then tensor.setNumThreads(opt.threads) end
-  tensor.manualSeed(opt.seed)
-  paths.mkdir(opt.out .. "/samples")
+  if M.ranks > 1 and opt.batchSize and opt.batchSize % M.ranks ~= 0 then
+    error(("--batchSize=%d is the global batch: it must be a multiple of the %d ranks"):format(opt.batchSize, M.ranks), 0)
+  end
+  tensor.manualSeed(opt.seed)                               -- the same initial models on every rank
   local text = options.describe(opt, spec)
-  local f = io.open(opt.out .. "/options.txt", "w")
-  if f then f:write(text, "\n"); f:close() end
+  if M.rank == 0 then
+    paths.mkdir(opt.out .. "/samples")
+    local f = io.open(opt.out .. "/options.txt", "w")
+    if f then f:write(text, "\n"); f:close() end
+  end
   if not opt.quiet then print(description .. (saved and (" (resuming at iteration %d)"):format(saved.iter) or "")); print(text) end
   return opt, saved
 end
@@ -123,9 +133,18 @@ function M.data(opt, batchSize)
     transform[#transform + 1] = data.downscale(size // opt.resolution)
   end
   transform[#transform + 1] = data.scale(-1, 1)
-  local loader = data.Loader(ds, { batchSize = batchSize, seed = opt.seed, dropLast = true, transform = transform })
+  -- batchSize is the global batch; under mpirun each rank's loader yields its share of it
+  local loader = data.Loader(ds, { batchSize = batchSize, seed = opt.seed, dropLast = true, transform = transform,
+                                   rank = dist.rank(), ranks = dist.size() })
   return ds, loader, ds.images:size(2), ds.numClasses
 end
+
+--- This rank's share of a global batch size (the whole of it without mpirun).
+function M.localBatch(globalBatch) return globalBatch // dist.size() end
+
+--- The end of a step's backward passes under mpirun: the gradients of `model`'s parameters
+-- averaged over ranks (bucketed), so every rank's optimizer takes the same step.
+function M.syncGradients(model) dist.averageGradients(model:parameters()) end
 
 --- The small-data options the GAN scripts share (training.SmallData uses them).
 function M.smallDataSpec()
@@ -309,9 +328,23 @@ function M.Run(opt, parts, saved)
     if parts.restore then parts.restore(saved) end
   end
   self.startIter = self.iter
-  self.logger = log.Logger(opt.out)
-  self.svLogger = log.Logger(opt.out, { name = "singular_values.jsonl" })
-  if opt.tensorboard then
+  self.rank, self.ranks = dist.rank(), dist.size()
+  if self.ranks > 1 then
+    -- the same models, optimizers' parameters and buffers everywhere (rank 0's), then a
+    -- different noise stream per rank, fixed by (seed, iteration, rank) so a resume with
+    -- another rank count is deterministic too
+    local modules = {}
+    for _, v in pairs(parts.objects) do if nn.isModule(v) then modules[#modules + 1] = v end end
+    table.sort(modules, function(a, b) return a:typeName() < b:typeName() end)
+    self.modules = modules
+    dist.broadcastModules(modules)
+    tensor.manualSeed(opt.seed * 1000003 + self.iter * 7919 + self.rank)
+    for _, m in ipairs(parts.crossReplica or {}) do nn.utils.crossReplicaBN(m, opt.crossReplicaBN) end
+  end
+  local silent = { log = function() end, close = function() end }      -- ranks other than 0 write nothing
+  self.logger = self.rank == 0 and log.Logger(opt.out) or silent
+  self.svLogger = self.rank == 0 and log.Logger(opt.out, { name = "singular_values.jsonl" }) or silent
+  if opt.tensorboard and self.rank == 0 then
     self.tb = log.TensorBoard(opt.out .. "/tb")
     -- Each session starts with a marker at its first step, iter + 1 (the checkpoint holds iter):
     -- at a later session's marker TensorBoard drops what earlier ones drew at and after that
@@ -330,7 +363,16 @@ end
 function Run:next()
   self:tick()
   local more
-  if self.opt.minutes > 0 then more = self.elapsed < self.opt.minutes * 60 else more = self.iter < self.opt.iters end
+  if self.opt.minutes > 0 then
+    if self.ranks > 1 then      -- rank 0's clock decides for everyone
+      local e = tensor.new({ self.elapsed }, { dtype = "float64" })
+      dist.broadcast(e, 0)
+      self.elapsed = e[1]
+    end
+    more = self.elapsed < self.opt.minutes * 60
+  else
+    more = self.iter < self.opt.iters
+  end
   if more then self.iter = self.iter + 1 end
   return more
 end
@@ -382,8 +424,10 @@ end
 -- checkpoints at their intervals. `dOut`: D's outputs of the step, for the collapse watch.
 function Run:afterStep(scalars, dOut)
   local opt, iter, parts = self.opt, self.iter, self.parts
+  if self.ranks > 1 then scalars, dOut = self:gathered(scalars, dOut) end
   self:log(iter, scalars)
   local trouble, since = self.watch:step(iter, scalars, dOut)
+  if self.ranks > 1 and iter % opt.checkReplicasEvery == 0 then dist.checkReplicas(self.modules, "the models") end
   if not trouble and opt.svEvery > 0 and iter % opt.svEvery == 0 and parts.monitor then
     trouble, since = self:singularValues(iter, parts.monitor)
   end
@@ -393,8 +437,24 @@ function Run:afterStep(scalars, dOut)
   if iter % opt.saveEvery == 0 then self:checkpoint() end
 end
 
+-- Under mpirun: the step's scalars averaged over ranks and D's outputs of all ranks, so that
+-- the log speaks for the global batch and every rank's collapse watch decides the same.
+function Run:gathered(scalars, dOut)
+  local names, values = {}, {}
+  for k, v in pairs(scalars) do
+    if tensor.isTensor(v) or type(v) == "number" then names[#names + 1] = k end
+  end
+  table.sort(names)
+  for i, k in ipairs(names) do values[i] = tensor.isTensor(scalars[k]) and scalars[k]:item() or scalars[k] end
+  local t = dist.allReduce(tensor.new(values, { dtype = "float64" }), { op = "mean" })
+  local out = {}
+  for k, v in pairs(scalars) do out[k] = v end
+  for i, k in ipairs(names) do out[k] = t[i] end
+  return out, dOut and dist.allGather(dOut:detach():contiguous()) or nil
+end
+
 function Run:drawSheets()
-  if not self.parts.sheet or self.done.sheet == self.iter then return end
+  if not self.parts.sheet or self.done.sheet == self.iter or self.rank > 0 then return end
   self.done.sheet = self.iter
   local images, nrow, suffix = self.parts.sheet()
   local _, grid = self:sheet(("iter-%07d%s"):format(self.iter, suffix or ""), images, nrow)
@@ -505,8 +565,8 @@ function Run:singularValues(iter, models)
     for key, s in pairs(rec) do named[key:gsub("^([^.]+)%.", "sv_%1/", 1)] = s end
     self.tb:scalars(iter, named)
   end
-  local records = log.read(self.dir .. "/singular_values.jsonl")
-  for prefix in pairs(models) do
+  local records = self.rank == 0 and log.read(self.dir .. "/singular_values.jsonl") or {}
+  for prefix in pairs(self.rank == 0 and models or {}) do
     local series = {}
     local names = {}
     for key in pairs(rec) do
@@ -542,7 +602,7 @@ function Run:plots(lossNames)
 end
 
 function Run:checkpoint()
-  if self.done.save == self.iter then return end
+  if self.done.save == self.iter or self.rank > 0 then return end
   self.done.save = self.iter
   local state = {}
   for k, v in pairs(self.parts.objects) do state[k] = v end
@@ -561,6 +621,7 @@ end
 function Run:finish()
   if self.finished then return end
   self.finished = true
+  if self.ranks > 1 then dist.checkReplicas(self.modules, "the models") end
   if self.iter > self.startIter then
     self:drawSheets()
     if self.opt.evalEvery > 0 then self:evaluateNow() end
@@ -588,7 +649,7 @@ function Run:evaluate(iter, sampler)
   -- the same numbers whatever its evalEvery.
   local r = M.keepingRNG(function()
     self.reference = self.reference or evaluation.reference { split = "test" }
-    local images, labels = evaluation.draw(sampler, self.opt.evalSamples)
+    local images, labels = evaluation.draw(sampler, self.opt.evalSamples, nil, { rank = self.rank, ranks = self.ranks })
     return evaluation.metricsOf(images, labels, self.reference, { which = { "fid", "is", "accuracy" } })
   end)
   self.logger:log(iter, { fid = r.fid, is = r.is, accuracy = r.accuracy, evalSamples = r.n })

@@ -1,0 +1,122 @@
+import CLua
+import Distributed
+import Foundation
+import Tensor
+
+/// `dist`: the ranks of a data-parallel run (`mpirun -n K luagan script.lua`), over Open MPI.
+/// Without mpirun: rank 0 of 1, and every call is a no-op. Collectives must be made by every
+/// rank in the same order; each one first exchanges what it was called with (the function,
+/// dtype, shape, root), so ranks that disagree all raise the same error instead of mixing
+/// buffers or waiting forever. Ranks are 0-based, as MPI's and torch.distributed's.
+public enum DistLib {
+  typealias Fn = TensorLib.Fn
+
+  /// Starts MPI when mpirun launched this process, and lets replicaSum (cross-replica
+  /// BatchNorm) reduce through it.
+  public static func start() throws {
+    try Replicas.startIfLaunched()
+    guard Replicas.isActive else { return }
+    ReplicaGroup.count = Replicas.size
+    ReplicaGroup.allReduceSum = { values in try Replicas.allReduceSum(&values) }
+    // Scripts may end with os.exit (C's exit): leave MPI then too, or mpirun calls it abnormal.
+    atexit { Replicas.finish() }
+  }
+
+  /// Leaves MPI at the end of a run (no-op without mpirun).
+  public static func finish() { Replicas.finish() }
+
+  /// A rank's fatal error: printed with its rank, then every rank of the run is ended (MPI_Abort),
+  /// so that none waits forever in a collective. Returns only without mpirun.
+  public static func abortIfDistributed(_ message: String, status: Int32) {
+    guard Replicas.isActive, Replicas.size > 1 else { return }
+    FileHandle.standardError.write("luagan (rank \(Replicas.rank) of \(Replicas.size)): \(message)\n".data(using: .utf8)!)
+    Replicas.abort(code: status)
+  }
+
+  static func install(_ L: LuaState) { Libraries.install(L, "dist", bindings()) }
+
+  static func bindings() -> [Fn] {
+    [
+      ("rank", { c in c.push(Replicas.rank); return 1 }),
+      ("size", { c in c.push(Replicas.size); return 1 }),
+      ("active", { c in c.push(Replicas.isActive); return 1 }),
+      ("barrier", { c in
+        try agree(c, call: 1, nil, root: 0)
+        try Replicas.barrier()
+        return 0
+      }),
+      ("allReduce", { c in
+        let t = try c.tensor(1)
+        let o = try c.options(2)
+        let op = try o.string("op") ?? "sum"
+        try o.finish()
+        guard op == "sum" || op == "mean" else { throw c.argError(2, "op must be 'sum' or 'mean', got '\(op)'") }
+        try agree(c, call: 2, t, root: 0)
+        guard Replicas.isActive else { c.push(t); return 1 }
+        try t.withUnsafeMutableBytes { raw in
+          switch t.dtype {
+          case .float32: try Replicas.allReduceSum(raw.bindMemory(to: Float.self))
+          case .float64: try Replicas.allReduceSum(raw.bindMemory(to: Double.self))
+          }
+        }
+        if op == "mean" { _ = try GradMode.withDisabled { try t.mul_(1 / Double(Replicas.size)) } }
+        c.push(t)
+        return 1
+      }),
+      ("broadcast", { c in
+        let t = try c.tensor(1)
+        let root = try c.optInteger(2, 0)
+        guard root >= 0, root < Replicas.size else { throw c.argError(2, "root must be a rank in 0..\(Replicas.size - 1), got \(root)") }
+        try agree(c, call: 3, t, root: root)
+        if Replicas.isActive { try t.withUnsafeMutableBytes { try Replicas.broadcast($0, root: root) } }
+        c.push(t)
+        return 1
+      }),
+      ("allGather", { c in
+        let t = try c.tensor(1)
+        try agree(c, call: 4, t, root: 0)
+        guard Replicas.isActive else { c.push(try t.clone()); return 1 }
+        let mine = try t.contiguous().withUnsafeMutableBytes { Array($0) }
+        let parts = try Replicas.allGather(mine).map { bytes -> Tensor in
+          let part = try Tensor.zeros(t.shape, dtype: t.dtype)
+          try part.withUnsafeMutableBytes { dst in dst.copyBytes(from: bytes) }
+          return part
+        }
+        c.push(try Tensor.cat(parts, dim: 0))
+        return 1
+      }),
+      ("stats", { c in
+        lua_createtable(c.L, 0, 2)
+        c.push(Replicas.seconds); c.setField(-2, "seconds")
+        c.push(Replicas.bytesReduced); c.setField(-2, "bytes")
+        return 1
+      }),
+    ]
+  }
+
+  static let callNames = [1: "barrier", 2: "allReduce", 3: "broadcast", 4: "allGather"]
+
+  /// Every rank's (call, dtype, shape, root); an error on every rank when they differ.
+  static func agree(_ c: LuaCall, call: Int, _ t: Tensor?, root: Int) throws {
+    guard Replicas.isActive else { return }
+    if let t, t.rank > 8 { throw c.argError(1, "at most 8 dims, got \(t.rank)") }
+    var d = [Int64](repeating: -1, count: 12)
+    d[0] = Int64(call); d[1] = Int64(root)
+    if let t {
+      d[2] = t.dtype == .float32 ? 32 : 64
+      d[3] = Int64(t.rank)
+      for (i, n) in t.shape.enumerated() { d[4 + i] = Int64(n) }
+    }
+    let bytes = d.withUnsafeBytes { Array($0) }
+    let all = try Replicas.allGather(bytes).map { b in b.withUnsafeBytes { Array($0.bindMemory(to: Int64.self)) } }
+    guard all.contains(where: { $0 != all[0] }) else { return }
+    func describe(_ v: [Int64]) -> String {
+      let name = callNames[Int(v[0])] ?? "?"
+      if v[2] < 0 { return name }
+      let shape = (0..<Int(v[3])).map { String(v[4 + $0]) }.joined(separator: ", ")
+      return "\(name) of a float\(v[2]) (\(shape))" + (v[0] == 3 ? " from rank \(v[1])" : "")
+    }
+    let lines = all.enumerated().map { "rank \($0.offset): \(describe($0.element))" }.joined(separator: "; ")
+    throw c.error("ranks disagree (every rank must make the same call with the same dtype and shape): \(lines)")
+  }
+}

@@ -1,0 +1,64 @@
+-- 5 BigGAN steps in float64 with cross-replica BatchNorm in G, run as one process or under
+-- mpirun: every rank draws the same global batch (reals, noise, labels) and trains on its share
+-- (dist.shard), gradients averaged over ranks. Writes every parameter, buffer, EMA tensor and
+-- Adam moment to <out>-rank<r>.safetensors. Tests/RuntimeTests/DistributedTests compares one
+-- process with batch B against 2 ranks with B/2 each.
+--   [mpirun -n 2] luagan scripts/tests/dist/biggan_steps.lua OUT
+local biggan = require("models.biggan")
+local out = assert(arg[1], "usage: biggan_steps.lua OUT")
+local B, steps, classes = 8, 5, 4
+local f64 = { dtype = "float64" }
+tensor.manualSeed(5)
+local G = biggan.Generator { resolution = 32, ch = 2, dimZ = 16, sharedDim = 8, numClasses = classes, outChannels = 1 }:double()
+local D = biggan.Discriminator { resolution = 32, ch = 2, numClasses = classes, inChannels = 1 }:double()
+local norms = nn.utils.crossReplicaBN(G, true)
+assert(norms == 7, "G's BatchNorms: " .. norms)
+dist.broadcastModules({ G, D })
+-- Adam's eps 1e-6 as BigGAN's ImageNet runs (launch_BigGAN_bs256x8.sh): the conv biases that feed
+-- a BatchNorm have a zero gradient up to rounding, and Adam turns that noise into steps of
+-- lr·g/eps, which differ with the summation order (with eps 1e-8: ~4e-10 after 5 steps).
+local optG = optim.Adam(G:parameters(), { lr = 1e-3, betas = { 0, 0.999 }, eps = 1e-6 })
+local optD = optim.Adam(D:parameters(), { lr = 4e-3, betas = { 0, 0.999 }, eps = 1e-6 })
+local ema = optim.EMA(G, { decay = 0.9, startIter = 0 })
+local share = dist.shard(B)
+local function mine(t) return t:indexSelect(1, share) end
+
+for step = 1, steps do
+  tensor.manualSeed(1000 + step)           -- the global batch, the same on every rank
+  local real, realY = tensor.rand(B, 1, 32, 32, f64) * 2 - 1, tensor.randint(1, classes, B)
+  local z, fakeY = tensor.randn(B, 16, f64), tensor.randint(1, classes, B)
+  local z2, fakeY2 = tensor.randn(B, 16, f64), tensor.randint(1, classes, B)
+  G:train(); D:train()
+  -- (1) update D on this rank's share, gradients averaged over ranks
+  optD:zeroGrad()
+  local fake = tensor.noGrad(function() return G(mine(z), G:embed(mine(fakeY))) end)
+  local n = #share
+  local dOut = D(tensor.cat({ fake, mine(real) }, 1), tensor.cat({ mine(fakeY), mine(realY) }, 1))
+  gan.hingeD(dOut:narrow(1, n + 1, n), dOut:narrow(1, 1, n)):backward()
+  dist.averageGradients(D:parameters())
+  optD:step()
+  -- (2) update G
+  optG:zeroGrad()
+  D:requiresGrad(false)
+  gan.hingeG(D(G(mine(z2), G:embed(mine(fakeY2))), mine(fakeY2))):backward()
+  D:requiresGrad(true)
+  dist.averageGradients(G:parameters())
+  gan.addOrthoGrad(G, 1e-4, { exclude = biggan.orthoExclude(G) })
+  optG:step()
+  ema:update(G, step)
+end
+dist.checkReplicas({ G, D, ema.model }, "BigGAN")
+
+local state = {}
+for prefix, m in pairs({ G = G, D = D, EMA = ema.model }) do
+  for name, t in pairs(m:stateDict()) do state[prefix .. "." .. name] = t end
+end
+for prefix, o in pairs({ optG = optG, optD = optD }) do
+  for i, e in pairs(o:stateDict().state) do
+    for k, t in pairs(e) do if tensor.isTensor(t) then state[("%s.%d.%s"):format(prefix, i, k)] = t end end
+  end
+end
+tensor.save(("%s-rank%d.safetensors"):format(out, dist.rank()), state)
+local count = 0
+for _ in pairs(state) do count = count + 1 end
+print(("rank %d of %d: %d tensors"):format(dist.rank(), dist.size(), count))

@@ -1,0 +1,63 @@
+-- The dist library under mpirun (Tests/RuntimeTests/DistributedTests runs it with 2 ranks):
+-- collectives, agreement checks, cross-replica sums with their gradients, and the data
+-- loader's shares. Prints "ok" on rank 0 when every check passed.
+local T = require("testing")
+local r, n = dist.rank(), dist.size()
+assert(n >= 2, "run under mpirun with 2 or more ranks")
+
+T.test("allReduce, broadcast and allGather", function()
+  local t = tensor.full({ 2, 3 }, r + 1, { dtype = "float64" })
+  dist.allReduce(t)
+  T.check(t[2][3] == n * (n + 1) / 2, "sum over ranks")
+  local m = dist.allReduce(tensor.full({ 4 }, r + 1), { op = "mean" })
+  T.check(math.abs(m[4] - (n + 1) / 2) < 1e-6, "mean over ranks")
+  local b = dist.broadcast(tensor.full({ 3 }, r * 10), n - 1)
+  T.check(b[1] == (n - 1) * 10, "rank n-1's values everywhere")
+  local g = dist.allGather(tensor.full({ 1, 2 }, r))
+  T.check(g:size(1) == n and g[n][2] == n - 1, "every rank's rows in rank order")
+  T.check(dist.stats().seconds >= 0 and dist.stats().bytes > 0, "communication is counted")
+end)
+
+T.test("ranks that disagree get the same clear error on every rank", function()
+  T.checkError("ranks disagree", dist.allReduce, tensor.zeros(r + 1))
+  T.checkError("rank 0: allReduce of a float32 (3)", dist.allReduce, r == 0 and tensor.zeros(3) or tensor.zeros(3, { dtype = "float64" }))
+  local ok, err = pcall(function() if r == 0 then dist.barrier() else dist.broadcast(tensor.zeros(2), 0) end end)
+  T.check(not ok and err:find("rank 0: barrier", 1, true) and err:find("broadcast", 1, true), "barrier vs broadcast: " .. tostring(err))
+  T.checkError("root must be a rank in 0..", dist.broadcast, tensor.zeros(1), n)
+  T.checkError("op must be 'sum' or 'mean'", dist.allReduce, tensor.zeros(1), { op = "max" })
+  dist.barrier()
+end)
+
+T.test("replicaSum: the forward and its gradient are sums over ranks", function()
+  local x = tensor.full({ 2 }, r + 1, { dtype = "float64" }):requiresGrad(true)
+  local y = x:replicaSum()
+  T.check(y[1] == n * (n + 1) / 2, "forward")
+  local loss = (y * (r + 1)):sum()
+  loss:backward()
+  T.check(x.grad[1] == n * (n + 1) / 2, "backward: the sum of every rank's upstream gradient")
+end)
+
+T.test("the loader's shares are disjoint and together the global batch", function()
+  local ds = data.fashionMNIST { split = "test" }
+  local opts = { batchSize = 4 * n, seed = 11, dropLast = true, transform = { data.randomFlip(0.5), data.scale(-1, 1) } }
+  local full = data.Loader(ds, opts)
+  opts.rank, opts.ranks = r, n
+  local mine = data.Loader(ds, opts)
+  for _ = 1, 3 do
+    local x, y = full:next()
+    local xs, ys = mine:next()
+    T.check(xs:size(1) == 4, "an equal share")
+    local gx, gy = dist.allGather(xs:contiguous()), dist.allGather(ys:contiguous())
+    -- rank k holds samples k+1, k+1+n, ...: gathered row k*4 + j is global sample k + 1 + (j-1) n
+    for k = 0, n - 1 do
+      for j = 1, 4 do
+        local global = k + 1 + (j - 1) * n
+        T.check((gx[k * 4 + j] - x[global]):abs():max():item() == 0 and gy[k * 4 + j] == y[global],
+          ("rank %d's sample %d is the global batch's %d"):format(k, j, global))
+      end
+    end
+  end
+  T.checkError("multiple of the", data.Loader, ds, { batchSize = 4 * n + 1, rank = r, ranks = n, dropLast = true })
+end)
+
+T.finish(("dist (rank %d of %d)"):format(r, n))
