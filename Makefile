@@ -33,6 +33,7 @@ test: build lint
 bench: build
 	$(LUAGAN) scripts/bench/kernels.lua
 	$(LUAGAN) scripts/bench/side_by_side.lua --rounds=2 --steps=5
+	scripts/bench/ranks.sh biggan32 2 5
 
 # The fuzzer at full size: random calls of every function and method with hostile arguments,
 # and mutated files for every reader, watched from outside (scripts/fuzz, Sources/LuaganFuzz).

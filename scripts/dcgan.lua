@@ -34,6 +34,7 @@ local aids = training.SmallData(opt, saved)
 
 local run = training.Run(opt, {
   objects = { G = G, D = D, optG = optG, optD = optD, loader = loader },
+  crossReplica = { G, D },
   info = { model = "dcgan", meta = { channels = channels } },
   values = function() return { smallData = aids:state() } end,
   monitor = { G = G, D = D },
@@ -47,10 +48,11 @@ while run:next() do
   -- (1) update D: maximize log D(x) + log(1 - D(G(z)))
   optD:zeroGrad()
   local real = loader:next()
-  local fake = G(tensor.randn(opt.batchSize, opt.nz))
+  local fake = G(tensor.randn(training.localBatch(opt.batchSize), opt.nz))   -- this rank's share
   local dReal, dFake = D(aids:augment(real)), D(aids:augment(fake:detach()))
   local lossD = aids:dLoss(gan.logisticD(dReal, dFake), dReal, dFake, run.iter)
   lossD:backward()
+  training.syncGradients(D)   -- under mpirun: the mean over ranks (a no-op in one process)
   optD:step()
   -- (2) update G: maximize log D(G(z)) (the same fake batch, as dcgan.torch)
   optG:zeroGrad()
@@ -58,6 +60,7 @@ while run:next() do
   local lossG = gan.logisticG(D(aids:augment(fake)))
   lossG:backward()
   D:requiresGrad(true)
+  training.syncGradients(G)
   optG:step()
 
   run:afterStep(aids:scalars { lossD = lossD, lossG = lossG }, tensor.cat({ dReal:detach(), dFake:detach() }, 1))

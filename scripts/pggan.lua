@@ -63,6 +63,17 @@ local spec = training.concat({
 
 local opt, saved = training.start(spec, "PGGAN: progressive growing with equalized learning rate, pixelnorm and minibatch stddev.")
 local function resolutionOf(level) return math.tointeger(4 * 2 ^ (level - 1)) end
+-- Under mpirun every minibatch is global: each rank takes an equal share, and minibatch stddev
+-- groups form within a rank's share (as PGGAN's code does per GPU).
+local res = 4
+while res <= opt.resolution do
+  local b, ranks = minibatchAt(opt, res), dist.size()
+  if b % ranks ~= 0 or (b // ranks) % math.min(opt.mbstdGroup, b // ranks) ~= 0 then
+    error(("the minibatch at %dx%d (%d) must split into %d equal shares divisible by --mbstdGroup=%d"):format(res, res, b, ranks,
+      opt.mbstdGroup), 0)
+  end
+  res = res * 2
+end
 
 -- One iteration is one D step and one G step. The run lasts totalKimg thousand reals, in whole
 -- schedule periods as train.py's loop does, unless --iters is given.
@@ -138,7 +149,8 @@ while run:next() do
     optD:setLr(opt.DLrDict[res] or opt.lr)
   end
   local level, t = state.level, state.t
-  local batch = minibatchAt(opt, resolutionOf(level))
+  local batch = minibatchAt(opt, resolutionOf(level))   -- global; kimg counts it
+  local mine = training.localBatch(batch)                 -- this rank's share
   -- At level l the networks run at 4·2^(l-1) px; the reference runs at full resolution, where
   -- D first average-pools by k = 2^floor(lod). Same forward values, but the penalty's gradient
   -- norm is taken w.r.t. the full-resolution image: ‖∇‖_full = ‖∇‖_native / k.
@@ -148,7 +160,7 @@ while run:next() do
   optD:zeroGrad()
   local real = pggan.realsAt(reals(batch), level, t, opt.resolution)
   state.nimg = state.nimg + batch
-  local fake = tensor.noGrad(function() return G(tensor.randn(batch, opt.latent), level, t) end)
+  local fake = tensor.noGrad(function() return G(tensor.randn(mine, opt.latent), level, t) end)
   local dReal, dFake = D(real, level, t), D(fake, level, t)
   local lossD
   if opt.loss == "wgangp" then
@@ -164,16 +176,18 @@ while run:next() do
     lossD = gan.lsganD(dReal, dFake, { realTarget = 0, fakeTarget = 1, fakeWeight = 0.1 }) * 2
     lossD:backward()
   end
+  training.syncGradients(D)   -- under mpirun: the mean over ranks (a no-op in one process)
   optD:step()
   Gs:update(G, iter)     -- per D step, from G before this iteration's G step (train.py)
 
   -- (2) update G (D's parameters frozen: the reference differentiates G's variables only)
   optG:zeroGrad()
   D:requiresGrad(false)
-  local dG = D(G(tensor.randn(batch, opt.latent), level, t), level, t)
+  local dG = D(G(tensor.randn(mine, opt.latent), level, t), level, t)
   local lossG = opt.loss == "wgangp" and gan.wassersteinG(dG) or gan.lsganG(dG, { target = 0 }) * 2
   lossG:backward()
   D:requiresGrad(true)
+  training.syncGradients(G)
   optG:step()
 
   run:afterStep({ lossD = lossD, lossG = lossG, lod = state.lod, kimg = state.nimg / 1000, minibatch = batch },

@@ -64,6 +64,26 @@ final class DistributedTests: XCTestCase {
     XCTAssertTrue(after.contains("\"iter\":6,"), after)
   }
 
+  /// pggan.lua (a fade, minibatch stddev within a rank) and dcgan.lua (cross-replica BN in G and
+  /// D, sheets and evaluation with each rank's own statistics) under mpirun: one log line per
+  /// iteration, one checkpoint.
+  func testPGGANAndDCGANScriptsUnderMpirun() throws {
+    let pg = tmp.appendingPathComponent("pg").path, dc = tmp.appendingPathComponent("dc").path
+    check(try Luagan.mpirun(2, ["scripts/pggan.lua", "--fmapBase=64", "--fmapMax=8", "--latent=16", "--batchSize=8", "--trainKimg=0.016",
+                                "--transKimg=0.016", "--totalKimg=0.08", "--sampleEvery=4", "--saveEvery=100", "--evalEvery=0", "--logEvery=1",
+                                "--quiet", "--threads=1", "--checkReplicasEvery=2", "--out=\(pg)"]), "pggan.lua under mpirun")
+    check(try Luagan.mpirun(2, ["scripts/dcgan.lua", "--ngf=4", "--ndf=4", "--nz=8", "--batchSize=8", "--iters=4", "--sampleEvery=2",
+                                "--saveEvery=4", "--logEvery=1", "--evalEvery=4", "--evalSamples=300", "--quiet", "--crossReplicaBN",
+                                "--checkReplicasEvery=1", "--threads=1", "--out=\(dc)"]), "dcgan.lua under mpirun")
+    for (dir, iters, last) in [(pg, 12, "iter-0000012"), (dc, 4, "iter-0000004")] {
+      let log = try String(contentsOfFile: dir + "/log.jsonl", encoding: .utf8)
+      XCTAssertEqual(log.split(separator: "\n").filter { $0.contains("\"lossD\"") }.count, iters, log)
+      XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir + "/ckpt").filter { $0.hasPrefix("iter-") }, [last])
+    }
+    XCTAssertTrue(try String(contentsOfFile: dc + "/log.jsonl", encoding: .utf8).contains("\"fid\""), "dcgan evaluated")
+    XCTAssertTrue(try String(contentsOfFile: pg + "/log.jsonl", encoding: .utf8).contains("\"kimg\":0.096"), "kimg counts the global batch")
+  }
+
   /// A rank that fails ends every rank, with its message, instead of leaving rank 0 waiting in
   /// a collective forever.
   func testADeadRankEndsTheRun() throws {

@@ -34,7 +34,8 @@ tensor.manualSeed(0)
 -- scripts/configs/demo.lua): ch 8, batch 32, 1 channel, no attention.
 local function biggan32(demo)
   local ch = opt.channels > 0 and opt.channels or (demo and 8 or 64)
-  local bs = opt.batch > 0 and opt.batch or (demo and 32 or 50)
+  -- under mpirun the batch is global and each rank trains on its share, gradients averaged
+  local bs = (opt.batch > 0 and opt.batch or (demo and 32 or 50)) // dist.size()
   local imgCh, attention = demo and 1 or 3, demo and "0" or "16"
   -- BigGAN at 32x32: shared embedding 128, hierarchical z 128 = 4 chunks of 32, SN (eps 1e-8)
   -- everywhere, CBN eps 1e-5, N(0, 0.02) init.
@@ -53,11 +54,11 @@ local function biggan32(demo)
     local fake = tensor.noGrad(function() return G(z, G:embed(yf)) end)
     local out = D(tensor.cat({ fake, x }, 1), tensor.cat({ yf, y }, 1))
     local lossD = gan.hingeD(out:narrow(1, bs + 1, bs), out:narrow(1, 1, bs))
-    optD:zeroGrad(); lossD:backward(); optD:step()
+    optD:zeroGrad(); lossD:backward(); dist.averageGradients(D:parameters()); optD:step()
     -- (2) G step
     z, yf = tensor.randn(bs, 128), tensor.randint(1, 10, bs)
     local lossG = gan.hingeG(D(G(z, G:embed(yf)), yf))
-    optG:zeroGrad(); lossG:backward()
+    optG:zeroGrad(); lossG:backward(); dist.averageGradients(G:parameters())
     gan.addOrthoGrad(G, 1e-4, { exclude = biggan.orthoExclude(G) })
     optG:step()
     ema:update(G, it)
@@ -118,6 +119,7 @@ local flops0 = tensor.flops()
 iteration()
 local flopsPerIter = tensor.flops() - flops0  -- matrix products and convolutions, direct count
 local times = {}
+local comm0 = dist.stats().seconds
 for i = 1, opt.steps do
   local t0 = tensor.clock()
   iteration()
@@ -133,8 +135,9 @@ local function peakRSS()
   f:close()
   return (tonumber(text:match("VmHWM:%s+(%d+)")) or 0) / 1024
 end
-print(('{"workload": "%s", "ms_per_iter": %.1f, "ms_min": %.1f, "ms_max": %.1f, "peak_rss_mb": %.1f, "params": %d, "threads": %d, "gflop_per_iter": %.2f, "gflops": %.1f, "blas_core": "%s", "luagan": true}')
-  :format(workload, median * 1e3, times[1] * 1e3, times[#times] * 1e3, peakRSS(), params, opt.threads,
+local commMs = (dist.stats().seconds - comm0) / opt.steps * 1e3    -- mean time in collectives per iteration
+print(('{"workload": "%s", "ranks": %d, "comm_ms_per_iter": %.1f, "ms_per_iter": %.1f, "ms_min": %.1f, "ms_max": %.1f, "peak_rss_mb": %.1f, "params": %d, "threads": %d, "gflop_per_iter": %.2f, "gflops": %.1f, "blas_core": "%s", "luagan": true}')
+  :format(workload, dist.size(), commMs, median * 1e3, times[1] * 1e3, times[#times] * 1e3, peakRSS(), params, opt.threads,
           flopsPerIter / 1e9, flopsPerIter / median / 1e9, tensor.config().blasCore))
 if opt.profile then print(tensor.profile(iteration)) end
 if os.getenv("LG_MEM") then

@@ -453,10 +453,22 @@ function Run:gathered(scalars, dOut)
   return out, dOut and dist.allGather(dOut:detach():contiguous()) or nil
 end
 
+-- Runs fn with cross-replica BatchNorm off: sampling for sheets (rank 0 alone) and for
+-- evaluation (each rank its own share) uses each rank's own batch statistics, and makes no
+-- collective call another rank would not make.
+function Run:locally(fn)
+  local models = self.ranks > 1 and self.opt.crossReplicaBN and self.parts.crossReplica or {}
+  for _, m in ipairs(models) do nn.utils.crossReplicaBN(m, false) end
+  local results = table.pack(pcall(fn))
+  for _, m in ipairs(models) do nn.utils.crossReplicaBN(m, true) end
+  if not results[1] then error(results[2], 0) end
+  return table.unpack(results, 2, results.n)
+end
+
 function Run:drawSheets()
   if not self.parts.sheet or self.done.sheet == self.iter or self.rank > 0 then return end
   self.done.sheet = self.iter
-  local images, nrow, suffix = self.parts.sheet()
+  local images, nrow, suffix = self:locally(self.parts.sheet)
   local _, grid = self:sheet(("iter-%07d%s"):format(self.iter, suffix or ""), images, nrow)
   self:sheet("latest", images, nrow)
   if self.tb then self.tb:image(self.iter, "samples", grid, { range = { -1, 1 } }) end
@@ -467,7 +479,7 @@ function Run:evaluateNow()
   local parts = self.parts
   if not parts.evaluate or self.done.eval == self.iter or (parts.canEvaluate and not parts.canEvaluate()) then return end
   self.done.eval = self.iter
-  local r = self:evaluate(self.iter, self.parts.evaluate)
+  local r = self:locally(function() return self:evaluate(self.iter, self.parts.evaluate) end)
   if r and not self.opt.quiet then
     print(("\niter %d: domain FID %.2f, IS %.2f%s (%d samples)"):format(self.iter, r.fid, r.is,
       r.accuracy and (", class accuracy %.1f%%"):format(100 * r.accuracy) or "", r.n))
