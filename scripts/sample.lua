@@ -40,7 +40,7 @@ elseif opt.ckpt:match("%.pth?$") or opt.ckpt:match("%.bin$") then
 elseif opt.ckpt ~= "" then
   g = training.loadGenerator(opt.ckpt, { ema = opt.ema })
 else
-  usage("--ckpt (a run folder such as runs/biggan, or a G_ema.pth) or --pretrained with --weights is required")
+  usage("--ckpt is required (a run folder such as runs/biggan, or a G_ema.pth), or --pretrained with --weights")
 end
 local noise = g.noise or function(n, t) return training.noise(n, g.dimZ, t) end
 local truncations = opt.truncations

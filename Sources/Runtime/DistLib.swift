@@ -106,9 +106,13 @@ public enum DistLib {
       d[2] = t.dtype == .float32 ? 32 : 64
       d[3] = Int64(t.rank)
       for (i, n) in t.shape.enumerated() { d[4 + i] = Int64(n) }
+      if call != 4 && !t.isContiguous { d[0] += 100 }     // in place needs contiguous: all ranks fail together
     }
     let bytes = d.withUnsafeBytes { Array($0) }
     let all = try Replicas.allGather(bytes).map { b in b.withUnsafeBytes { Array($0.bindMemory(to: Int64.self)) } }
+    if all.contains(where: { $0[0] >= 100 }) {
+      throw c.argError(1, "a contiguous tensor expected on every rank (in place; call :contiguous() first)")
+    }
     guard all.contains(where: { $0 != all[0] }) else { return }
     func describe(_ v: [Int64]) -> String {
       let name = callNames[Int(v[0])] ?? "?"

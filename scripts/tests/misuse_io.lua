@@ -1,4 +1,4 @@
--- The misuse loop for image, data, ckpt, log, plot and paths: wrong types, nil, absurd sizes, bad
+-- The misuse loop for image, data, ckpt, log, plot, paths, json and dist: wrong types, nil, absurd sizes, bad
 -- files and unknown options. Every call must raise a Lua error; every function has cases.
 local T = require("testing")
 local check = T.check
@@ -7,6 +7,18 @@ os.remove(tmp)
 local ds = data.fashionMNIST { split = "test" }
 
 local cases = {
+  -- dist in one process: rank 0 of 1; its calls still check their arguments
+  ["dist.rank"] = {}, ["dist.size"] = {}, ["dist.active"] = {}, ["dist.stats"] = {}, ["dist.barrier"] = {},
+  ["dist.allReduce"] = { function() return dist.allReduce() end, function() return dist.allReduce({ 1, 2 }) end,
+    function() return dist.allReduce(tensor.zeros(2), { op = "max" }) end,
+    function() return dist.allReduce(tensor.zeros(2), { opp = "sum" }) end },
+  ["dist.broadcast"] = { function() return dist.broadcast() end, function() return dist.broadcast(tensor.zeros(2), 1) end,
+    function() return dist.broadcast(tensor.zeros(2), -1) end, function() return dist.broadcast(tensor.zeros(2), 0.5) end },
+  ["dist.allGather"] = { function() return dist.allGather() end, function() return dist.allGather("x") end },
+  ["dist.broadcastModules"] = {},          -- a no-op with one rank; under mpirun scripts/tests/dist checks it
+  ["dist.averageGradients"] = { function() return dist.averageGradients(5) end },
+  ["dist.checkReplicas"] = {},
+  ["dist.shard"] = { function() return dist.shard(-1) end, function() return dist.shard(2.5) end, function() return dist.shard() end },
   ["image.load"] = { function() return image.load() end, function() return image.load(5) end,
     function() return image.load("/etc/passwd") end, function() return image.load("/") end },
   ["image.save"] = { function() return image.save(tmp .. ".png") end, function() return image.save(tmp .. ".png", "x") end,
@@ -77,7 +89,7 @@ local cases = {
 }
 
 local exported = {}
-for _, lib in ipairs { "image", "data", "ckpt", "log", "plot", "paths", "json" } do
+for _, lib in ipairs { "image", "data", "ckpt", "log", "plot", "paths", "json", "dist" } do
   for k, v in pairs(_G[lib]) do
     if type(k) == "string" and k:sub(1, 1) ~= "_" then
       if type(v) == "function" then exported[#exported + 1] = lib .. "." .. k

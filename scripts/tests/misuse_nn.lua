@@ -60,6 +60,8 @@ local cases = {
   ["nn.utils.standingStats"] = { function() return nn.utils.standingStats(5, 1, print) end,
     function() return nn.utils.standingStats(nn.BatchNorm2d(2), 1.5, print) end,
     function() return nn.utils.standingStats(nn.BatchNorm2d(2), 1, 7) end },
+  ["nn.utils.crossReplicaBN"] = { function() return nn.utils.crossReplicaBN(5, true) end,
+    function() return nn.utils.crossReplicaBN(nn.BatchNorm2d(2), "yes") end },
   ["nn.utils.spectralNormEvalPowerStep"] = { function() return nn.utils.spectralNormEvalPowerStep(5, true) end,
     function() return nn.utils.spectralNormEvalPowerStep(nn.Linear(2, 2), "yes") end,
     function() return nn.utils.spectralNormEvalPowerStep(nn.Linear(2, 2)) end },

@@ -103,6 +103,10 @@ end
 function dist.shard(n, rank, size)
   rank, size = rank or dist.rank(), size or dist.size()
   if math.type(n) ~= "integer" or n < 0 then argError("dist.shard", 1, "non-negative integer", tostring(n)) end
+  if math.type(size) ~= "integer" or size < 1 then argError("dist.shard", 3, "positive integer", tostring(size)) end
+  if math.type(rank) ~= "integer" or rank < 0 or rank >= size then
+    argError("dist.shard", 2, ("rank in 0..%d"):format(size - 1), tostring(rank))
+  end
   local idx = {}
   for i = rank + 1, n, size do idx[#idx + 1] = i end
   return idx

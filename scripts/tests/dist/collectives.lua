@@ -24,6 +24,8 @@ T.test("ranks that disagree get the same clear error on every rank", function()
   local ok, err = pcall(function() if r == 0 then dist.barrier() else dist.broadcast(tensor.zeros(2), 0) end end)
   T.check(not ok and err:find("rank 0: barrier", 1, true) and err:find("broadcast", 1, true), "barrier vs broadcast: " .. tostring(err))
   T.checkError("root must be a rank in 0..", dist.broadcast, tensor.zeros(1), n)
+  -- in place needs contiguous memory: one rank's transposed view fails on every rank
+  T.checkError("a contiguous tensor expected on every rank", dist.allReduce, r == 0 and tensor.zeros(3, 4):t() or tensor.zeros(4, 3))
   T.checkError("op must be 'sum' or 'mean'", dist.allReduce, tensor.zeros(1), { op = "max" })
   dist.barrier()
 end)
