@@ -12,7 +12,7 @@ local options = require("options")
 local biggan = require("models.biggan")
 
 local opt = options.cli(arg, {
-  { "iters", 200, "iterations (one D step and one G step each)", min = 1 },
+  { "iters", 200, "iterations (demo.lua's numDSteps D steps and one G step each)", min = 1 },
   { "every", 10, "iterations between saved states", min = 1 },
   { "emaStart", 100, "the EMA copies G before this iteration (so the run checks both regimes)" },
   { "seed", 1, "random seed" },
@@ -31,7 +31,7 @@ local optD = optim.Adam(D:parameters(), { lr = demo.DLr, betas = { 0, 0.999 }, e
 local ema = optim.EMA(G, { decay = demo.emaDecay, startIter = opt.emaStart })
 local loader = data.Loader(data.fashionMNIST { split = "train" }, { batchSize = demo.batchSize, seed = opt.seed, dropLast = true,
   transform = { data.pad(2), data.scale(-1, 1) } })
-local B = demo.batchSize
+local B, dSteps = demo.batchSize, demo.numDSteps or 1
 
 local function snapshot(path, extra)
   local t = {}
@@ -46,16 +46,20 @@ snapshot(opt.out .. "/state-0000.safetensors")
 local f64 = { dtype = "float64" }
 for iter = 1, opt.iters do
   local inputs = {}
-  -- (1) update D
-  optD:zeroGrad()
-  local real, realY = loader:next()
-  real = real:double()
-  local z, fakeY = tensor.randn(B, 128, f64), tensor.randint(1, 10, B)
-  local fake = tensor.noGrad(function() return G(z, G:embed(fakeY)) end)
-  local out = D(tensor.cat({ fake, real }, 1), tensor.cat({ fakeY, realY }, 1))
-  local lossD = gan.hingeD(out:narrow(1, B + 1, B), out:narrow(1, 1, B))
-  lossD:backward()
-  optD:step()
+  -- (1) update D: dSteps steps, each on fresh reals, noise and labels (saved as real1, z1, ...)
+  local lossD
+  for k = 1, dSteps do
+    optD:zeroGrad()
+    local real, realY = loader:next()
+    real = real:double()
+    local z, fakeY = tensor.randn(B, 128, f64), tensor.randint(1, 10, B)
+    local fake = tensor.noGrad(function() return G(z, G:embed(fakeY)) end)
+    local out = D(tensor.cat({ fake, real }, 1), tensor.cat({ fakeY, realY }, 1))
+    lossD = gan.hingeD(out:narrow(1, B + 1, B), out:narrow(1, 1, B))
+    lossD:backward()
+    optD:step()
+    inputs["real" .. k], inputs["realY" .. k], inputs["z" .. k], inputs["fakeY" .. k] = real, realY, z, fakeY
+  end
   -- (2) update G
   optG:zeroGrad()
   local z2, fakeY2 = tensor.randn(B, 128, f64), tensor.randint(1, 10, B)
@@ -64,7 +68,7 @@ for iter = 1, opt.iters do
   gan.addOrthoGrad(G, 1e-4, { exclude = biggan.orthoExclude(G) })
   optG:step()
   ema:update(G, iter)
-  inputs.real, inputs.realY, inputs.z, inputs.fakeY, inputs.z2, inputs.fakeY2 = real, realY, z, fakeY, z2, fakeY2
+  inputs.z2, inputs.fakeY2 = z2, fakeY2
   tensor.save(("%s/inputs-%04d.safetensors"):format(opt.out, iter), inputs)
   if iter % opt.every == 0 then
     snapshot(("%s/state-%04d.safetensors"):format(opt.out, iter), { lossD = lossD:detach():reshape(1), lossG = lossG:detach():reshape(1) })
@@ -72,6 +76,6 @@ for iter = 1, opt.iters do
 end
 local f = io.open(opt.out .. "/run.json", "w")
 f:write(json.encode({ iters = opt.iters, every = opt.every, emaStart = opt.emaStart, emaDecay = demo.emaDecay, lrG = demo.GLr,
-  lrD = demo.DLr, batchSize = B, ch = demo.ch }), "\n")
+  lrD = demo.DLr, batchSize = B, ch = demo.ch, numDSteps = dSteps }), "\n")
 f:close()
 print(("wrote %d iterations to %s"):format(opt.iters, opt.out))

@@ -73,13 +73,15 @@ def compare(it, expected):
 rows, first_bad, overall = [], None, (0.0, "", 0)
 for it in range(1, run["iters"] + 1):
     x = load_file(os.path.join(a.dir, f"inputs-{it:04d}.safetensors"))
-    real, ry = x["real"], x["realY"].long() - 1
-    z, fy, z2, fy2 = x["z"], x["fakeY"].long() - 1, x["z2"], x["fakeY2"].long() - 1
-    with torch.no_grad():
-        fake = G(z, G.shared(fy))
-    out = D(torch.cat([fake, real]), torch.cat([fy, ry]))
-    ld = F.relu(1 - out[B:]).mean() + F.relu(1 + out[:B]).mean()
-    oD.zero_grad(); ld.backward(); oD.step()
+    for k in range(1, run.get("numDSteps", 1) + 1):  # BigGAN-PyTorch: fresh reals, noise and labels per D step
+        real, ry = x[f"real{k}"], x[f"realY{k}"].long() - 1
+        z, fy = x[f"z{k}"], x[f"fakeY{k}"].long() - 1
+        with torch.no_grad():
+            fake = G(z, G.shared(fy))
+        out = D(torch.cat([fake, real]), torch.cat([fy, ry]))
+        ld = F.relu(1 - out[B:]).mean() + F.relu(1 + out[:B]).mean()
+        oD.zero_grad(); ld.backward(); oD.step()
+    z2, fy2 = x["z2"], x["fakeY2"].long() - 1
     lg = -D(G(z2, G.shared(fy2)), fy2).mean()
     oG.zero_grad(); lg.backward(); R.ortho_(G, 1e-4, [G.shared.weight]); oG.step()
     with torch.no_grad():
