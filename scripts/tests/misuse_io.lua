@@ -18,7 +18,8 @@ local cases = {
   ["dist.broadcastModules"] = {},          -- a no-op with one rank; under mpirun scripts/tests/dist checks it
   ["dist.averageGradients"] = { function() return dist.averageGradients(5) end },
   ["dist.checkReplicas"] = {},
-  ["dist.shard"] = { function() return dist.shard(-1) end, function() return dist.shard(2.5) end, function() return dist.shard() end },
+  ["dist.shard"] = { function() return dist.shard(-1) end, function() return dist.shard(2.5) end, function() return dist.shard() end,
+    function() return dist.shard(1 << 40) end, function() return dist.shard(4, 1, 1) end, function() return dist.shard(4, 0, 0) end },
   ["image.load"] = { function() return image.load() end, function() return image.load(5) end,
     function() return image.load("/etc/passwd") end, function() return image.load("/") end },
   ["image.save"] = { function() return image.save(tmp .. ".png") end, function() return image.save(tmp .. ".png", "x") end,

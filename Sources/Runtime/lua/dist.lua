@@ -107,6 +107,7 @@ function dist.shard(n, rank, size)
   if math.type(rank) ~= "integer" or rank < 0 or rank >= size then
     argError("dist.shard", 2, ("rank in 0..%d"):format(size - 1), tostring(rank))
   end
+  if n // size > 1 << 26 then argError("dist.shard", 1, "at most 2^26 items per rank", tostring(n)) end
   local idx = {}
   for i = rank + 1, n, size do idx[#idx + 1] = i end
   return idx
