@@ -68,7 +68,7 @@ for iter = 1, opt.iters do
   gan.addOrthoGrad(G, 1e-4, { exclude = biggan.orthoExclude(G) })
   optG:step()
   ema:update(G, iter)
-  inputs.z2, inputs.fakeY2 = z2, fakeY2
+  inputs.zG, inputs.fakeYG = z2, fakeY2      -- not z2: the second D step's noise is saved as z2
   tensor.save(("%s/inputs-%04d.safetensors"):format(opt.out, iter), inputs)
   if iter % opt.every == 0 then
     snapshot(("%s/state-%04d.safetensors"):format(opt.out, iter), { lossD = lossD:detach():reshape(1), lossG = lossG:detach():reshape(1) })

@@ -81,7 +81,7 @@ for it in range(1, run["iters"] + 1):
         out = D(torch.cat([fake, real]), torch.cat([fy, ry]))
         ld = F.relu(1 - out[B:]).mean() + F.relu(1 + out[:B]).mean()
         oD.zero_grad(); ld.backward(); oD.step()
-    z2, fy2 = x["z2"], x["fakeY2"].long() - 1
+    z2, fy2 = x["zG"], x["fakeYG"].long() - 1
     lg = -D(G(z2, G.shared(fy2)), fy2).mean()
     oG.zero_grad(); lg.backward(); R.ortho_(G, 1e-4, [G.shared.weight]); oG.step()
     with torch.no_grad():
