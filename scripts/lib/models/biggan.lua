@@ -211,13 +211,19 @@ function Discriminator:init(o)
   M.initWeights(self, o.init)
 end
 
--- x: (N, C, R, R), y: (N) labels -> (N, 1): linear(h) + <embed(y), h>, h = sum over H, W of ReLU(features)
-function Discriminator:forward(x, y)
+-- x: (N, C, R, R) -> h: (N, width), the sum over H, W of the last block's ReLU'd features
+function Discriminator:features(x)
   local h = x
   for _, stage in ipairs(self.blocks) do
     for _, block in ipairs(stage) do h = block(h) end
   end
-  h = h:relu():sum({ 3, 4 })
+  return h:relu():sum({ 3, 4 })
+end
+
+-- x: (N, C, R, R), y: (N) labels -> (N, 1): linear(h) + <embed(y), h>, h = features(x) (the
+-- projection head, shared with BigGAN-deep's D)
+function Discriminator:forward(x, y)
+  local h = self:features(x)
   return self.linear(h) + (self.embed(y) * h):sum(2, true)
 end
 

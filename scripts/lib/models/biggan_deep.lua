@@ -226,11 +226,8 @@ function Discriminator:features(x)
   return h:relu():sum({ 3, 4 })
 end
 
--- x: (N, C, R, R), y: (N) labels -> (N, 1): linear(h) + <embed(y), h>, h = features(x)
-function Discriminator:forward(x, y)
-  local h = self:features(x)
-  return self.linear(h) + (self.embed(y) * h):sum(2, true)
-end
+-- x: (N, C, R, R), y: (N) labels -> (N, 1): BigGAN's projection head on features(x)
+Discriminator.forward = biggan.Discriminator.forward
 
 -- 1-based permutations that turn pytorch-pretrained-BigGAN's layouts into this G's.
 -- Rows of gen_z: it reshapes to TF's (N, 4, 4, C), this G to (N, C, 4, 4).

@@ -49,16 +49,8 @@ for step = 1, steps do
 end
 dist.checkReplicas({ G, D, ema.model }, "BigGAN")
 
-local state = {}
-for prefix, m in pairs({ G = G, D = D, EMA = ema.model }) do
-  for name, t in pairs(m:stateDict()) do state[prefix .. "." .. name] = t end
-end
-for prefix, o in pairs({ optG = optG, optD = optD }) do
-  for i, e in pairs(o:stateDict().state) do
-    for k, t in pairs(e) do if tensor.isTensor(t) then state[("%s.%d.%s"):format(prefix, i, k)] = t end end
-  end
-end
-tensor.save(("%s-rank%d.safetensors"):format(out, dist.rank()), state)
+local saveState = dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "state.lua")
+local state = saveState(out, { G = G, D = D, EMA = ema.model }, { optG = optG, optD = optD })
 local count = 0
 for _ in pairs(state) do count = count + 1 end
 print(("rank %d of %d: %d tensors"):format(dist.rank(), dist.size(), count))

@@ -42,13 +42,5 @@ for step = 1, steps do
 end
 dist.checkReplicas({ G, D, Gs.model }, "PGGAN")
 
-local state = {}
-for prefix, m in pairs({ G = G, D = D, Gs = Gs.model }) do
-  for name, x in pairs(m:stateDict()) do state[prefix .. "." .. name] = x end
-end
-for prefix, o in pairs({ optG = optG, optD = optD }) do
-  for i, e in pairs(o:stateDict().state) do
-    for k, x in pairs(e) do if tensor.isTensor(x) then state[("%s.%d.%s"):format(prefix, i, k)] = x end end
-  end
-end
-tensor.save(("%s-rank%d.safetensors"):format(out, dist.rank()), state)
+local saveState = dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "state.lua")
+local state = saveState(out, { G = G, D = D, Gs = Gs.model }, { optG = optG, optD = optD })
