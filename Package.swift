@@ -42,7 +42,7 @@ let package = Package(
     // FID, IS, KID, precision/recall, SWD and MS-SSIM as their references compute them.
     .target(name: "Metrics", dependencies: ["Tensor", "COpenBLAS"], swiftSettings: fast("Metrics")),
     // The processes of a data-parallel run, over Open MPI (only when mpirun started them). Knows nothing of Lua.
-    .target(name: "Distributed", dependencies: ["COpenMPI"]),
+    .target(name: "Distributed", dependencies: ["COpenMPI", "Tensor"]),
     // The only bridge to Lua: bindings, the module system, the Lua-side libraries.
     .target(
       name: "Runtime", dependencies: ["CLua", "Tensor", "Layers", "Media", "Datasets", "Metrics", "Distributed"],

@@ -120,7 +120,7 @@ while run:next() do
         loss = loss + gan.r1Penalty(function(x) return D(aids:augment(x), realY) end, real, { gamma = opt.DR1Gamma })
       end
       return loss, out
-    end)
+    end, D)
     training.syncGradients(D)   -- under mpirun: the mean over ranks (a no-op in one process)
     if opt.DOrthoBeta > 0 then gan.addOrthoGrad(D, opt.DOrthoBeta) end
     optD:step()
@@ -131,7 +131,7 @@ while run:next() do
   local lossG = training.accumulated(opt.numGAccumulations, function()
     local z, fakeY = tensor.randn(B, dimZ), uniformLabels(B)
     return gan.hingeG(D(aids:augment(G(z, G:embed(fakeY))), fakeY))
-  end)
+  end, G)
   D:requiresGrad(true)
   training.syncGradients(G)
   if opt.orthoBeta > 0 then gan.addOrthoGrad(G, opt.orthoBeta, { exclude = biggan.orthoExclude(G) }) end

@@ -51,14 +51,14 @@ while run:next() do
   local fake = G(tensor.randn(training.localBatch(opt.batchSize), opt.nz))   -- this rank's share
   local dReal, dFake = D(aids:augment(real)), D(aids:augment(fake:detach()))
   local lossD = aids:dLoss(gan.logisticD(dReal, dFake), dReal, dFake, run.iter)
-  lossD:backward()
+  training.lastBackward(lossD, D)   -- under mpirun, gradients start averaging while it runs
   training.syncGradients(D)   -- under mpirun: the mean over ranks (a no-op in one process)
   optD:step()
   -- (2) update G: maximize log D(G(z)) (the same fake batch, as dcgan.torch)
   optG:zeroGrad()
   D:requiresGrad(false)     -- no D weight gradients in G's step
   local lossG = gan.logisticG(D(aids:augment(fake)))
-  lossG:backward()
+  training.lastBackward(lossG, G)
   D:requiresGrad(true)
   training.syncGradients(G)
   optG:step()

@@ -169,12 +169,12 @@ while run:next() do
     lossD = gan.wassersteinD(dReal, dFake) + gan.driftPenalty(dReal, opt.drift)
     lossD:backward()
     local gp = gan.gradientPenalty(D, real, fake, { lambda = opt.gpLambda, target = opt.gpTarget, gradScale = 1 / k }, level, t)
-    gp:backward()
+    training.lastBackward(gp, D)
     lossD = lossD:detach() + gp:detach()
   else
     -- PGGAN's LSGAN: mean(D(real)²) + 0.1·mean((D(fake) - 1)²) (reals target 0, fakes 1)
     lossD = gan.lsganD(dReal, dFake, { realTarget = 0, fakeTarget = 1, fakeWeight = 0.1 }) * 2
-    lossD:backward()
+    training.lastBackward(lossD, D)
   end
   training.syncGradients(D)   -- under mpirun: the mean over ranks (a no-op in one process)
   optD:step()
@@ -185,7 +185,7 @@ while run:next() do
   D:requiresGrad(false)
   local dG = D(G(tensor.randn(mine, opt.latent), level, t), level, t)
   local lossG = opt.loss == "wgangp" and gan.wassersteinG(dG) or gan.lsganG(dG, { target = 0 }) * 2
-  lossG:backward()
+  training.lastBackward(lossG, G)
   D:requiresGrad(true)
   training.syncGradients(G)
   optG:step()

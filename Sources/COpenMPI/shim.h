@@ -35,6 +35,20 @@ static inline int lg_mpi_allreduce_max_f64(double *buffer, int count) {
 static inline int lg_mpi_allreduce_min_f64(double *buffer, int count) {
   return MPI_Allreduce(MPI_IN_PLACE, buffer, count, MPI_DOUBLE, MPI_MIN, MPI_COMM_WORLD);
 }
+// Non-blocking (MPI-3): the sum starts now and completes in lg_mpi_test / lg_mpi_wait; the
+// buffer must stay untouched until then.
+static inline int lg_mpi_iallreduce_sum_f32(float *buffer, int count, MPI_Request *request) {
+  return MPI_Iallreduce(MPI_IN_PLACE, buffer, count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, request);
+}
+static inline int lg_mpi_iallreduce_sum_f64(double *buffer, int count, MPI_Request *request) {
+  return MPI_Iallreduce(MPI_IN_PLACE, buffer, count, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD, request);
+}
+// Whether the request has completed (then it is freed); lets MPI advance it meanwhile.
+static inline int lg_mpi_test(MPI_Request *request, int *done) {
+  return MPI_Test(request, done, MPI_STATUS_IGNORE);
+}
+static inline int lg_mpi_wait(MPI_Request *request) { return MPI_Wait(request, MPI_STATUS_IGNORE); }
+static inline MPI_Request lg_mpi_request_null(void) { return MPI_REQUEST_NULL; }
 static inline int lg_mpi_bcast(void *buffer, int bytes, int root) {
   return MPI_Bcast(buffer, bytes, MPI_BYTE, root, MPI_COMM_WORLD);
 }

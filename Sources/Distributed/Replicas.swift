@@ -1,5 +1,6 @@
 import COpenMPI
 import Foundation
+import Tensor
 
 /// The processes of a data-parallel run, over Open MPI. `mpirun -n K luagan ...` starts K
 /// processes (ranks 0..K-1); each calls `startIfLaunched` once, which initializes MPI only
@@ -79,6 +80,55 @@ public enum Replicas {
 
   public static func allReduceSum(_ values: inout [Double]) throws {
     try values.withUnsafeMutableBufferPointer { try allReduceSum($0) }
+  }
+
+  /// Starts an element-wise sum over ranks of a float32 or float64 buffer, in place; the
+  /// buffer must stay alive and untouched until `wait` (or `test`) reports it done. One
+  /// request per 2^27 elements (MPI counts are 32-bit).
+  public static func startAllReduceSum(_ bytes: UnsafeMutableRawBufferPointer, dtype: DType) throws -> [MPI_Request?] {
+    guard isActive, let base = bytes.baseAddress else { return [] }
+    let count = bytes.count / dtype.byteSize
+    var requests: [MPI_Request?] = []
+    try timed {
+      for start in stride(from: 0, to: count, by: 1 << 27) {
+        let n = Int32(min(1 << 27, count - start))
+        var request: MPI_Request? = lg_mpi_request_null()
+        switch dtype {
+        case .float32:
+          try check(lg_mpi_iallreduce_sum_f32(base.assumingMemoryBound(to: Float.self) + start, n, &request), "MPI_Iallreduce")
+        case .float64:
+          try check(lg_mpi_iallreduce_sum_f64(base.assumingMemoryBound(to: Double.self) + start, n, &request), "MPI_Iallreduce")
+        }
+        requests.append(request)
+      }
+    }
+    bytesReduced += bytes.count
+    return requests
+  }
+
+  /// Advances the requests; those completed are removed.
+  public static func test(_ requests: inout [MPI_Request?]) throws {
+    guard !requests.isEmpty else { return }
+    try timed {
+      var left: [MPI_Request?] = []
+      for var r in requests {
+        var done: Int32 = 0
+        try check(lg_mpi_test(&r, &done), "MPI_Test")
+        if done == 0 { left.append(r) }
+      }
+      requests = left
+    }
+  }
+
+  /// Waits for the requests to complete.
+  public static func wait(_ requests: inout [MPI_Request?]) throws {
+    guard !requests.isEmpty else { return }
+    try timed {
+      while var r = requests.first {
+        try check(lg_mpi_wait(&r), "MPI_Wait")
+        requests.removeFirst()
+      }
+    }
   }
 
   /// Element-wise max and min over ranks (checksums, agreeing on a stop).

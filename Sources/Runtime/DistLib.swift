@@ -33,7 +33,57 @@ public enum DistLib {
     Replicas.abort(code: status)
   }
 
-  static func install(_ L: LuaState) { Libraries.install(L, "dist", bindings()) }
+  static let averagerMeta = UserdataKind("luagan.GradientAverager")
+
+  static func install(_ L: LuaState) {
+    installAveragerType(L)
+    Libraries.install(L, "dist", bindings())
+  }
+
+  // MARK: - dist.GradientAverager
+
+  /// dist.GradientAverager(params[, {bucketMB = 25}]): averages the gradients of params over
+  /// ranks while the backward that makes them runs (Sources/Distributed/GradientAverager.swift):
+  /// avg:arm() just before a step's last backward, avg:finish() after it.
+  static func newAverager(_ c: LuaCall) throws -> Int32 {
+    let params = try c.tensorList(1)
+    let o = try c.options(2)
+    let mb = try o.number("bucketMB", 25)
+    try o.finish()
+    guard mb.isFinite, mb > 0, mb <= 4096 else { throw c.argError(2, "bucketMB must be in (0, 4096], got \(mb)") }
+    LuaVM.pushObject(c.L, GradientAverager(params, bucketBytes: Int(mb * 1048576)), meta: averagerMeta)
+    return 1
+  }
+
+  static func installAveragerType(_ L: LuaState) {
+    let meta = averagerMeta
+    _ = luaL_newmetatable(L, meta.name)
+    func averager(_ c: LuaCall) throws -> GradientAverager {
+      guard let a = LuaVM.toObject(c.L, 1, meta: meta, as: GradientAverager.self) else { throw c.typeError(1, meta.name) }
+      return a
+    }
+    let methods: [Fn] = [
+      ("arm", { c in try averager(c).arm(); return 0 }),
+      ("finish", { c in c.push(try averager(c).finish()); return 1 }),
+      ("cancel", { c in try averager(c).cancel(); return 0 }),
+      ("overlapped", { c in c.push(try averager(c).startedDuringBackward); return 1 }),
+    ]
+    lua_pushstring(L, "__index")
+    lua_createtable(L, 0, Int32(methods.count))
+    for (name, body) in methods { TensorLib.setBinding(L, -1, name, "dist.GradientAverager:\(name)", body) }
+    lua_rawset(L, -3)
+    TensorLib.setBinding(L, -1, "__gc", "\(meta.name).__gc", { c in
+      try? LuaVM.toObject(c.L, 1, meta: meta, as: GradientAverager.self)?.cancel()
+      LuaVM.releaseObject(c.L, 1, meta: meta)
+      return 0
+    }, isFinalizer: true)
+    TensorLib.setBinding(L, -1, "__tostring", "\(meta.name).__tostring", { c in
+      c.push("dist.GradientAverager (\(try averager(c).bucketCount) buckets)")
+      return 1
+    })
+    TensorLib.protectMetatable(L, -1)
+    lg_pop(L, 1)
+  }
 
   static func bindings() -> [Fn] {
     [
@@ -85,6 +135,7 @@ public enum DistLib {
         c.push(try Tensor.cat(parts, dim: 0))
         return 1
       }),
+      ("GradientAverager", newAverager),
       ("stats", { c in
         lua_createtable(c.L, 0, 2)
         c.push(Replicas.seconds); c.setField(-2, "seconds")

@@ -161,7 +161,67 @@ extension Tensor {
   public func zeroGrad() { grad = nil }
 }
 
+/// Watches a `backward` (not `grad`): `leafReady` is called for each leaf as soon as its
+/// gradient is final and stored in `.grad` (the last node feeding it has run), and `progress`
+/// after every node. Data parallelism starts each bucket's all-reduce from `leafReady` while
+/// backward goes on (PyTorch DDP's reducer hooks), and lets the reduction advance from
+/// `progress`. Set by the Lua thread, which runs backward; an error thrown ends the backward.
+public protocol BackwardObserver: AnyObject {
+  /// Before any node runs: the leaves this backward will reach (by ObjectIdentifier); the
+  /// others will get no gradient from it.
+  func backwardStarts(reaching leaves: Set<ObjectIdentifier>) throws
+  func leafReady(_ leaf: Tensor) throws
+  func progress() throws
+}
+
+public enum BackwardObservation {
+  nonisolated(unsafe) public static var observer: BackwardObserver?
+}
+
 enum Autograd {
+  /// Stores a leaf's gradient `g` into `.grad` (added to what is there).
+  static func accumulate(_ g: Tensor, into t: Tensor, createGraph: Bool) throws {
+    if createGraph {
+      t.grad = try t.grad.map { try $0 + g } ?? g
+    } else if let existing = t.grad, existing.node == nil, existing.isContiguous, existing.shape == g.shape, existing.dtype == g.dtype {
+      try existing.addInPlace(g)
+    } else {
+      t.grad = try t.grad.map { try ($0 + g).detach() } ?? g.detachedCopyIfShared()
+    }
+  }
+
+  /// The edges in topological order: every node after all the nodes it feeds (iterative DFS
+  /// from the roots; a node's children are its input edges).
+  static func topologicalOrder(_ rootEdges: [Edge]) throws -> [Edge] {
+    var order: [Edge] = []
+    var visited = Set<ObjectIdentifier>()
+    var stack: [(Edge, Int)] = []
+    for root in rootEdges where !visited.contains(root.key) {
+      visited.insert(root.key)
+      stack.append((root, 0))
+      while let (e, i) = stack.last {
+        var children: [Edge?] = []
+        if case .node(let n) = e {
+          if n.pullback == nil {
+            throw TensorError("backward: the graph through '\(n.op)' was already freed by an earlier backward; pass retainGraph=true to the first one")
+          }
+          children = n.edges
+        }
+        if i < children.count {
+          stack[stack.count - 1].1 = i + 1
+          if let c = children[i], !visited.contains(c.key) {
+            visited.insert(c.key)
+            stack.append((c, 0))
+          }
+        } else {
+          stack.removeLast()
+          order.append(e)
+        }
+      }
+    }
+    return order
+  }
+
   /// The traversal shared by `backward` and `grad`. With `inputs` nil, gradients reaching
   /// leaves are accumulated into `.grad`; otherwise they are returned for `inputs`.
   /// Gradients are keyed by edge: a node (the gradient of its output) or a leaf tensor.
@@ -190,34 +250,7 @@ enum Autograd {
       rootEdges.append(edge)
     }
 
-    // Topological order of the edges: every node after all the nodes it feeds (iterative DFS
-    // from the roots; a node's children are its input edges).
-    var order: [Edge] = []
-    var visited = Set<ObjectIdentifier>()
-    var stack: [(Edge, Int)] = []
-    for root in rootEdges where !visited.contains(root.key) {
-      visited.insert(root.key)
-      stack.append((root, 0))
-      while let (e, i) = stack.last {
-        var children: [Edge?] = []
-        if case .node(let n) = e {
-          if n.pullback == nil {
-            throw TensorError("backward: the graph through '\(n.op)' was already freed by an earlier backward; pass retainGraph=true to the first one")
-          }
-          children = n.edges
-        }
-        if i < children.count {
-          stack[stack.count - 1].1 = i + 1
-          if let c = children[i], !visited.contains(c.key) {
-            visited.insert(c.key)
-            stack.append((c, 0))
-          }
-        } else {
-          stack.removeLast()
-          order.append(e)
-        }
-      }
-    }
+    let order = try topologicalOrder(rootEdges)
 
     // Which edges lead to a wanted gradient (a requested input, or any leaf), and so which
     // nodes must run their pullback.
@@ -251,10 +284,38 @@ enum Autograd {
       Profiler.inBackward = savedPhase
     }
 
+    // With an observer (backward only): how many needed nodes still feed each leaf; a leaf
+    // whose count reaches zero has its final gradient, stored and announced at once.
+    let observer = inputs == nil ? BackwardObservation.observer : nil
+    var pendingFeeds: [ObjectIdentifier: Int] = [:]
+    if observer != nil {
+      for e in order {
+        guard case .node(let n) = e, needed.contains(e.key) else { continue }
+        for case .leaf(let t)? in n.edges where needed.contains(ObjectIdentifier(t)) { pendingFeeds[ObjectIdentifier(t), default: 0] += 1 }
+      }
+      var reached = Set(pendingFeeds.keys)
+      for case .leaf(let t) in order where grads[ObjectIdentifier(t)] != nil { reached.insert(ObjectIdentifier(t)) }
+      try observer?.backwardStarts(reaching: reached)
+    }
+    func nodeDone(_ edges: [Edge?]) throws {
+      guard let observer else { return }
+      for case .leaf(let t)? in edges {
+        let key = ObjectIdentifier(t)
+        guard let left = pendingFeeds[key] else { continue }
+        if left > 1 { pendingFeeds[key] = left - 1; continue }
+        pendingFeeds[key] = nil
+        if let g = grads.removeValue(forKey: key) { try accumulate(g, into: t, createGraph: createGraph) }
+        try observer.leafReady(t)
+      }
+      try observer.progress()
+    }
+
     for e in order.reversed() {
       guard case .node(let node) = e else { continue }
       let key = e.key
-      guard needed.contains(key), let g = grads[key] else { continue }
+      guard needed.contains(key) else { continue }
+      let edges = node.edges
+      guard let g = grads[key] else { try nodeDone(edges); continue }
       let propagates = node.edges.contains { $0.map { needed.contains($0.key) } ?? false }
       if propagates {
         guard let pullback = node.pullback else {
@@ -272,6 +333,7 @@ enum Autograd {
         node.edges = []
       }
       if !inputKeySet.contains(key) { grads[key] = nil }  // free intermediate gradients early
+      try nodeDone(edges)
     }
 
     if let inputKeys {
@@ -283,16 +345,11 @@ enum Autograd {
         return nil
       }
     }
-    // Accumulate into leaves.
+    // Accumulate into leaves (with an observer, only the roots that are leaves are left).
     for e in order {
       guard case .leaf(let t) = e, let g = grads[e.key] else { continue }
-      if createGraph {
-        t.grad = try t.grad.map { try $0 + g } ?? g
-      } else if let existing = t.grad, existing.node == nil, existing.isContiguous, existing.shape == g.shape, existing.dtype == g.dtype {
-        try existing.addInPlace(g)
-      } else {
-        t.grad = try t.grad.map { try ($0 + g).detach() } ?? g.detachedCopyIfShared()
-      }
+      try accumulate(g, into: t, createGraph: createGraph)
+      try observer?.leafReady(t)
     }
     return []
   }

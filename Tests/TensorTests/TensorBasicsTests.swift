@@ -40,6 +40,46 @@ final class TensorBasicsTests: XCTestCase {
     XCTAssertEqual(try x.grad?.toArray(), [4, 8, 12])  // accumulated
   }
 
+  /// A backward observer (data parallelism's hook) hears of each leaf once, as soon as its
+  /// gradient is final: w2 (used last in the forward) before w1, whose gradient is stored when
+  /// announced; a leaf the backward does not reach is named up front.
+  func testBackwardObserverAnnouncesFinalGradientsInReverseOrder() throws {
+    final class Recorder: BackwardObserver {
+      var events: [String] = []
+      var names: [ObjectIdentifier: String] = [:]
+      var gradsAtReady: [String: [Double]] = [:]
+      func backwardStarts(reaching leaves: Set<ObjectIdentifier>) throws {
+        events.append("starts: " + names.filter { leaves.contains($0.key) }.map(\.value).sorted().joined(separator: ","))
+      }
+      func leafReady(_ leaf: Tensor) throws {
+        let name = names[ObjectIdentifier(leaf)] ?? "?"
+        events.append(name)
+        gradsAtReady[name] = try leaf.grad?.toArray()
+      }
+      func progress() throws {}
+    }
+    let x = try Tensor.from([1, 2], shape: [2], dtype: .float64)
+    let w1 = try Tensor.from([0.5, -1], shape: [2], dtype: .float64), w2 = try Tensor.from([3], shape: [1], dtype: .float64)
+    let unused = try Tensor.from([7], shape: [1], dtype: .float64)
+    for t in [w1, w2, unused] { t.requiresGrad = true }
+    let rec = Recorder()
+    rec.names = [ObjectIdentifier(w1): "w1", ObjectIdentifier(w2): "w2", ObjectIdentifier(unused): "unused"]
+    // y = Σ tanh(x·w1)² · w2, used twice: w1 is fed by two nodes and is final after the second
+    let h = try x.mul(w1).tanh()
+    let y = try h.mul(h).sum().mul(w2).sum()
+    BackwardObservation.observer = rec
+    defer { BackwardObservation.observer = nil }
+    try y.backward()
+    XCTAssertEqual(rec.events, ["starts: w1,w2", "w2", "w1"])
+    XCTAssertEqual(rec.gradsAtReady["w1"], try w1.grad?.toArray())
+    XCTAssertEqual(rec.gradsAtReady["w2"], try w2.grad?.toArray())
+    XCTAssertNil(unused.grad)
+    // tensor.grad (torch.autograd.grad) does not report
+    rec.events = []
+    _ = try Tensor.grad(outputs: [x.mul(w1).sum()], inputs: [w1])
+    XCTAssertEqual(rec.events, [])
+  }
+
   func testDoubleBackward() throws {
     // f = Σ x³; df/dx = 3x²; d/dx Σ(df/dx) = 6x
     let x = try Tensor.from([1, -2], shape: [2], dtype: .float64)

@@ -25,6 +25,7 @@ local opt = options.cli(rest, {
   { "threads", 2, "worker threads" },
   { "channels", 0, "biggan: ch (default 64); pggan: feature maps (default 128)" },
   { "batch", 0, "batch size (default 50 for biggan32, 64 for pggan32)" },
+  { "overlap", true, "under mpirun: average gradients while backward runs (false: all after it)" },
   { "profile", false, "print where the time goes (tensor.profile) after the timed steps" },
 }, "The side-by-side GAN benchmark workloads.")
 tensor.setNumThreads(opt.threads)
@@ -45,6 +46,12 @@ local function biggan32(demo)
   local ema = optim.EMA(G, { decay = 0.9999, startIter = 0 })
   local optG = optim.Adam(G:parameters(), { lr = 2e-4, betas = { 0, 0.999 }, eps = 1e-8 })
   local optD = optim.Adam(D:parameters(), { lr = 2e-4, betas = { 0, 0.999 }, eps = 1e-8 })
+  -- under mpirun, gradients are averaged over ranks while backward runs
+  local averageD, averageG = dist.GradientAverager(D:parameters()), dist.GradientAverager(G:parameters())
+  if not opt.overlap then   -- blocking: arm does nothing, finish averages everything at once
+    local function blocking(params) return { arm = function() end, finish = function() dist.averageGradients(params) end } end
+    averageD, averageG = blocking(D:parameters()), blocking(G:parameters())
+  end
   local x, y = tensor.rand(bs, imgCh, 32, 32) * 2 - 1, tensor.randint(1, 10, bs)
   local it = 0
   local function iteration()
@@ -54,11 +61,11 @@ local function biggan32(demo)
     local fake = tensor.noGrad(function() return G(z, G:embed(yf)) end)
     local out = D(tensor.cat({ fake, x }, 1), tensor.cat({ yf, y }, 1))
     local lossD = gan.hingeD(out:narrow(1, bs + 1, bs), out:narrow(1, 1, bs))
-    optD:zeroGrad(); lossD:backward(); dist.averageGradients(D:parameters()); optD:step()
+    optD:zeroGrad(); averageD:arm(); lossD:backward(); averageD:finish(); optD:step()
     -- (2) G step
     z, yf = tensor.randn(bs, 128), tensor.randint(1, 10, bs)
     local lossG = gan.hingeG(D(G(z, G:embed(yf)), yf))
-    optG:zeroGrad(); lossG:backward(); dist.averageGradients(G:parameters())
+    optG:zeroGrad(); averageG:arm(); lossG:backward(); averageG:finish()
     gan.addOrthoGrad(G, 1e-4, { exclude = biggan.orthoExclude(G) })
     optG:step()
     ema:update(G, it)

@@ -142,9 +142,33 @@ end
 --- This rank's share of a global batch size (the whole of it without mpirun).
 function M.localBatch(globalBatch) return globalBatch // dist.size() end
 
+-- One dist.GradientAverager per model (its parameter list fixed when first asked for).
+local averagers = setmetatable({}, { __mode = "k" })
+local function averagerOf(model)
+  local params = model:parameters()
+  local a = averagers[model]
+  if not a or a.count ~= #params then
+    a = { averager = dist.GradientAverager(params), count = #params }
+    averagers[model] = a
+  end
+  return a.averager
+end
+
+--- A step's last backward pass: under mpirun, each bucket of `model`'s gradients starts its
+-- all-reduce as soon as backward has finished it, overlapping communication with the rest of
+-- backward (syncGradients then waits for them). In one process, loss:backward().
+function M.lastBackward(loss, model)
+  if dist.size() > 1 then averagerOf(model):arm() end
+  loss:backward()
+end
+
 --- The end of a step's backward passes under mpirun: the gradients of `model`'s parameters
--- averaged over ranks (bucketed), so every rank's optimizer takes the same step.
-function M.syncGradients(model) dist.averageGradients(model:parameters()) end
+-- averaged over ranks (bucketed), so every rank's optimizer takes the same step. Finishes what
+-- lastBackward started, else reduces them all now.
+function M.syncGradients(model)
+  if dist.size() == 1 then return end
+  if not averagerOf(model):finish() then dist.averageGradients(model:parameters()) end
+end
 
 --- The small-data options the GAN scripts share (training.SmallData uses them).
 function M.smallDataSpec()
@@ -194,14 +218,14 @@ end
 -- lossFn(k) for k = 1..n, each on its own minibatch, and backpropagates loss/n, so the
 -- gradients are those of the mean loss over the n minibatches: one step on the combined batch
 -- (BatchNorm statistics aside). Returns the mean loss (detached) and lossFn's other results
--- from its last call.
-function M.accumulated(n, lossFn)
+-- from its last call. With `model`, the last backward is lastBackward(loss, model).
+function M.accumulated(n, lossFn, model)
   local total, last = 0, nil
   for k = 1, n do
     local results = table.pack(lossFn(k))
     local loss = results[1]
     if n > 1 then loss = loss / n end
-    loss:backward()
+    if model and k == n then M.lastBackward(loss, model) else loss:backward() end
     total = total + loss:detach()
     last = results
   end

@@ -1,6 +1,6 @@
 -- 5 BigGAN steps in float64 with cross-replica BatchNorm in G, run as one process or under
 -- mpirun: every rank draws the same global batch (reals, noise, labels) and trains on its share
--- (dist.shard), gradients averaged over ranks. Writes every parameter, buffer, EMA tensor and
+-- (dist.shard), gradients averaged over ranks while backward runs (dist.GradientAverager). Writes every parameter, buffer, EMA tensor and
 -- Adam moment to <out>-rank<r>.safetensors. Tests/RuntimeTests/DistributedTests compares one
 -- process with batch B against 2 ranks with B/2 each.
 --   [mpirun -n 2] luagan scripts/tests/dist/biggan_steps.lua OUT
@@ -20,6 +20,10 @@ dist.broadcastModules({ G, D })
 local optG = optim.Adam(G:parameters(), { lr = 1e-3, betas = { 0, 0.999 }, eps = 1e-6 })
 local optD = optim.Adam(D:parameters(), { lr = 4e-3, betas = { 0, 0.999 }, eps = 1e-6 })
 local ema = optim.EMA(G, { decay = 0.9, startIter = 0 })
+-- Gradients averaged while backward runs, in buckets of 4 KB (a few parameters each), so
+-- that most start before backward ends (checked below).
+local averageD = dist.GradientAverager(D:parameters(), { bucketMB = 1 / 256 })
+local averageG = dist.GradientAverager(G:parameters(), { bucketMB = 1 / 256 })
 local share = dist.shard(B)
 local function mine(t) return t:indexSelect(1, share) end
 
@@ -34,20 +38,27 @@ for step = 1, steps do
   local fake = tensor.noGrad(function() return G(mine(z), G:embed(mine(fakeY))) end)
   local n = #share
   local dOut = D(tensor.cat({ fake, mine(real) }, 1), tensor.cat({ mine(fakeY), mine(realY) }, 1))
+  averageD:arm()     -- buckets start their all-reduce while backward runs
   gan.hingeD(dOut:narrow(1, n + 1, n), dOut:narrow(1, 1, n)):backward()
-  dist.averageGradients(D:parameters())
+  assert(averageD:finish(), "D's averager was armed")
   optD:step()
   -- (2) update G
   optG:zeroGrad()
   D:requiresGrad(false)
+  averageG:arm()
   gan.hingeG(D(G(mine(z2), G:embed(mine(fakeY2))), mine(fakeY2))):backward()
   D:requiresGrad(true)
-  dist.averageGradients(G:parameters())
+  assert(averageG:finish(), "G's averager was armed")
   gan.addOrthoGrad(G, 1e-4, { exclude = biggan.orthoExclude(G) })
   optG:step()
   ema:update(G, step)
 end
 dist.checkReplicas({ G, D, ema.model }, "BigGAN")
+if dist.size() > 1 then
+  -- every bucket but the one holding the first layers starts before backward ends
+  print(("overlapped buckets: D %d, G %d (%s, %s)"):format(averageD:overlapped(), averageG:overlapped(), averageD, averageG))
+  assert(averageD:overlapped() >= 5 and averageG:overlapped() >= 5, "the all-reduces did not overlap backward")
+end
 
 local saveState = dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "state.lua")
 local state = saveState(out, { G = G, D = D, EMA = ema.model }, { optG = optG, optD = optD })

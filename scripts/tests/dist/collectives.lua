@@ -39,6 +39,41 @@ T.test("replicaSum: the forward and its gradient are sums over ranks", function(
   T.check(x.grad[1] == n * (n + 1) / 2, "backward: the sum of every rank's upstream gradient")
 end)
 
+T.test("GradientAverager: the blocking average's bits, reduced while backward runs", function()
+  -- a small chain whose parameters mix dtypes; one parameter gets no gradient
+  local function params()
+    tensor.manualSeed(3)
+    return { tensor.randn(64, 32):requiresGrad(true), tensor.randn(32, { dtype = "float64" }):requiresGrad(true),
+             tensor.randn(32, 16):requiresGrad(true), tensor.randn(5):requiresGrad(true) }
+  end
+  local function loss(p, scale)
+    local x = tensor.full({ 4, 64 }, r + 1) * scale
+    local h = (x:mm(p[1]):to("float64") + p[2]):tanh():to("float32")
+    return (h:mm(p[3]) ^ 2):sum()
+  end
+  local a, b = params(), params()
+  -- two backward passes into the same gradients (accumulation): only the last one is armed
+  loss(a, 1):backward(); loss(a, 0.5):backward()
+  dist.averageGradients(a)
+  local avg = dist.GradientAverager(b, { bucketMB = 1 / 1024 })   -- 1 KB: a bucket per tensor, or less
+  T.check(not avg:finish(), "finish without arm does nothing")
+  loss(b, 1):backward()
+  avg:arm()
+  loss(b, 0.5):backward()
+  T.check(avg:finish(), "armed")
+  for i = 1, 3 do
+    T.check((a[i].grad - b[i].grad):abs():max():item() == 0, "parameter " .. i .. ": the same bits as averageGradients")
+  end
+  T.check(b[4].grad ~= nil and b[4].grad:abs():max():item() == 0, "a parameter without a gradient averages zeros")
+  T.check(avg:overlapped() >= 2, "buckets started before backward ended: " .. avg:overlapped())
+  -- armed again for the next step; an unfinished round can be abandoned
+  avg:arm(); loss(b, 1):backward(); avg:cancel()
+  T.check(not avg:finish(), "cancelled")
+  T.checkError("bucketMB must be in", dist.GradientAverager, b, { bucketMB = 0 })
+  T.checkError("bad argument #1", dist.GradientAverager, 5)
+  dist.barrier()
+end)
+
 T.test("the loader's shares are disjoint and together the global batch", function()
   local ds = data.fashionMNIST { split = "test" }
   local opts = { batchSize = 4 * n, seed = 11, dropLast = true, transform = { data.randomFlip(0.5), data.scale(-1, 1) } }
