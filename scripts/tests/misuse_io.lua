@@ -17,8 +17,10 @@ local cases = {
   ["dist.allGather"] = { function() return dist.allGather() end, function() return dist.allGather("x") end },
   ["dist.broadcastModules"] = {},          -- a no-op with one rank; under mpirun scripts/tests/dist checks it
   ["dist.averageGradients"] = { function() return dist.averageGradients(5) end },
-  ["dist.GradientAverager"] = { function() return dist.GradientAverager(5) end, function() return dist.GradientAverager({ 1 }) end,
-    function() return dist.GradientAverager({}, { bucketMB = -1 }) end, function() return dist.GradientAverager({}, { bucketMB = 0 / 0 }) end,
+  ["dist.GradientAverager"] = { function() return dist.GradientAverager(5) end,
+    function() return dist.GradientAverager({ 1 }) end,
+    function() return dist.GradientAverager({}, { bucketMB = -1 }) end,
+    function() return dist.GradientAverager({}, { bucketMB = 0 / 0 }) end,
     function() return dist.GradientAverager({}, { bucketMB = 1e300 }) end, function() return dist.GradientAverager({}, { bucket = 1 }) end,
     function() return dist.GradientAverager({}).arm(5) end, function() return dist.GradientAverager({}).finish({}) end },
   ["dist.checkReplicas"] = {},
