@@ -22,11 +22,15 @@ typedef struct {
   void (*wino_input)(const float *, int, int, int, int, int, int, int, float *);
   void (*wino_output)(const float *, int, int, int, int, int, int, int, float *);
   void (*wino_output_adjoint)(const float *, int, int, int, int, int, int, int, float *);
+  void (*wino4_input)(const float *, int, int, int, int, int, int, int, float *);
+  void (*wino4_output)(const float *, int, int, int, int, int, int, int, float *);
+  void (*wino4_output_adjoint)(const float *, int, int, int, int, int, int, int, float *);
   void (*conv3x3_direct)(const float *, const float *, int, int, int, int, int, int, long, long, float *);
   void (*conv3x3_direct_weight)(const float *, const float *, int, int, int, int, int, long, long, float *);
 } lg_kernel_table;
 
-#define TABLE(s) { wino_input_##s, wino_output_##s, wino_output_adjoint_##s, conv3x3_direct_##s, conv3x3_direct_weight_##s }
+#define TABLE(s) { wino_input_##s, wino_output_##s, wino_output_adjoint_##s, wino4_input_##s, wino4_output_##s, \
+                   wino4_output_adjoint_##s, conv3x3_direct_##s, conv3x3_direct_weight_##s }
 static const lg_kernel_table tables[3] = { TABLE(base), TABLE(avx2), TABLE(avx512) };
 static const lg_kernel_table *current = &tables[0];
 static int currentLevel = 1;
@@ -47,6 +51,15 @@ void lg_wino_output(const float *m, int K, int H, int W, int r0, int nr, int k0,
 }
 void lg_wino_output_adjoint(const float *dy, int K, int H, int W, int r0, int nr, int k0, int k1, float *mb) {
   current->wino_output_adjoint(dy, K, H, W, r0, nr, k0, k1, mb);
+}
+void lg_wino4_input(const float *x, int C, int H, int W, int r0, int nr, int c0, int c1, float *v) {
+  current->wino4_input(x, C, H, W, r0, nr, c0, c1, v);
+}
+void lg_wino4_output(const float *m, int K, int H, int W, int r0, int nr, int k0, int k1, float *y) {
+  current->wino4_output(m, K, H, W, r0, nr, k0, k1, y);
+}
+void lg_wino4_output_adjoint(const float *dy, int K, int H, int W, int r0, int nr, int k0, int k1, float *mb) {
+  current->wino4_output_adjoint(dy, K, H, W, r0, nr, k0, k1, mb);
 }
 void lg_conv3x3_direct(const float *x, const float *w, int N, int C, int K, int H, int W, int flip, long p0, long p1, float *y) {
   current->conv3x3_direct(x, w, N, C, K, H, W, flip, p0, p1, y);

@@ -95,6 +95,135 @@ TARGET static void NAME(wino_output_adjoint)(const float *dy, int K, int H, int 
   }
 }
 
+// Winograd F(4x4, 3x3) (Lavin & Gray 2015): 6x6 input tiles at stride 4, 36 products per
+// tile for 16 outputs. Bᵀ (rows of the input transform), applied to 6 values e0..e5:
+//   4e0 - 5e2 + e4,  -4e1 - 4e2 + e3 + e4,  4e1 - 4e2 - e3 + e4,
+//   -2e1 - e2 + 2e3 + e4,  2e1 - e2 - 2e3 + e4,  4e1 - 5e3 + e5
+// Rows are split into their 4 phases (column 4j + r at [r][j]) so that every inner loop runs
+// over tiles j with unit stride, which the compiler vectorizes.
+#define WINO4_BT(o0, o1, o2, o3, o4, o5, e0, e1, e2, e3, e4, e5) \
+  do { o0 = 4 * (e0) - 5 * (e2) + (e4); o1 = -4 * (e1) - 4 * (e2) + (e3) + (e4); o2 = 4 * (e1) - 4 * (e2) - (e3) + (e4); \
+       o3 = -2 * (e1) - (e2) + 2 * (e3) + (e4); o4 = 2 * (e1) - (e2) - 2 * (e3) + (e4); o5 = 4 * (e1) - 5 * (e3) + (e5); } while (0)
+// Aᵀ rows on 6 values: m0+m1+m2+m3+m4, m1-m2+2m3-2m4, m1+m2+4m3+4m4, m1-m2+8m3-8m4+m5
+#define WINO4_AT(o0, o1, o2, o3, m0, m1, m2, m3, m4, m5) \
+  do { o0 = (m0) + (m1) + (m2) + (m3) + (m4); o1 = (m1) - (m2) + 2 * (m3) - 2 * (m4); o2 = (m1) + (m2) + 4 * (m3) + 4 * (m4); \
+       o3 = (m1) - (m2) + 8 * (m3) - 8 * (m4) + (m5); } while (0)
+// A (the adjoint of Aᵀ) on 4 values: p0, p0+p1+p2+p3, p0-p1+p2-p3, p0+2p1+4p2+8p3, p0-2p1+4p2-8p3, p3
+#define WINO4_A(o0, o1, o2, o3, o4, o5, p0, p1, p2, p3) \
+  do { o0 = (p0); o1 = (p0) + (p1) + (p2) + (p3); o2 = (p0) - (p1) + (p2) - (p3); o3 = (p0) + 2 * (p1) + 4 * (p2) + 8 * (p3); \
+       o4 = (p0) - 2 * (p1) + 4 * (p2) - 8 * (p3); o5 = (p3); } while (0)
+
+#ifndef WINO4_CHUNK
+#define WINO4_CHUNK 128
+// Tile t of a block (0-based, t < nr * tw) is image n, tile row ty, tile column tx.
+#define WINO4_TILE(t) const int tr_ = r0 + (int)((t) / tw), tx = (int)((t) % tw), n = tr_ / th, ty = tr_ % th
+#endif
+
+// V = Bᵀ d B for chunks of WINO4_CHUNK tiles: each tile's 6x6 patch gathered tile-minor
+// (d[a*6+b][tile]), then the vertical and horizontal halves as unit-stride loops over tiles.
+TARGET static void NAME(wino4_input)(const float *x, int C, int H, int W, int r0, int nr, int c0, int c1, float *v) {
+  const int th = (H + 3) / 4, tw = (W + 3) / 4;
+  const long tb = (long)nr * tw;
+  float d[36][WINO4_CHUNK], u[36][WINO4_CHUNK];
+  for (int c = c0; c < c1; c++) {
+    for (long j0 = 0; j0 < tb; j0 += WINO4_CHUNK) {
+      const int len = (int)(tb - j0 < WINO4_CHUNK ? tb - j0 : WINO4_CHUNK);
+      for (int j = 0; j < len; j++) {
+        WINO4_TILE(j0 + j);
+        const float *plane = x + ((long)n * C + c) * H * W;
+        const int y0 = 4 * ty - 1, x0 = 4 * tx - 1;
+        if (y0 >= 0 && y0 + 5 < H && x0 >= 0 && x0 + 5 < W) {
+          for (int a = 0; a < 6; a++) for (int b = 0; b < 6; b++) d[a * 6 + b][j] = plane[(long)(y0 + a) * W + x0 + b];
+        } else {
+          for (int a = 0; a < 6; a++) for (int b = 0; b < 6; b++) {
+            const int iy = y0 + a, ix = x0 + b;
+            d[a * 6 + b][j] = (iy >= 0 && iy < H && ix >= 0 && ix < W) ? plane[(long)iy * W + ix] : 0;
+          }
+        }
+      }
+      for (int b = 0; b < 6; b++) {   // Bᵀ d: column b of the patch
+        const float *restrict e0 = d[b], *restrict e1 = d[6 + b], *restrict e2 = d[12 + b];
+        const float *restrict e3 = d[18 + b], *restrict e4 = d[24 + b], *restrict e5 = d[30 + b];
+        float *restrict o0 = u[b], *restrict o1 = u[6 + b], *restrict o2 = u[12 + b];
+        float *restrict o3 = u[18 + b], *restrict o4 = u[24 + b], *restrict o5 = u[30 + b];
+        for (int j = 0; j < len; j++) WINO4_BT(o0[j], o1[j], o2[j], o3[j], o4[j], o5[j], e0[j], e1[j], e2[j], e3[j], e4[j], e5[j]);
+      }
+      for (int a = 0; a < 6; a++) {   // (Bᵀ d) B: row a
+        const float *restrict e0 = u[a * 6], *restrict e1 = u[a * 6 + 1], *restrict e2 = u[a * 6 + 2];
+        const float *restrict e3 = u[a * 6 + 3], *restrict e4 = u[a * 6 + 4], *restrict e5 = u[a * 6 + 5];
+        float *restrict o[6];
+        for (int b = 0; b < 6; b++) o[b] = v + ((long)(a * 6 + b) * C + c) * tb + j0;
+        float *restrict o0 = o[0], *restrict o1 = o[1], *restrict o2 = o[2], *restrict o3 = o[3], *restrict o4 = o[4], *restrict o5 = o[5];
+        for (int j = 0; j < len; j++) WINO4_BT(o0[j], o1[j], o2[j], o3[j], o4[j], o5[j], e0[j], e1[j], e2[j], e3[j], e4[j], e5[j]);
+      }
+    }
+  }
+}
+
+// Y = Aᵀ M A per tile, in chunks of tiles, scattered into the image (clipped).
+TARGET static void NAME(wino4_output)(const float *m, int K, int H, int W, int r0, int nr, int k0, int k1, float *y) {
+  const int th = (H + 3) / 4, tw = (W + 3) / 4;
+  const long tb = (long)nr * tw;
+  float s[24][WINO4_CHUNK], out[16][WINO4_CHUNK];   // Aᵀ M (row r, column b at r*6+b); Y (r*4+c)
+  for (int k = k0; k < k1; k++) {
+    for (long j0 = 0; j0 < tb; j0 += WINO4_CHUNK) {
+      const int len = (int)(tb - j0 < WINO4_CHUNK ? tb - j0 : WINO4_CHUNK);
+      for (int b = 0; b < 6; b++) {
+        const float *restrict a0 = m + ((long)(b) * K + k) * tb + j0, *restrict a1 = m + ((long)(6 + b) * K + k) * tb + j0;
+        const float *restrict a2 = m + ((long)(12 + b) * K + k) * tb + j0, *restrict a3 = m + ((long)(18 + b) * K + k) * tb + j0;
+        const float *restrict a4 = m + ((long)(24 + b) * K + k) * tb + j0, *restrict a5 = m + ((long)(30 + b) * K + k) * tb + j0;
+        float *restrict s0 = s[b], *restrict s1 = s[6 + b], *restrict s2 = s[12 + b], *restrict s3 = s[18 + b];
+        for (int j = 0; j < len; j++) WINO4_AT(s0[j], s1[j], s2[j], s3[j], a0[j], a1[j], a2[j], a3[j], a4[j], a5[j]);
+      }
+      for (int r = 0; r < 4; r++) {
+        const float *restrict e0 = s[r * 6], *restrict e1 = s[r * 6 + 1], *restrict e2 = s[r * 6 + 2];
+        const float *restrict e3 = s[r * 6 + 3], *restrict e4 = s[r * 6 + 4], *restrict e5 = s[r * 6 + 5];
+        float *restrict u0 = out[r * 4], *restrict u1 = out[r * 4 + 1], *restrict u2 = out[r * 4 + 2], *restrict u3 = out[r * 4 + 3];
+        for (int j = 0; j < len; j++) WINO4_AT(u0[j], u1[j], u2[j], u3[j], e0[j], e1[j], e2[j], e3[j], e4[j], e5[j]);
+      }
+      for (int j = 0; j < len; j++) {
+        WINO4_TILE(j0 + j);
+        float *plane = y + ((long)n * K + k) * H * W;
+        for (int r = 0; r < 4 && 4 * ty + r < H; r++)
+          for (int c = 0; c < 4 && 4 * tx + c < W; c++) plane[(long)(4 * ty + r) * W + 4 * tx + c] = out[r * 4 + c][j];
+      }
+    }
+  }
+}
+
+// M̄ = A Ȳ Aᵀ (the adjoint of the output transform), Ȳ zero outside the image.
+TARGET static void NAME(wino4_output_adjoint)(const float *dy, int K, int H, int W, int r0, int nr, int k0, int k1, float *mb) {
+  const int th = (H + 3) / 4, tw = (W + 3) / 4;
+  const long tb = (long)nr * tw;
+  float g[16][WINO4_CHUNK], t[24][WINO4_CHUNK];   // Ȳ (r*4+c); A Ȳ (row i, column c at i*4+c)
+  for (int k = k0; k < k1; k++) {
+    for (long j0 = 0; j0 < tb; j0 += WINO4_CHUNK) {
+      const int len = (int)(tb - j0 < WINO4_CHUNK ? tb - j0 : WINO4_CHUNK);
+      for (int j = 0; j < len; j++) {
+        WINO4_TILE(j0 + j);
+        const float *plane = dy + ((long)n * K + k) * H * W;
+        for (int r = 0; r < 4; r++) for (int c = 0; c < 4; c++) {
+          const int oy = 4 * ty + r, ox = 4 * tx + c;
+          g[r * 4 + c][j] = (oy < H && ox < W) ? plane[(long)oy * W + ox] : 0;
+        }
+      }
+      for (int c = 0; c < 4; c++) {
+        const float *restrict p0 = g[c], *restrict p1 = g[4 + c], *restrict p2 = g[8 + c], *restrict p3 = g[12 + c];
+        float *restrict t0 = t[c], *restrict t1 = t[4 + c], *restrict t2 = t[8 + c], *restrict t3 = t[12 + c];
+        float *restrict t4 = t[16 + c], *restrict t5 = t[20 + c];
+        for (int j = 0; j < len; j++) WINO4_A(t0[j], t1[j], t2[j], t3[j], t4[j], t5[j], p0[j], p1[j], p2[j], p3[j]);
+      }
+      for (int i = 0; i < 6; i++) {
+        const float *restrict p0 = t[i * 4], *restrict p1 = t[i * 4 + 1], *restrict p2 = t[i * 4 + 2], *restrict p3 = t[i * 4 + 3];
+        float *restrict d0 = mb + ((long)(i * 6) * K + k) * tb + j0, *restrict d1 = mb + ((long)(i * 6 + 1) * K + k) * tb + j0;
+        float *restrict d2 = mb + ((long)(i * 6 + 2) * K + k) * tb + j0, *restrict d3 = mb + ((long)(i * 6 + 3) * K + k) * tb + j0;
+        float *restrict d4 = mb + ((long)(i * 6 + 4) * K + k) * tb + j0, *restrict d5 = mb + ((long)(i * 6 + 5) * K + k) * tb + j0;
+        for (int j = 0; j < len; j++) WINO4_A(d0[j], d1[j], d2[j], d3[j], d4[j], d5[j], p0[j], p1[j], p2[j], p3[j]);
+      }
+    }
+  }
+}
+
 // Direct 3x3 convolution: for each output plane, 9·C shifted multiply-adds of input rows.
 TARGET static void NAME(conv3x3_direct)(const float *x, const float *w, int N, int C, int K, int H, int W, int flip, long p0, long p1, float *y) {
   const long plane = (long)H * W;

@@ -20,6 +20,12 @@ void lg_wino_input(const float *x, int C, int H, int W, int r0, int nr, int c0, 
 void lg_wino_output(const float *m, int K, int H, int W, int r0, int nr, int k0, int k1, float *y);
 void lg_wino_output_adjoint(const float *dy, int K, int H, int W, int r0, int nr, int k0, int k1, float *mb);
 
+// Winograd F(4x4, 3x3), float32: the same layout with 4x4-output tiles (th = ceil(H/4),
+// tw = ceil(W/4)) and 36 transformed planes.
+void lg_wino4_input(const float *x, int C, int H, int W, int r0, int nr, int c0, int c1, float *v);
+void lg_wino4_output(const float *m, int K, int H, int W, int r0, int nr, int k0, int k1, float *y);
+void lg_wino4_output_adjoint(const float *dy, int K, int H, int W, int r0, int nr, int k0, int k1, float *mb);
+
 // Direct 3x3 convolution, stride 1, padding 1, float32, for layers with few input or output
 // channels (an RGB or single-channel layer), where GEMMs are thin:
 //   y[n][k] (=/+=) Σ_c Σ_ij w[k][c][i][j] x[n][c][h+i-1][w+j-1]   (flip: w read as the

@@ -189,6 +189,10 @@ enum Winograd {
   /// kernel of the input gradient (then C and K are the conv's output and input channels).
   static func forward<T: TensorScalar>(_: T.Type, x: UnsafePointer<T>, w: UnsafePointer<T>, N: Int, C: Int, K: Int,
                                        H: Int, W: Int, flip: Bool, y: UnsafeMutablePointer<T>) throws {
+    if T.self == Float.self && Winograd4.enabled {
+      return try Winograd4.forward(x: DirectConv.f32(x), w: DirectConv.f32(w), N: N, C: C, K: K, H: H, W: W, flip: flip,
+                                   y: DirectConv.f32(y))
+    }
     let grid = Grid(H, W), rows = N * grid.th
     let br = blockRows(Swift.max(C, K), tileRows: rows, tilesPerRow: grid.tw, MemoryLayout<T>.stride)
     let tb = br * grid.tw
@@ -211,6 +215,10 @@ enum Winograd {
   /// dw (K, C, 3, 3) = Σ over batch and tiles of the Winograd weight adjoint.
   static func backwardWeight<T: TensorScalar>(_: T.Type, x: UnsafePointer<T>, dy: UnsafePointer<T>, N: Int, C: Int, K: Int,
                                               H: Int, W: Int, dw: UnsafeMutablePointer<T>) throws {
+    if T.self == Float.self && Winograd4.enabled {
+      return try Winograd4.backwardWeight(x: DirectConv.f32(x), dy: DirectConv.f32(dy), N: N, C: C, K: K, H: H, W: W,
+                                          dw: DirectConv.f32(dw))
+    }
     let grid = Grid(H, W), rows = N * grid.th
     let br = blockRows(Swift.max(C, K), tileRows: rows, tilesPerRow: grid.tw, MemoryLayout<T>.stride)
     let tb = br * grid.tw
@@ -250,12 +258,17 @@ enum Winograd {
 
 /// Switches for the convolution algorithms (tests compare Winograd against im2col).
 public enum ConvolutionSettings {
-  /// Use Winograd F(2×2, 3×3) where it applies (default on).
+  /// Use Winograd where it applies (default on): F(4×4, 3×3) in float32, F(2×2, 3×3) in float64.
   nonisolated(unsafe) public static var winograd = true
   /// Use the direct kernel for convolutions with few output channels (default on).
   public static var direct: Bool {
     get { DirectConv.enabled }
     set { DirectConv.enabled = newValue }
+  }
+  /// The output tile of float32 Winograd: 4 (F(4×4, 3×3), default) or 2 (F(2×2, 3×3), as float64).
+  public static var winogradTile: Int {
+    get { Winograd4.enabled ? 4 : 2 }
+    set { Winograd4.enabled = newValue == 4 }
   }
   /// The fewest input and output channels for which Winograd is used.
   public static var winogradMinChannels: Int {
