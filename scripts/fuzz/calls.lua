@@ -238,7 +238,7 @@ local function addLibrary(prefix, lib, seen)
     elseif type(v) == "table" and k ~= "__index" then addLibrary(prefix .. k .. ".", v, seen) end
   end
 end
-for _, lib in ipairs { "tensor", "nn", "optim", "gan", "image", "data", "metrics", "ckpt", "log", "plot", "paths" } do
+for _, lib in ipairs { "tensor", "nn", "optim", "gan", "image", "data", "metrics", "ckpt", "log", "plot", "paths", "dist" } do
   if type(_G[lib]) == "table" then addLibrary(lib .. ".", _G[lib]) end
 end
 
