@@ -26,10 +26,11 @@ enum Winograd {
   nonisolated(unsafe) static var minChannels = Int(ProcessInfo.processInfo.environment["LG_WINO_MIN"] ?? "") ?? 16
   nonisolated(unsafe) static var blockBudget = Int(ProcessInfo.processInfo.environment["LG_WINO_BUDGET"] ?? "") ?? (4 << 20)
 
-  /// Tile-rows per block: the transformed block of the wider side stays near 4 MiB. Blocks
-  /// are whole tile-rows, so the transforms run over contiguous rows.
-  static func blockRows(_ channels: Int, tileRows: Int, tilesPerRow: Int, _ elementSize: Int) -> Int {
-    let tiles = Swift.max(64, (blockBudget) / (16 * channels * elementSize))
+  /// Tile-rows per block: the transformed block (`planes` planes: 16 for F(2×2), 36 for F(4×4))
+  /// of the wider side stays near 4 MiB. Blocks are whole tile-rows, so the transforms run over
+  /// contiguous rows.
+  static func blockRows(_ channels: Int, tileRows: Int, tilesPerRow: Int, _ elementSize: Int, planes: Int = 16) -> Int {
+    let tiles = Swift.max(64, (blockBudget) / (planes * channels * elementSize))
     return Swift.min(tileRows, Swift.max(1, tiles / tilesPerRow))
   }
 

@@ -21,12 +21,6 @@ enum Winograd4 {
                             1.0 / 24, 1.0 / 12, 1.0 / 6, 1.0 / 24, -1.0 / 12, 1.0 / 6, 0, 0, 1]
   @inline(__always) static func G(_ a: Int, _ k: Int) -> Double { g[a * 3 + k] }
 
-  /// Tile-rows per block: the transformed block of the wider side stays near Winograd's budget.
-  static func blockRows(_ channels: Int, tileRows: Int, tilesPerRow: Int) -> Int {
-    let tiles = Swift.max(64, Winograd.blockBudget / (36 * channels * 4))
-    return Swift.min(tileRows, Swift.max(1, tiles / tilesPerRow))
-  }
-
   /// U = G g Gᵀ for every (k, c): u[ξ][k][c], computed in float64. flip swaps channels and
   /// rotates the kernel by 180° (the input gradient's kernel), as Winograd.transformWeights.
   static func transformWeights(_ w: UnsafePointer<Float>, K: Int, C: Int, flip: Bool, _ u: UnsafeMutablePointer<Float>) {
@@ -56,7 +50,7 @@ enum Winograd4 {
   static func forward(x: UnsafePointer<Float>, w: UnsafePointer<Float>, N: Int, C: Int, K: Int, H: Int, W: Int, flip: Bool,
                       y: UnsafeMutablePointer<Float>) throws {
     let th = (H + 3) / 4, tw = (W + 3) / 4, rows = N * th
-    let br = blockRows(Swift.max(C, K), tileRows: rows, tilesPerRow: tw), tb = br * tw
+    let br = Winograd.blockRows(Swift.max(C, K), tileRows: rows, tilesPerRow: tw, 4, planes: 36), tb = br * tw
     try Scratch.with(Float.self, count: 36 * K * C + 36 * C * tb + 36 * K * tb) { buf in
       let u = buf, v = buf + 36 * K * C, m = v + 36 * C * tb
       transformWeights(w, K: flip ? C : K, C: flip ? K : C, flip: flip, u)
@@ -80,7 +74,7 @@ enum Winograd4 {
   static func backwardWeight(x: UnsafePointer<Float>, dy: UnsafePointer<Float>, N: Int, C: Int, K: Int, H: Int, W: Int,
                              dw: UnsafeMutablePointer<Float>) throws {
     let th = (H + 3) / 4, tw = (W + 3) / 4, rows = N * th
-    let br = blockRows(Swift.max(C, K), tileRows: rows, tilesPerRow: tw), tb = br * tw
+    let br = Winograd.blockRows(Swift.max(C, K), tileRows: rows, tilesPerRow: tw, 4, planes: 36), tb = br * tw
     try Scratch.with(Float.self, count: 36 * K * C + 36 * C * tb + 36 * K * tb) { buf in
       let du = buf, v = buf + 36 * K * C, mb = v + 36 * C * tb
       for r0 in stride(from: 0, to: rows, by: br) {
