@@ -88,6 +88,11 @@ enum TensorLib {
   ///   unaryInteger `t:name(n)`, n an integer
   ///   reduction    `t:name()`, `t:name(dim)`, `t:name(dim, keepdim)`, `t:name({dims...}, keepdim)`
   ///   alongDim     `t:name(dim)`, the dim required
+  ///   alongDimKeep `t:name(dim)`, `t:name(dim, keepdim)`
+  ///   sizes        `t:name(2, -1, 4)` or `t:name({2, -1, 4})`
+  ///   dims         `t:name(3, 1, 2)` or `t:name({3, 1, 2})`
+  ///   indexAlongDim `t:name(dim, indices)`, indices a table or tensor of 1-based indices
+  ///   pieces       `t:name(n)`, `t:name(n, dim)` (dim 1 by default); returns a table of tensors
   /// Dims are 1-based, negative from the end. Irregular ops are bound by hand below; internal
   /// ones (adjoints used by pullbacks) are not bound.
   static func registryBindings() -> [Fn] {
@@ -124,6 +129,34 @@ enum TensorLib {
         return (spec.name, { c in
           let x = try c.tensor(1)
           c.push(try f(x, c.dim(2, rank: x.rank)))
+          return 1
+        })
+      case .alongDimKeep(let f):
+        return (spec.name, { c in
+          let x = try c.tensor(1)
+          c.push(try f(x, c.dim(2, rank: x.rank), c.optBool(3, false)))
+          return 1
+        })
+      case .sizes(let f):
+        return (spec.name, { c in c.push(try f(c.tensor(1), sizesAllowingMinusOne(c, from: 2))); return 1 })
+      case .dims(let f):
+        return (spec.name, { c in
+          let x = try c.tensor(1)
+          c.push(try f(x, dimList(c, x, from: 2)))
+          return 1
+        })
+      case .indexAlongDim(let f):
+        return (spec.name, { c in
+          let x = try c.tensor(1)
+          let d = try c.dim(2, rank: x.rank)
+          let (values, shape) = try c.indices(3)
+          c.push(try f(x, d, IndexArray(shape: shape, values: values)))
+          return 1
+        })
+      case .pieces(let f):
+        return (spec.name, { c in
+          let x = try c.tensor(1)
+          c.push(try f(x, c.integer(2), c.isNil(3) ? 0 : c.dim(3, rank: x.rank)))
           return 1
         })
       case .irregular, .internal:
@@ -179,7 +212,7 @@ enum TensorLib {
   }
 
   /// Methods about a tensor's shape and layout, its views, its indexing and its storage.
-  static func shapeBindings() -> [Fn] { inspectionBindings() + viewBindings() + indexingBindings() }
+  static func shapeBindings() -> [Fn] { inspectionBindings() + viewBindings() }
 
   /// shape, size, dim, numel, item, totable, dtype, isContiguous; to/float/double, copy, fill, zero, free.
   static func inspectionBindings() -> [Fn] {
@@ -216,17 +249,10 @@ enum TensorLib {
     ]
   }
 
-  /// Views and reshapes: reshape, view, expand, permute, transpose, t, squeeze, unsqueeze, flatten, narrow, select.
+  /// Views and padding with irregular arguments: transpose, t, squeeze, unsqueeze, flatten, narrow, select,
+  /// pad (reshape, view, expand, permute, flip, indexSelect, gather, split, chunk come from the registry).
   static func viewBindings() -> [Fn] {
     [
-      ("reshape", { c in c.push(try c.tensor(1).reshape(sizesAllowingMinusOne(c, from: 2))); return 1 }),
-      ("view", { c in c.push(try c.tensor(1).view(sizesAllowingMinusOne(c, from: 2))); return 1 }),
-      ("expand", { c in c.push(try c.tensor(1).expand(sizesAllowingMinusOne(c, from: 2))); return 1 }),
-      ("permute", { c in
-        let x = try c.tensor(1)
-        c.push(try x.permute(dimList(c, x, from: 2)))
-        return 1
-      }),
       ("transpose", { c in
         let x = try c.tensor(1)
         c.push(try x.transpose(c.dim(2, rank: x.rank), c.dim(3, rank: x.rank)))
@@ -262,40 +288,6 @@ enum TensorLib {
         let x = try c.tensor(1)
         let d = try c.dim(2, rank: x.rank)
         c.push(try x.select(dim: d, index: index1(c, 3, size: x.shape[d])))
-        return 1
-      }),
-    ]
-  }
-
-  /// Indexing and rearranging: indexSelect, gather, split, chunk, flip, pad.
-  static func indexingBindings() -> [Fn] {
-    [
-      ("indexSelect", { c in
-        let x = try c.tensor(1)
-        let d = try c.dim(2, rank: x.rank)
-        c.push(try x.indexSelect(dim: d, c.indices(3).values))
-        return 1
-      }),
-      ("gather", { c in
-        let x = try c.tensor(1)
-        let d = try c.dim(2, rank: x.rank)
-        let (v, s) = try c.indices(3)
-        c.push(try x.gather(dim: d, index: IndexArray(shape: s, values: v)))
-        return 1
-      }),
-      ("split", { c in
-        let x = try c.tensor(1)
-        c.push(try x.split(size: c.integer(2), dim: c.isNil(3) ? 0 : c.dim(3, rank: x.rank)))
-        return 1
-      }),
-      ("chunk", { c in
-        let x = try c.tensor(1)
-        c.push(try x.chunk(c.integer(2), dim: c.isNil(3) ? 0 : c.dim(3, rank: x.rank)))
-        return 1
-      }),
-      ("flip", { c in
-        let x = try c.tensor(1)
-        c.push(try x.flip(dims: dimList(c, x, from: 2)))
         return 1
       }),
       ("pad", { c in
@@ -384,11 +376,6 @@ enum TensorLib {
       ("min", { c in try extremeBinding(c, largest: false) }),
       ("argmax", { c in try argBinding(c, largest: true) }),
       ("argmin", { c in try argBinding(c, largest: false) }),
-      ("logsumexp", { c in
-        let x = try c.tensor(1)
-        c.push(try x.logsumexp(dim: c.dim(2, rank: x.rank), keepDim: c.optBool(3, false)))
-        return 1
-      }),
       ("linear", { c in c.push(try Tensor.linear(c.tensor(1), c.tensor(2), c.optTensor(3))); return 1 }),
     ]
   }

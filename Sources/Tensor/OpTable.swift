@@ -22,6 +22,16 @@ public enum OpSignature {
   case reduction((Tensor, [Int]?, Bool) throws -> Tensor)
   /// (Tensor, dim) -> Tensor, dim 0-based and required.
   case alongDim((Tensor, Int) throws -> Tensor)
+  /// (Tensor, dim, keepDim) -> Tensor, dim 0-based and required.
+  case alongDimKeep((Tensor, Int, Bool) throws -> Tensor)
+  /// (Tensor, sizes) -> Tensor, where a size of -1 is inferred or kept (reshape, view, expand).
+  case sizes((Tensor, [Int]) throws -> Tensor)
+  /// (Tensor, dims) -> Tensor, dims 0-based (permute, flip).
+  case dims((Tensor, [Int]) throws -> Tensor)
+  /// (Tensor, dim, indices) -> Tensor, dim and indices 0-based (indexSelect, gather).
+  case indexAlongDim((Tensor, Int, IndexArray) throws -> Tensor)
+  /// (Tensor, count, dim) -> [Tensor]: the pieces along dim, 0-based (split, chunk).
+  case pieces((Tensor, Int, Int) throws -> [Tensor])
   /// Irregular arguments (options, lists, several results): Runtime binds it by hand.
   case irregular
   /// Not a user-facing op (an adjoint used inside pullbacks): gradchecked, never bound.
@@ -37,6 +47,11 @@ public enum OpSignature {
     case .unaryInteger: return "unaryInteger"
     case .reduction: return "reduction"
     case .alongDim: return "alongDim"
+    case .alongDimKeep: return "alongDimKeep"
+    case .sizes: return "sizes"
+    case .dims: return "dims"
+    case .indexAlongDim: return "indexAlongDim"
+    case .pieces: return "pieces"
     case .irregular: return "irregular"
     case .internal: return "internal"
     }
@@ -162,17 +177,18 @@ extension Tensor {
       GradCase("max dim", [[3, 4]]) { try $0[0].max(dim: 1).values }]),
     OpSpec("min", .irregular, [GradCase("min dim keepdim", [[3, 4]]) { try $0[0].min(dim: 0, keepDim: true).values }]),
     OpSpec("argmax", .irregular), OpSpec("argmin", .irregular),
-    OpSpec("logsumexp", .irregular, [GradCase("logsumexp", [[3, 4]]) { try $0[0].logsumexp(dim: 1) }]),
+    OpSpec("logsumexp", .alongDimKeep { try $0.logsumexp(dim: $1, keepDim: $2) },
+           [GradCase("logsumexp", [[3, 4]]) { try $0[0].logsumexp(dim: 1) }]),
     OpSpec("softmax", .alongDim { try $0.softmax(dim: $1) }, [GradCase("softmax", [[3, 4]]) { try $0[0].softmax(dim: -1) }]),
     OpSpec("logSoftmax", .alongDim { try $0.logSoftmax(dim: $1) }, [GradCase("logSoftmax", [[3, 4]]) { try $0[0].logSoftmax(dim: 0) }]),
     OpSpec("norm", .reduction { try $0.norm(dims: $1, keepDim: $2) }, [GradCase("norm", [[3, 4]]) { try $0[0].norm(dims: [1]) }]),
 
     // Shape and layout
-    OpSpec("reshape", .irregular, [GradCase("reshape", [[3, 4]]) { try $0[0].reshape([2, -1]) }]),
-    OpSpec("view", .irregular, [GradCase("view", [[3, 4]]) { try $0[0].view([12]) }]),
-    OpSpec("permute", .irregular, [GradCase("permute", [[2, 3, 4]]) { try $0[0].permute([2, 0, 1]) }]),
+    OpSpec("reshape", .sizes { try $0.reshape($1) }, [GradCase("reshape", [[3, 4]]) { try $0[0].reshape([2, -1]) }]),
+    OpSpec("view", .sizes { try $0.view($1) }, [GradCase("view", [[3, 4]]) { try $0[0].view([12]) }]),
+    OpSpec("permute", .dims { try $0.permute($1) }, [GradCase("permute", [[2, 3, 4]]) { try $0[0].permute([2, 0, 1]) }]),
     OpSpec("transpose", .irregular, [GradCase("transpose", [[2, 3, 4]]) { try $0[0].transpose(0, 2).contiguous() }]),
-    OpSpec("expand", .irregular, [GradCase("expand", [[3, 1]]) { try $0[0].expand([2, 3, 4]) }]),
+    OpSpec("expand", .sizes { try $0.expand($1) }, [GradCase("expand", [[3, 1]]) { try $0[0].expand([2, 3, 4]) }]),
     OpSpec("narrow", .irregular, [GradCase("narrow", [[5, 4]]) { try $0[0].narrow(dim: 0, start: 1, length: 3) }]),
     OpSpec("select", .irregular, [GradCase("select", [[3, 4]]) { try $0[0].select(dim: 1, index: 2) }]),
     OpSpec("squeeze", .irregular, [GradCase("squeeze", [[3, 1, 4]]) { try $0[0].squeeze() }]),
@@ -182,13 +198,14 @@ extension Tensor {
            [GradCase("contiguous", [[3, 4]]) { try $0[0].t().contiguous() }]),
     OpSpec("clone", .unary { try $0.clone() }, [GradCase("clone", [[3, 4]]) { try $0[0].clone() }]),
     OpSpec("replicaSum", .unary { try $0.replicaSum() }, [GradCase("replicaSum", [[3, 4]]) { try $0[0].replicaSum().mul($0[0]) }]),
-    OpSpec("flip", .irregular, [GradCase("flip", [[3, 4]]) { try $0[0].flip(dims: [1]) }]),
+    OpSpec("flip", .dims { try $0.flip(dims: $1) }, [GradCase("flip", [[3, 4]]) { try $0[0].flip(dims: [1]) }]),
     OpSpec("pad", .irregular, [GradCase("pad", [[2, 3]]) { try $0[0].pad([(1, 0), (2, 1)], value: 0.5) }]),
     OpSpec("cat", .irregular, [GradCase("cat", [[2, 3], [1, 3]]) { try Tensor.cat([$0[0], $0[1]], dim: 0) }]),
-    OpSpec("split", .irregular, [GradCase("split", [[5, 2]]) { try $0[0].split(size: 2, dim: 0)[2] }]),
-    OpSpec("chunk", .irregular, [GradCase("chunk", [[2, 6]]) { try $0[0].chunk(3, dim: 1)[1] }]),
-    OpSpec("indexSelect", .irregular, [GradCase("indexSelect", [[4, 3]]) { try $0[0].indexSelect(dim: 0, [3, 0, 3]) }]),
-    OpSpec("gather", .irregular, [GradCase("gather", [[3, 4]]) {
+    OpSpec("split", .pieces { try $0.split(size: $1, dim: $2) }, [GradCase("split", [[5, 2]]) { try $0[0].split(size: 2, dim: 0)[2] }]),
+    OpSpec("chunk", .pieces { try $0.chunk($1, dim: $2) }, [GradCase("chunk", [[2, 6]]) { try $0[0].chunk(3, dim: 1)[1] }]),
+    OpSpec("indexSelect", .indexAlongDim { try $0.indexSelect(dim: $1, $2.values) },
+           [GradCase("indexSelect", [[4, 3]]) { try $0[0].indexSelect(dim: 0, [3, 0, 3]) }]),
+    OpSpec("gather", .indexAlongDim { try $0.gather(dim: $1, index: $2) }, [GradCase("gather", [[3, 4]]) {
       try $0[0].gather(dim: 1, index: IndexArray(shape: [3, 2], values: [0, 3, 1, 1, 2, 0]))
     }]),
     OpSpec("embedding", .irregular, [GradCase("embedding", [[5, 3]]) {

@@ -173,6 +173,27 @@ local derived = {
   alongDim = function(name)
     return { function() return x[name](x) end, function() return x[name](x, 3) end, function() return x[name](x, "a") end }
   end,
+  alongDimKeep = function(name)
+    return { function() return x[name](x) end, function() return x[name](x, 3) end, function() return x[name](x, "a") end,
+             function() return x[name](x, 1, "yes") end }
+  end,
+  sizes = function(name)
+    return { function() return x[name](x, "a") end, function() return x[name](x, { 1.5 }) end, function() return x[name](x, HUGE) end,
+             function() return x[name](x, -2, 3) end, function() return x[name](x, {}) end, function() return x[name](x, 5) end }
+  end,
+  dims = function(name)
+    return { function() return x[name](x, 3) end, function() return x[name](x, "a") end, function() return x[name](x, { 0 }) end,
+             function() return x[name](x, 1.5) end, function() return x[name](x, HUGE) end }
+  end,
+  indexAlongDim = function(name)
+    return { function() return x[name](x, 1) end, function() return x[name](x, 1, "a") end, function() return x[name](x, 3, { 1 }) end,
+             function() return x[name](x, 1, { 0 }) end, function() return x[name](x, 1, { 1.5 }) end,
+             function() return x[name](x, 1, { HUGE }) end }
+  end,
+  pieces = function(name)
+    return { function() return x[name](x) end, function() return x[name](x, 0) end, function() return x[name](x, "a") end,
+             function() return x[name](x, 1.5) end, function() return x[name](x, 1, 3) end }
+  end,
 }
 for name, kind in pairs(tensor._signatures()) do
   if derived[kind] then
