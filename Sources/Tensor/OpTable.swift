@@ -237,6 +237,7 @@ extension Tensor {
       }]),
     OpSpec("avgPool2d", .irregular, [
       GradCase("avgPool2d 2x2", [[1, 2, 4, 4]]) { try $0[0].avgPool2d(kernel: 2) },
+      GradCase("avgPool2d 2x2 odd sizes", [[1, 2, 5, 3]]) { try $0[0].avgPool2d(kernel: 2) },
       GradCase("avgPool2d 3x3 pad exclude", [[1, 1, 4, 4]]) {
         try $0[0].avgPool2d(kernel: 3, stride: 1, padding: 1, countIncludePad: false)
       }]),

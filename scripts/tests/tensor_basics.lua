@@ -201,6 +201,25 @@ T.test("convolution, pooling, padding, embedding", function()
   checkError("unknown option 'strde' (did you mean 'stride'?)", tensor.conv2d, x, w, nil, { strde = 2 })
 end)
 
+T.test("2x2 average pooling (the halving fast path) has the general loop's bits, odd sizes too", function()
+  for _, dt in ipairs { "float32", "float64" } do
+    for _, shp in ipairs { { 2, 3, 8, 8 }, { 1, 2, 7, 9 }, { 3, 1, 2, 2 } } do
+      local x = tensor.randn(shp, { dtype = dt }):requiresGrad(true)
+      local y = x:avgPool2d(2)
+      local H, W = y:size(3) * 2, y:size(4) * 2
+      local a = x:detach():narrow(3, 1, H):narrow(4, 1, W):reshape(shp[1], shp[2], H / 2, 2, W / 2, 2)
+      local q = function(i, j) return a:select(4, i):select(5, j) end
+      local want = (((q(1, 1) + q(1, 2)) + q(2, 1)) + q(2, 2)) / 4
+      check((y:detach() - want):abs():max():item() == 0, dt .. " pool " .. table.concat(shp, "x"))
+      local g = tensor.randn(y:shape(), { dtype = dt })
+      local gx = tensor.grad((y * g):sum(), { x })[1]
+      local spread = (g / 4):upsampleNearest(2)
+      check((gx:narrow(3, 1, H):narrow(4, 1, W) - spread):abs():max():item() == 0, dt .. " spread " .. table.concat(shp, "x"))
+      check(gx:narrow(3, H + 1, shp[3] - H):abs():sum():item() == 0 or H == shp[3], "rows past the windows get 0")
+    end
+  end
+end)
+
 T.test("save and load safetensors", function()
   local path = os.tmpname()
   local a, b = tensor.randn(3, 4), tensor.randn(5, { dtype = "float64" })

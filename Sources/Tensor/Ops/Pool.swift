@@ -14,6 +14,10 @@ struct PoolGeometry {
     wo = (w + 2 * p - k) / s + 1
   }
 
+  /// 2×2 windows with stride 2 and no padding (BigGAN's and PGGAN's downsampling): every window
+  /// is whole, so the loops need no clipping.
+  var isHalving: Bool { k == 2 && s == 2 && p == 0 }
+
   /// The clipped window of output (oh, ow) and PyTorch's divisor for it.
   @inline(__always) func window(_ oh: Int, _ ow: Int) -> (Int, Int, Int, Int, Int) {
     var hs = oh * s - p, ws = ow * s - p
@@ -21,6 +25,33 @@ struct PoolGeometry {
     let padded = (he - hs) * (we - ws)
     hs = Swift.max(hs, 0); ws = Swift.max(ws, 0); he = Swift.min(he, h); we = Swift.min(we, w)
     return (hs, he, ws, we, countIncludePad ? padded : Swift.max(1, (he - hs) * (we - ws)))
+  }
+}
+
+/// avgPool2d over halving windows, planes `planes` of x (planes, h, w) into y (planes, ho, wo).
+/// The sum runs in the general loop's order (row by row, from 0), so the bits are the same.
+@inline(__always)
+func halvingPool<T: TensorScalar>(_ x: UnsafePointer<T>, _ y: UnsafeMutablePointer<T>, _ g: PoolGeometry, planes: Range<Int>) {
+  for pl in planes {
+    for oh in 0..<g.ho {
+      let r0 = x + pl * g.h * g.w + 2 * oh * g.w, r1 = r0 + g.w, o = y + (pl * g.ho + oh) * g.wo
+      for ow in 0..<g.wo { o[ow] = (0 + r0[2 * ow] + r0[2 * ow + 1] + r1[2 * ow] + r1[2 * ow + 1]) / 4 }
+    }
+  }
+}
+
+/// avgPool2dTranspose over halving windows: each value of y (planes, ho, wo) / 4 into its 2×2
+/// cells of x (planes, h, w); rows and columns past 2·ho, 2·wo are left as they are (zero).
+@inline(__always)
+func halvingSpread<T: TensorScalar>(_ y: UnsafePointer<T>, _ x: UnsafeMutablePointer<T>, _ g: PoolGeometry, planes: Range<Int>) {
+  for pl in planes {
+    for oh in 0..<g.ho {
+      let i = y + (pl * g.ho + oh) * g.wo, r0 = x + pl * g.h * g.w + 2 * oh * g.w, r1 = r0 + g.w
+      for ow in 0..<g.wo {
+        let v = 0 + i[ow] / 4  // as the general loop's 0 + v: a -0 becomes +0 there too
+        r0[2 * ow] = v; r0[2 * ow + 1] = v; r1[2 * ow] = v; r1[2 * ow + 1] = v
+      }
+    }
   }
 }
 
@@ -46,6 +77,7 @@ extension Tensor {
     func go<T: TensorScalar>(_: T.Type) {
       let px = src.pointer(T.self), po = out.pointer(T.self)
       Parallel.forChunks(g.planes, grain: Swift.max(1, Parallel.elementGrain / Swift.max(1, g.h * g.w))) { r in
+        if g.isHalving { return halvingPool(px, po, g, planes: r) }
         for pl in r {
           let xin = px + pl * g.h * g.w, o = po + pl * g.ho * g.wo
           for oh in 0..<g.ho {
@@ -76,10 +108,14 @@ extension Tensor {
       throw TensorError("avgPool2dTranspose: input \(formatShape(shape)) does not pool from size \(outputSize.0)x\(outputSize.1)")
     }
     let src = try contiguousData()
-    let out = try Tensor.zeros([shape[0], shape[1], g.h, g.w], dtype: dtype)
+    // Halving windows tile an even-sized output exactly: every cell is written once, none is left 0.
+    let tiled = g.isHalving && g.h == 2 * g.ho && g.w == 2 * g.wo
+    let outShape = [shape[0], shape[1], g.h, g.w]
+    let out = tiled ? try Tensor.empty(outShape, dtype: dtype) : try Tensor.zeros(outShape, dtype: dtype)
     func go<T: TensorScalar>(_: T.Type) {
       let py = src.pointer(T.self), po = out.pointer(T.self)
       Parallel.forChunks(g.planes, grain: Swift.max(1, Parallel.elementGrain / Swift.max(1, g.h * g.w))) { r in
+        if g.isHalving { return halvingSpread(py, po, g, planes: r) }
         for pl in r {
           let yin = py + pl * g.ho * g.wo, o = po + pl * g.h * g.w
           for oh in 0..<g.ho {
