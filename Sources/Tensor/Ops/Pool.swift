@@ -188,7 +188,11 @@ extension Tensor {
       Parallel.forChunks(shape[0] * shape[1] * h, grain: Swift.max(1, Parallel.elementGrain / Swift.max(1, W * factor))) { r in
         for row in r {
           let s = px + row * w, d = po + row * W * factor
-          for j in 0..<w { let v = s[j]; for f in 0..<factor { d[j * factor + f] = v } }
+          if factor == 2 {  // BigGAN's and PGGAN's upsampling; a constant factor lets the loop vectorize
+            for j in 0..<w { let v = s[j]; d[2 * j] = v; d[2 * j + 1] = v }
+          } else {
+            for j in 0..<w { let v = s[j]; for f in 0..<factor { d[j * factor + f] = v } }
+          }
           for f in 1..<factor { (d + f * W).update(from: d, count: W) }
         }
       }
