@@ -227,7 +227,8 @@ extension Tensor {
         try Tensor.conv2d($0[0], $0[1], bias: $0[2], spec: ConvSpec(padding: (1, 1)))
       },
       GradCase("conv2d stride 2", [[1, 2, 5, 5], [2, 2, 3, 3]]) { try Tensor.conv2d($0[0], $0[1], spec: ConvSpec(stride: (2, 2))) },
-      GradCase("conv2d 1x1", [[3, 2, 2, 2], [2, 2, 1, 1]]) { try Tensor.conv2d($0[0], $0[1]) }]),
+      GradCase("conv2d 1x1", [[3, 2, 2, 2], [2, 2, 1, 1]]) { try Tensor.conv2d($0[0], $0[1]) },
+      GradCase("conv2d 1x1, 9 images (two weight-gradient chunks)", [[9, 2, 1, 2], [3, 2, 1, 1]]) { try Tensor.conv2d($0[0], $0[1]) }]),
     OpSpec("convTranspose2d", .irregular, [
       GradCase("convTranspose2d stride 2", [[1, 2, 3, 3], [2, 2, 4, 4], [2]]) {
         try Tensor.convTranspose2d($0[0], $0[1], bias: $0[2], spec: ConvSpec(stride: (2, 2), padding: (1, 1)))

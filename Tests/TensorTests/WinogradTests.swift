@@ -51,6 +51,7 @@ final class WinogradTests: XCTestCase {
       try compare(dtype: .float32, n: 2, c: 32, k: 48, h: 9, w: 6, tol: tol)
       try compare(dtype: .float32, n: 3, c: 16, k: 16, h: 1, w: 5, tol: tol)
       try compare(dtype: .float32, n: 3, c: 16, k: 24, h: 30, w: 29, tol: tol)
+      try compare(dtype: .float32, n: 2, c: 72, k: 80, h: 10, w: 9, tol: tol)   // wider than SmallBlocks: the blocked path
     }
   }
 
@@ -59,6 +60,31 @@ final class WinogradTests: XCTestCase {
     try compare(dtype: .float32, n: 3, c: 32, k: 1, h: 8, w: 8, tol: 2e-6)
     try compare(dtype: .float32, n: 2, c: 5, k: 3, h: 7, w: 1, tol: 2e-6)
     try compare(dtype: .float32, n: 2, c: 1, k: 4, h: 2, w: 9, tol: 2e-6)
+  }
+
+  /// 1×1 convolutions (stride 1, no padding) take per-image GEMMs; the same 1×1 kernel with
+  /// padding 1, cropped, takes im2col and must agree in all three passes. Batch 19 is three of
+  /// the weight gradient's 8-image partial sums.
+  func testPointwiseMatchesPaddedIm2col() throws {
+    for (dtype, tol) in [(DType.float64, 1e-13), (.float32, 2e-6)] {
+      let g = Generator(seed: 3)
+      let (n, c, k, h, w) = (19, 5, 7, 6, 3)
+      let x = try Tensor.randn([n, c, h, w], dtype: dtype, generator: g)
+      let wt = try Tensor.randn([k, c, 1, 1], dtype: dtype, generator: g)
+      let gy = try Tensor.randn([n, k, h, w], dtype: dtype, generator: g)
+      func passes(padding: Int) throws -> [[Double]] {
+        let xv = x.detach(), wv = wt.detach()
+        xv.requiresGrad = true; wv.requiresGrad = true
+        let y = try Tensor.conv2d(xv, wv, spec: ConvSpec(padding: (padding, padding)))
+          .narrow(dim: 2, start: padding, length: h).narrow(dim: 3, start: padding, length: w)
+        try y.backward(gy)
+        return [try y.toArray(), try xv.grad!.toArray(), try wv.grad!.toArray()]
+      }
+      for (name, (a, b)) in zip(["output", "input grad", "weight grad"], zip(try passes(padding: 1), try passes(padding: 0))) {
+        let scale = a.map { abs($0) }.max()!, err = zip(a, b).map { abs($0 - $1) }.max()!
+        XCTAssertLessThanOrEqual(err / scale, tol, "\(dtype) 1x1 \(name): max error \(err) of \(scale)")
+      }
+    }
   }
 
   func testKernelLevelIsChosenByCPUID() {

@@ -17,30 +17,40 @@ enum Winograd4 {
   /// On by default for float32; LG_WINO_TILE=2 keeps F(2×2, 3×3) everywhere.
   nonisolated(unsafe) static var enabled = ProcessInfo.processInfo.environment["LG_WINO_TILE"] != "2"
 
-  static let g: [Double] = [1.0 / 4, 0, 0, -1.0 / 6, -1.0 / 6, -1.0 / 6, -1.0 / 6, 1.0 / 6, -1.0 / 6,
-                            1.0 / 24, 1.0 / 12, 1.0 / 6, 1.0 / 24, -1.0 / 12, 1.0 / 6, 0, 0, 1]
-  @inline(__always) static func G(_ a: Int, _ k: Int) -> Double { g[a * 3 + k] }
+  /// G v for 3-vectors v = (a, b, c), one per lane, G's rows as above.
+  @inline(__always) static func applyG<V: SIMD>(_ a: V, _ b: V, _ c: V) -> (V, V, V, V, V, V) where V.Scalar == Double {
+    let ac = a + c, even = a * (1.0 / 24) + c * (1.0 / 6), b12 = b * (1.0 / 12)
+    return (a * 0.25, (ac + b) * (-1.0 / 6), (b - ac) * (1.0 / 6), even + b12, even - b12, c)
+  }
+
+  /// Gᵀ u for 6-vectors u, one per lane: (u0/4 - (u1+u2)/6 + (u3+u4)/24, (u2-u1)/6 + (u3-u4)/12, (u3+u4-u1-u2)/6 + u5).
+  @inline(__always) static func applyGT<V: SIMD>(_ u0: V, _ u1: V, _ u2: V, _ u3: V, _ u4: V, _ u5: V) -> (V, V, V)
+    where V.Scalar == Double {
+    let s12 = u1 + u2, s34 = u3 + u4
+    return (u0 * 0.25 - s12 * (1.0 / 6) + s34 * (1.0 / 24), (u2 - u1) * (1.0 / 6) + (u3 - u4) * (1.0 / 12), (s34 - s12) * (1.0 / 6) + u5)
+  }
 
   /// U = G g Gᵀ for every (k, c): u[ξ][k][c], computed in float64. flip swaps channels and
   /// rotates the kernel by 180° (the input gradient's kernel), as Winograd.transformWeights.
   static func transformWeights(_ w: UnsafePointer<Float>, K: Int, C: Int, flip: Bool, _ u: UnsafeMutablePointer<Float>) {
     let outer = flip ? C : K, inner = flip ? K : C, plane = outer * inner
-    Parallel.forChunks(plane, grain: 1024) { r in
-      withUnsafeTemporaryAllocation(of: Double.self, capacity: 18) { tmp in
-        let t = tmp.baseAddress!  // G g: 6×3
-        for oi in r {
-          let o = oi / inner, i = oi % inner
-          let src = flip ? w + (i * C + o) * 9 : w + (o * C + i) * 9
-          @inline(__always) func kernel(_ a: Int, _ b: Int) -> Double { Double(flip ? src[(2 - a) * 3 + (2 - b)] : src[a * 3 + b]) }
-          for a in 0..<6 {
-            for col in 0..<3 { t[a * 3 + col] = G(a, 0) * kernel(0, col) + G(a, 1) * kernel(1, col) + G(a, 2) * kernel(2, col) }
-          }
-          for a in 0..<6 {
-            for b in 0..<6 {
-              u[(a * 6 + b) * plane + oi] = Float(t[a * 3] * G(b, 0) + t[a * 3 + 1] * G(b, 1) + t[a * 3 + 2] * G(b, 2))
-            }
-          }
+    Parallel.forChunks(plane, grain: 4096) { r in
+      for oi in r {
+        let o = oi / inner, i = oi % inner
+        let src = flip ? w + (i * C + o) * 9 : w + (o * C + i) * 9
+        // row i of the 3×3 kernel (flipped: of its 180° rotation), lanes = its 3 columns
+        @inline(__always) func row(_ i: Int) -> SIMD4<Double> {
+          flip ? SIMD4(Double(src[8 - 3 * i]), Double(src[7 - 3 * i]), Double(src[6 - 3 * i]), 0)
+               : SIMD4(Double(src[3 * i]), Double(src[3 * i + 1]), Double(src[3 * i + 2]), 0)
         }
+        let t = applyG(row(0), row(1), row(2))   // t.a = row a of G g (lanes = its 3 columns)
+        // U = (G g) Gᵀ: column j of G g, lanes = its 6 rows a, through G gives U's columns b
+        @inline(__always) func column(_ j: Int) -> SIMD8<Double> { SIMD8(t.0[j], t.1[j], t.2[j], t.3[j], t.4[j], t.5[j], 0, 0) }
+        let v = applyG(column(0), column(1), column(2))   // v.b[a] = U[a][b]
+        @inline(__always) func store(_ b: Int, _ col: SIMD8<Double>) {
+          for a in 0..<6 { u[(a * 6 + b) * plane + oi] = Float(col[a]) }
+        }
+        store(0, v.0); store(1, v.1); store(2, v.2); store(3, v.3); store(4, v.4); store(5, v.5)
       }
     }
   }
@@ -51,9 +61,11 @@ enum Winograd4 {
                       y: UnsafeMutablePointer<Float>) throws {
     let th = (H + 3) / 4, tw = (W + 3) / 4, rows = N * th
     let br = Winograd.blockRows(Swift.max(C, K), tileRows: rows, tilesPerRow: tw, 4, planes: 36), tb = br * tw
-    try Scratch.with(Float.self, count: 36 * K * C + 36 * C * tb + 36 * K * tb) { buf in
+    let small = SmallBlocks(C: C, K: K, rows: rows, tilesPerRow: tw, tiles: SmallBlocks.forwardTiles)
+    try Scratch.with(Float.self, count: 36 * K * C + (small == nil ? 36 * C * tb + 36 * K * tb : 0)) { buf in
       let u = buf, v = buf + 36 * K * C, m = v + 36 * C * tb
       transformWeights(w, K: flip ? C : K, C: flip ? K : C, flip: flip, u)
+      if let small { return try small.forward(x, u, H: H, W: W, y) }
       for r0 in stride(from: 0, to: rows, by: br) {
         let nr = Swift.min(br, rows - r0), n = nr * tw
         Parallel.forChunks(C, grain: 1) { r in
@@ -75,9 +87,11 @@ enum Winograd4 {
                              dw: UnsafeMutablePointer<Float>) throws {
     let th = (H + 3) / 4, tw = (W + 3) / 4, rows = N * th
     let br = Winograd.blockRows(Swift.max(C, K), tileRows: rows, tilesPerRow: tw, 4, planes: 36), tb = br * tw
-    try Scratch.with(Float.self, count: 36 * K * C + 36 * C * tb + 36 * K * tb) { buf in
+    let small = SmallBlocks(C: C, K: K, rows: rows, tilesPerRow: tw, tiles: SmallBlocks.weightTiles)
+    try Scratch.with(Float.self, count: 36 * K * C + (small == nil ? 36 * C * tb + 36 * K * tb : 0)) { buf in
       let du = buf, v = buf + 36 * K * C, mb = v + 36 * C * tb
-      for r0 in stride(from: 0, to: rows, by: br) {
+      if let small { try small.weightTransformed(x, dy, H: H, W: W, du) }
+      for r0 in stride(from: 0, to: small == nil ? rows : 0, by: br) {
         let nr = Swift.min(br, rows - r0), n = nr * tw
         Parallel.forChunks(C, grain: 1) { r in
           lg_wino4_input(x, Int32(C), Int32(H), Int32(W), Int32(r0), Int32(nr), Int32(r.lowerBound), Int32(r.upperBound), v)
@@ -92,22 +106,92 @@ enum Winograd4 {
                    B: v + xi * C * n, ldb: n, beta: beta, C: du + xi * K * C, ldc: C)
         }
       }
-      // dw[k][l] = Σ_ab G[a][k] dU[a][b] G[b][l], in float64
+      // dw = Gᵀ dU G, in float64: t = dU G (Gᵀ along each row of dU), then Gᵀ down t's columns
       let plane = K * C
-      Parallel.forChunks(plane, grain: 1024) { r in
+      Parallel.forChunks(plane, grain: 4096) { r in
         for kc in r {
-          for k in 0..<3 {
-            for l in 0..<3 {
-              var s = 0.0
-              for a in 0..<6 where G(a, k) != 0 {
-                var row = 0.0
-                for b in 0..<6 { row += Double(du[(a * 6 + b) * plane + kc]) * G(b, l) }
-                s += G(a, k) * row
-              }
-              dw[kc * 9 + k * 3 + l] = Float(s)
-            }
+          // column b of dU, lanes = its 6 rows a
+          @inline(__always) func column(_ b: Int) -> SIMD8<Double> {
+            var c = SIMD8<Double>()
+            for a in 0..<6 { c[a] = Double(du[(a * 6 + b) * plane + kc]) }
+            return c
+          }
+          let t = applyGT(column(0), column(1), column(2), column(3), column(4), column(5))   // t.l[a] = (dU G)[a][l]
+          @inline(__always) func row(_ a: Int) -> SIMD4<Double> { SIMD4(t.0[a], t.1[a], t.2[a], 0) }
+          let d = applyGT(row(0), row(1), row(2), row(3), row(4), row(5))   // d.k = row k of dw (lanes l)
+          for l in 0..<3 {
+            dw[kc * 9 + l] = Float(d.0[l]); dw[kc * 9 + 3 + l] = Float(d.1[l]); dw[kc * 9 + 6 + l] = Float(d.2[l])
           }
         }
+      }
+    }
+  }
+}
+
+/// The F(4×4, 3×3) pipeline for convolutions with few channels (BigGAN-32's and the main job's
+/// 32-channel layers): the tiles are cut into fixed sub-blocks of about `tiles` tiles and each
+/// worker runs whole sub-blocks (input transform, 36 GEMMs, output transform) on its own
+/// planes, which stay in its core's cache. The wide path's three parallel phases per block
+/// cost more in dispatch than their arithmetic at these sizes (8x8 at 32 channels: 1.2 ms on
+/// 2 threads against 1.0 on one). Sub-blocks depend only on the shape, so the forward is
+/// the same for any thread count, and the weight gradient sums the sub-blocks' partials in order.
+struct SmallBlocks {
+  static let maxChannels = Int(ProcessInfo.processInfo.environment["LG_WINO_SMALL"] ?? "") ?? 64
+  static let forwardTiles = Int(ProcessInfo.processInfo.environment["LG_WINO_SUBTILES"] ?? "") ?? 128
+  static let weightTiles = Int(ProcessInfo.processInfo.environment["LG_WINO_WTILES"] ?? "") ?? 256
+  let C, K, rows, tw, blockRows, blocks: Int
+
+  /// nil when the layer is wide enough for the blocked path, or too small to split.
+  init?(C: Int, K: Int, rows: Int, tilesPerRow: Int, tiles: Int) {
+    guard Swift.max(C, K) <= SmallBlocks.maxChannels, rows > 0, tilesPerRow > 0 else { return nil }
+    self.C = C; self.K = K; self.rows = rows; tw = tilesPerRow
+    blockRows = Swift.max(1, Swift.min((rows + 1) / 2, tiles / tilesPerRow))   // two blocks at least, for two cores
+    blocks = (rows + blockRows - 1) / blockRows
+  }
+
+  /// Runs body(block, v, m) for every sub-block, each worker with its own V (36·C·tiles) and
+  /// M (36·K·tiles) planes; which worker runs a block never changes what the block computes.
+  func run(_ body: (Int, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>) -> Void) throws {
+    let workers = Swift.min(blocks, Parallel.threads), planes = 36 * blockRows * tw
+    try Scratch.with(Float.self, count: workers * planes * (C + K)) { buf in
+      Parallel.independentBLAS(workers) { t in
+        let v = buf + t * planes * (C + K), m = v + planes * C
+        for b in stride(from: t, to: blocks, by: workers) { body(b, v, m) }
+      }
+    }
+  }
+
+  /// y = the convolution, from the transformed kernel u[ξ][K][C].
+  func forward(_ x: UnsafePointer<Float>, _ u: UnsafeMutablePointer<Float>, H: Int, W: Int, _ y: UnsafeMutablePointer<Float>) throws {
+    try run { b, v, m in
+      let r0 = b * blockRows, nr = Swift.min(blockRows, rows - r0), n = nr * tw
+      lg_wino4_input(x, Int32(C), Int32(H), Int32(W), Int32(r0), Int32(nr), 0, Int32(C), v)
+      for xi in 0..<36 {
+        gemmCall(Float.self, transA: false, transB: false, M: K, N: n, K: C, alpha: 1, A: u + xi * K * C, lda: C,
+                 B: v + xi * C * n, ldb: n, beta: 0, C: m + xi * K * n, ldc: n)
+      }
+      lg_wino4_output(m, Int32(K), Int32(H), Int32(W), Int32(r0), Int32(nr), 0, Int32(K), y)
+    }
+  }
+
+  /// du[ξ] (K×C) = Σ over sub-blocks, in order, of M̄_ξ · V_ξᵀ: the weight gradient before Gᵀ · G.
+  func weightTransformed(_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, H: Int, W: Int,
+                         _ du: UnsafeMutablePointer<Float>) throws {
+    let plane = 36 * K * C
+    try Scratch.with(Float.self, count: blocks * plane) { parts in
+      try run { b, v, mb in
+        let r0 = b * blockRows, nr = Swift.min(blockRows, rows - r0), n = nr * tw
+        lg_wino4_input(x, Int32(C), Int32(H), Int32(W), Int32(r0), Int32(nr), 0, Int32(C), v)
+        lg_wino4_output_adjoint(dy, Int32(K), Int32(H), Int32(W), Int32(r0), Int32(nr), 0, Int32(K), mb)
+        for xi in 0..<36 {
+          gemmCall(Float.self, transA: false, transB: true, M: K, N: C, K: n, alpha: 1, A: mb + xi * K * n, lda: n,
+                   B: v + xi * C * n, ldb: n, beta: 0, C: parts + b * plane + xi * K * C, ldc: C)
+        }
+      }
+      du.update(from: parts, count: plane)
+      for b in 1..<blocks {
+        let p = parts + b * plane
+        for i in 0..<plane { du[i] += p[i] }
       }
     }
   }
