@@ -30,6 +30,12 @@ extension Tensor {
     }
   }
 
+  /// self·[mask > 0] + slope·self·[mask ≤ 0], not recorded: the fused pullback of relu and leakyRelu.
+  func maskedBy(_ mask: Tensor, slope: Double) throws -> Tensor {
+    let (a, b, shape) = try binaryOperands(mask, "relu backward")
+    return try a.binary(b, shape, LeakyPassFn(slope: slope))
+  }
+
   /// A 0-d constant of this tensor's dtype.
   func constant(_ v: Double) -> Tensor { Tensor.scalar(v, dtype: dtype) }
 }
@@ -164,6 +170,12 @@ struct LeakyMaskFn: UnaryFn {
   let slope: Double
   func apply<T: TensorScalar>(_ x: T) -> T { x > 0 ? 1 : T(slope) }
 }
+/// g·[y > 0] + slope·g·[y ≤ 0] in one pass (relu: slope 0, and 0 where masked even when g is not
+/// finite, as torch's threshold_backward): the (leaky) relu pullback when no graph is being built.
+struct LeakyPassFn: BinaryFn {
+  let slope: Double
+  func apply<T: TensorScalar>(_ g: T, _ y: T) -> T { y > 0 ? g : slope == 0 ? 0 : g * T(slope) }
+}
 struct AbsFn: UnaryFn { func apply<T: TensorScalar>(_ x: T) -> T { Swift.abs(x) } }
 struct SignFn: UnaryFn { func apply<T: TensorScalar>(_ x: T) -> T { x > 0 ? 1 : (x < 0 ? -1 : 0) } }
 struct PowFn: UnaryFn {
@@ -267,7 +279,10 @@ extension Tensor {
     let out = try unary(ReluFn())
     // The mask [x > 0] = [relu(x) > 0] is read from the output (a storage alias without its
     // node), which the next layer keeps anyway, rather than keeping the input alive too.
-    return record("relu", out, [self]) { [y = out.detach()] g, _ in [try g.mul(y.gt(y.constant(0)))] }  // [x > 0]
+    return record("relu", out, [self]) { [y = out.detach()] g, _ in
+      // [x > 0]; a single pass when this backward is not itself differentiated
+      GradMode.isEnabled ? [try g.mul(y.gt(y.constant(0)))] : [try g.maskedBy(y, slope: 0)]
+    }
   }
 
   /// x for x > 0, slope·x otherwise. Reference: torch.nn.functional.leaky_relu.
@@ -275,7 +290,8 @@ extension Tensor {
     let out = try unary(LeakyReluFn(slope: slope))
     // For slope > 0 the sign of the output is the sign of the input: keep the output, as relu.
     return record("leakyRelu", out, [self]) { [x = slope > 0 ? out.detach() : self.detach()] g, _ in
-      [try g.mul(x.unary(LeakyMaskFn(slope: slope)))]  // 1 for x > 0, slope otherwise
+      // 1 for x > 0, slope otherwise; a single pass when this backward is not itself differentiated
+      GradMode.isEnabled ? [try g.mul(x.unary(LeakyMaskFn(slope: slope)))] : [try g.maskedBy(x, slope: slope)]
     }
   }
 
