@@ -29,14 +29,21 @@ local shared = os.getenv("SHARED_BENCH") or (root .. "/../shared/bench")
 local reference = shared .. "/torch_reference.py"
 local withTorch = python and exists(reference)
 
--- Runs a command (fixed strings built here, never user input) and returns its JSON line.
-local function runJSON(cmd)
-  local p = assert(io.popen(cmd .. " 2>/dev/null"))
+-- Runs a command (fixed strings built here, never user input) and returns its JSON line, or
+-- nil and the last line it printed (stderr included) when it gave none.
+local function tryJSON(cmd)
+  local p = assert(io.popen(cmd .. " 2>&1"))
   local out = p:read("a")
   p:close()
   local line = out:match("(%b{})%s*$") or out:match("(%b{})")
-  if not line then error("no JSON from: " .. cmd .. "\n" .. out) end
+  if not line then return nil, (out:match("([^\n]+)\n?$") or "no output") end
   return json.decode(line, cmd)
+end
+
+local function runJSON(cmd)
+  local r, why = tryJSON(cmd)
+  if not r then error("no JSON from: " .. cmd .. "\n" .. why) end
+  return r
 end
 
 local function median(v)
@@ -64,15 +71,21 @@ for w in opt.workloads:gmatch("[^,]+") do
     io.write(("%-9s round %d  luagan %8.1f ms  (%.0f MB, %.1f GFLOP/s)"):format(w, r, a.ms_per_iter, a.peak_rss_mb, a.gflops))
     if withTorch then
       local script = own[w] and (root .. "/scripts/bench/torch/" .. own[w]) or reference
-      local b = runJSON(("%q %q %s --steps %d --threads %d"):format(python, script, w, opt.steps, opt.threads))
-      pt[r], ptRSS[r] = b.ms_per_iter, b.peak_rss_mb
-      io.write(("   PyTorch %8.1f ms  (%.0f MB)   ratio %.2f"):format(b.ms_per_iter, b.peak_rss_mb, a.ms_per_iter / b.ms_per_iter))
+      -- a PyTorch side that cannot run here (e.g. pytorch-pretrained-biggan missing) skips that
+      -- workload's comparison, not the rest of the benchmark
+      local b, why = tryJSON(("%q %q %s --steps %d --threads %d"):format(python, script, w, opt.steps, opt.threads))
+      if b then
+        pt[r], ptRSS[r] = b.ms_per_iter, b.peak_rss_mb
+        io.write(("   PyTorch %8.1f ms  (%.0f MB)   ratio %.2f"):format(b.ms_per_iter, b.peak_rss_mb, a.ms_per_iter / b.ms_per_iter))
+      else
+        io.write("   PyTorch side failed: " .. why)
+      end
     end
     io.write("\n")
     io.stdout:flush()
   end
-  rows[#rows + 1] = { w = w, lg = median(lg), pt = withTorch and median(pt) or nil, lgRSS = math.max(table.unpack(lgRSS)),
-                      ptRSS = withTorch and math.max(table.unpack(ptRSS)) or nil, gflops = median(gflops) }
+  rows[#rows + 1] = { w = w, lg = median(lg), pt = #pt > 0 and median(pt) or nil, lgRSS = math.max(table.unpack(lgRSS)),
+                      ptRSS = #ptRSS > 0 and math.max(table.unpack(ptRSS)) or nil, gflops = median(gflops) }
 end
 
 print()

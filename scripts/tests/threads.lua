@@ -19,6 +19,19 @@ local function step(threads)
   local x, w = tensor.randn(9, 48, 20, 20), tensor.randn(40, 48, 3, 3)
   out.winograd = tensor.conv2d(x, w, nil, { padding = 1 })
   out.strided = tensor.conv2d(x, w, nil, { stride = 2 })
+  -- wider than 64 channels (each Winograd phase split across workers), and a 1x1 conv whose
+  -- weight gradient sums two 8-image chunks
+  local xw, ww = tensor.randn(3, 80, 12, 12), tensor.randn(72, 80, 3, 3):requiresGrad(true)
+  local yw = tensor.conv2d(xw, ww, nil, { padding = 1 })
+  out.wide = yw:detach()
+  local lossW = (yw * yw):sum()
+  lossW:backward()
+  out.wideWeightGrad = ww.grad
+  local w1 = tensor.randn(24, 48, 1, 1):requiresGrad(true)
+  local y1 = tensor.conv2d(x, w1)
+  local loss1 = (y1 * y1):sum()
+  loss1:backward()
+  out.pointwiseWeightGrad = w1.grad
   out.sum = tensor.randn(1000, 3000):sum(1)
   out.matmul = tensor.randn(300, 200):matmul(tensor.randn(200, 500))
   return out
