@@ -210,12 +210,18 @@ enum PointwiseConv {
                    B: x + n * g.cin * hw, ldb: hw, beta: n == first ? 0 : 1, C: parts + chunk * kc, ldc: g.cin)
         }
       }
-      dw.update(from: parts, count: kc)
-      for chunk in 1..<Swift.max(1, chunks) {
-        let p = parts + chunk * kc
-        for i in 0..<kc { dw[i] += p[i] }
-      }
+      sumInOrder(parts, count: chunks, length: kc, into: dw)
     }
+  }
+}
+
+/// into = parts[0] + parts[1] + ... + parts[count-1] (each `length` long), added in that order:
+/// partial sums combined the same way whatever thread computed them.
+func sumInOrder<T: TensorScalar>(_ parts: UnsafePointer<T>, count: Int, length: Int, into: UnsafeMutablePointer<T>) {
+  into.update(from: parts, count: length)
+  for b in 1..<Swift.max(1, count) {
+    let p = parts + b * length
+    for i in 0..<length { into[i] += p[i] }
   }
 }
 

@@ -188,11 +188,7 @@ struct SmallBlocks {
                    B: v + xi * C * n, ldb: n, beta: 0, C: parts + b * plane + xi * K * C, ldc: C)
         }
       }
-      du.update(from: parts, count: plane)
-      for b in 1..<blocks {
-        let p = parts + b * plane
-        for i in 0..<plane { du[i] += p[i] }
-      }
+      sumInOrder(parts, count: blocks, length: plane, into: du)
     }
   }
 }
