@@ -99,24 +99,32 @@ TARGET static void NAME(wino_output_adjoint)(const float *dy, int K, int H, int 
 // tile for 16 outputs. Bᵀ (rows of the input transform), applied to 6 values e0..e5:
 //   4e0 - 5e2 + e4,  -4e1 - 4e2 + e3 + e4,  4e1 - 4e2 - e3 + e4,
 //   -2e1 - e2 + 2e3 + e4,  2e1 - e2 - 2e3 + e4,  4e1 - 5e3 + e5
-// Rows are split into their 4 phases (column 4j + r at [r][j]) so that every inner loop runs
-// over tiles j with unit stride, which the compiler vectorizes.
 #define WINO4_BT(o0, o1, o2, o3, o4, o5, e0, e1, e2, e3, e4, e5) \
-  do { o0 = 4 * (e0) - 5 * (e2) + (e4); o1 = -4 * (e1) - 4 * (e2) + (e3) + (e4); o2 = 4 * (e1) - 4 * (e2) - (e3) + (e4); \
-       o3 = -2 * (e1) - (e2) + 2 * (e3) + (e4); o4 = 2 * (e1) - (e2) - 2 * (e3) + (e4); o5 = 4 * (e1) - 5 * (e3) + (e5); } while (0)
+  do { const float c_ = (e4) - (e2), t_ = (e3) - (e1), a_ = (e4) - 4 * (e2), b_ = (e3) - 4 * (e1); \
+       o0 = 4 * ((e0) - (e2)) + c_; o1 = a_ + b_; o2 = a_ - b_; o3 = c_ + 2 * t_; o4 = c_ - 2 * t_; o5 = ((e5) - (e3)) - 4 * t_; } while (0)
 // Aᵀ rows on 6 values: m0+m1+m2+m3+m4, m1-m2+2m3-2m4, m1+m2+4m3+4m4, m1-m2+8m3-8m4+m5
 #define WINO4_AT(o0, o1, o2, o3, m0, m1, m2, m3, m4, m5) \
-  do { o0 = (m0) + (m1) + (m2) + (m3) + (m4); o1 = (m1) - (m2) + 2 * (m3) - 2 * (m4); o2 = (m1) + (m2) + 4 * (m3) + 4 * (m4); \
-       o3 = (m1) - (m2) + 8 * (m3) - 8 * (m4) + (m5); } while (0)
+  do { const float s12_ = (m1) + (m2), d12_ = (m1) - (m2), s34_ = (m3) + (m4), d34_ = (m3) - (m4); \
+       o0 = (m0) + s12_ + s34_; o1 = d12_ + 2 * d34_; o2 = s12_ + 4 * s34_; o3 = d12_ + 8 * d34_ + (m5); } while (0)
 // A (the adjoint of Aᵀ) on 4 values: p0, p0+p1+p2+p3, p0-p1+p2-p3, p0+2p1+4p2+8p3, p0-2p1+4p2-8p3, p3
 #define WINO4_A(o0, o1, o2, o3, o4, o5, p0, p1, p2, p3) \
-  do { o0 = (p0); o1 = (p0) + (p1) + (p2) + (p3); o2 = (p0) - (p1) + (p2) - (p3); o3 = (p0) + 2 * (p1) + 4 * (p2) + 8 * (p3); \
-       o4 = (p0) - 2 * (p1) + 4 * (p2) - 8 * (p3); o5 = (p3); } while (0)
+  do { const float s02_ = (p0) + (p2), s13_ = (p1) + (p3), q02_ = (p0) + 4 * (p2), q13_ = (p1) + 4 * (p3); \
+       o0 = (p0); o1 = s02_ + s13_; o2 = s02_ - s13_; o3 = q02_ + 2 * q13_; o4 = q02_ - 2 * q13_; o5 = (p3); } while (0)
 
 #ifndef WINO4_CHUNK
 #define WINO4_CHUNK 128
-// Tile t of a block (0-based, t < nr * tw) is image n, tile row ty, tile column tx.
-#define WINO4_TILE(t) const int tr_ = r0 + (int)((t) / tw), tx = (int)((t) % tw), n = tr_ / th, ty = tr_ % th
+#define WINO4_SEG 64   // tile columns per row segment
+// The tiles t .. t+cnt-1 of a block (0-based, t < nr * tw, at most `left` of them) that share one
+// tile row: image n, tile row ty, tile columns tx0 .. tx0+cnt-1. Walking a chunk segment by
+// segment replaces a division per tile with one per row, and lets the copies run along rows.
+typedef struct { int n, ty, tx0, cnt; } wino4_segment;
+static inline wino4_segment wino4_segment_at(long t, int left, int r0, int th, int tw) {
+  const int tr = r0 + (int)(t / tw), tx0 = (int)(t % tw);
+  int cnt = tw - tx0;
+  if (cnt > left) cnt = left;
+  if (cnt > WINO4_SEG) cnt = WINO4_SEG;
+  return (wino4_segment){ tr / th, tr % th, tx0, cnt };
+}
 #endif
 
 // V = Bᵀ d B for chunks of WINO4_CHUNK tiles: each tile's 6x6 patch gathered tile-minor
@@ -128,18 +136,21 @@ TARGET static void NAME(wino4_input)(const float *x, int C, int H, int W, int r0
   for (int c = c0; c < c1; c++) {
     for (long j0 = 0; j0 < tb; j0 += WINO4_CHUNK) {
       const int len = (int)(tb - j0 < WINO4_CHUNK ? tb - j0 : WINO4_CHUNK);
-      for (int j = 0; j < len; j++) {
-        WINO4_TILE(j0 + j);
-        const float *plane = x + ((long)n * C + c) * H * W;
-        const int y0 = 4 * ty - 1, x0 = 4 * tx - 1;
-        if (y0 >= 0 && y0 + 5 < H && x0 >= 0 && x0 + 5 < W) {
-          for (int a = 0; a < 6; a++) for (int b = 0; b < 6; b++) d[a * 6 + b][j] = plane[(long)(y0 + a) * W + x0 + b];
-        } else {
-          for (int a = 0; a < 6; a++) for (int b = 0; b < 6; b++) {
-            const int iy = y0 + a, ix = x0 + b;
-            d[a * 6 + b][j] = (iy >= 0 && iy < H && ix >= 0 && ix < W) ? plane[(long)iy * W + ix] : 0;
+      for (int j0s = 0; j0s < len;) {   // one tile row segment at a time
+        const wino4_segment seg = wino4_segment_at(j0 + j0s, len - j0s, r0, th, tw);
+        const float *plane = x + ((long)seg.n * C + c) * H * W;
+        const int y0 = 4 * seg.ty - 1, rowsInside = y0 >= 0 && y0 + 5 < H;
+        for (int j = j0s, x0 = 4 * seg.tx0 - 1; j < j0s + seg.cnt; j++, x0 += 4) {
+          if (rowsInside && x0 >= 0 && x0 + 5 < W) {
+            for (int a = 0; a < 6; a++) for (int b = 0; b < 6; b++) d[a * 6 + b][j] = plane[(long)(y0 + a) * W + x0 + b];
+          } else {
+            for (int a = 0; a < 6; a++) for (int b = 0; b < 6; b++) {
+              const int iy = y0 + a, ix = x0 + b;
+              d[a * 6 + b][j] = (iy >= 0 && iy < H && ix >= 0 && ix < W) ? plane[(long)iy * W + ix] : 0;
+            }
           }
         }
+        j0s += seg.cnt;
       }
       for (int b = 0; b < 6; b++) {   // Bᵀ d: column b of the patch
         const float *restrict e0 = d[b], *restrict e1 = d[6 + b], *restrict e2 = d[12 + b];
@@ -181,11 +192,18 @@ TARGET static void NAME(wino4_output)(const float *m, int K, int H, int W, int r
         float *restrict u0 = out[r * 4], *restrict u1 = out[r * 4 + 1], *restrict u2 = out[r * 4 + 2], *restrict u3 = out[r * 4 + 3];
         for (int j = 0; j < len; j++) WINO4_AT(u0[j], u1[j], u2[j], u3[j], e0[j], e1[j], e2[j], e3[j], e4[j], e5[j]);
       }
-      for (int j = 0; j < len; j++) {
-        WINO4_TILE(j0 + j);
-        float *plane = y + ((long)n * K + k) * H * W;
-        for (int r = 0; r < 4 && 4 * ty + r < H; r++)
-          for (int c = 0; c < 4 && 4 * tx + c < W; c++) plane[(long)(4 * ty + r) * W + 4 * tx + c] = out[r * 4 + c][j];
+      for (int j = 0; j < len;) {   // y[4ty+r][4tx+c] = out[r*4+c][tile], clipped to the image
+        const wino4_segment seg = wino4_segment_at(j0 + j, len - j, r0, th, tw);
+        const int whole = 4 * (seg.tx0 + seg.cnt) <= W ? seg.cnt : seg.cnt - 1;   // tiles inside the image's width
+        for (int r = 0; r < 4 && 4 * seg.ty + r < H; r++) {
+          float *row = y + ((long)seg.n * K + k) * H * W + (long)(4 * seg.ty + r) * W + 4 * seg.tx0;
+          const float *restrict e0 = out[r * 4] + j, *restrict e1 = out[r * 4 + 1] + j;
+          const float *restrict e2 = out[r * 4 + 2] + j, *restrict e3 = out[r * 4 + 3] + j;
+          for (int q = 0; q < whole; q++) { row[4 * q] = e0[q]; row[4 * q + 1] = e1[q]; row[4 * q + 2] = e2[q]; row[4 * q + 3] = e3[q]; }
+          for (int q = whole; q < seg.cnt; q++)
+            for (int c = 0; c < 4 && 4 * (seg.tx0 + q) + c < W; c++) row[4 * q + c] = out[r * 4 + c][j + q];
+        }
+        j += seg.cnt;
       }
     }
   }
@@ -199,13 +217,23 @@ TARGET static void NAME(wino4_output_adjoint)(const float *dy, int K, int H, int
   for (int k = k0; k < k1; k++) {
     for (long j0 = 0; j0 < tb; j0 += WINO4_CHUNK) {
       const int len = (int)(tb - j0 < WINO4_CHUNK ? tb - j0 : WINO4_CHUNK);
-      for (int j = 0; j < len; j++) {
-        WINO4_TILE(j0 + j);
-        const float *plane = dy + ((long)n * K + k) * H * W;
-        for (int r = 0; r < 4; r++) for (int c = 0; c < 4; c++) {
-          const int oy = 4 * ty + r, ox = 4 * tx + c;
-          g[r * 4 + c][j] = (oy < H && ox < W) ? plane[(long)oy * W + ox] : 0;
+      for (int j = 0; j < len;) {   // g[r*4+c][tile] = dy[4ty+r][4tx+c], zero outside the image
+        const wino4_segment seg = wino4_segment_at(j0 + j, len - j, r0, th, tw);
+        const int whole = 4 * (seg.tx0 + seg.cnt) <= W ? seg.cnt : seg.cnt - 1;
+        for (int r = 0; r < 4; r++) {
+          const int oy = 4 * seg.ty + r;
+          float *restrict p0 = g[r * 4] + j, *restrict p1 = g[r * 4 + 1] + j;
+          float *restrict p2 = g[r * 4 + 2] + j, *restrict p3 = g[r * 4 + 3] + j;
+          if (oy >= H) {
+            for (int q = 0; q < seg.cnt; q++) p0[q] = p1[q] = p2[q] = p3[q] = 0;
+            continue;
+          }
+          const float *row = dy + ((long)seg.n * K + k) * H * W + (long)oy * W + 4 * seg.tx0;
+          for (int q = 0; q < whole; q++) { p0[q] = row[4 * q]; p1[q] = row[4 * q + 1]; p2[q] = row[4 * q + 2]; p3[q] = row[4 * q + 3]; }
+          for (int q = whole; q < seg.cnt; q++)
+            for (int c = 0; c < 4; c++) g[r * 4 + c][j + q] = 4 * (seg.tx0 + q) + c < W ? row[4 * q + c] : 0;
         }
+        j += seg.cnt;
       }
       for (int c = 0; c < 4; c++) {
         const float *restrict p0 = g[c], *restrict p1 = g[4 + c], *restrict p2 = g[8 + c], *restrict p3 = g[12 + c];
