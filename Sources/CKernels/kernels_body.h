@@ -113,7 +113,6 @@ TARGET static void NAME(wino_output_adjoint)(const float *dy, int K, int H, int 
 
 #ifndef WINO4_CHUNK
 #define WINO4_CHUNK 128
-#define WINO4_SEG 64   // tile columns per row segment
 // The tiles t .. t+cnt-1 of a block (0-based, t < nr * tw, at most `left` of them) that share one
 // tile row: image n, tile row ty, tile columns tx0 .. tx0+cnt-1. Walking a chunk segment by
 // segment replaces a division per tile with one per row, and lets the copies run along rows.
@@ -122,7 +121,6 @@ static inline wino4_segment wino4_segment_at(long t, int left, int r0, int th, i
   const int tr = r0 + (int)(t / tw), tx0 = (int)(t % tw);
   int cnt = tw - tx0;
   if (cnt > left) cnt = left;
-  if (cnt > WINO4_SEG) cnt = WINO4_SEG;
   return (wino4_segment){ tr / th, tr % th, tx0, cnt };
 }
 #endif

@@ -42,8 +42,8 @@ final class WinogradTests: XCTestCase {
 
   /// float32 takes F(4×4, 3×3) (6×6 tiles; its transforms' constants reach 8 and 1/24, so a few
   /// times F(2×2)'s error: 6.5e-6 of the largest entry at worst here) unless told F(2×2, 3×3).
-  /// 30×29 at batch 3 is 192 tiles, more than one of the kernels' 128-tile chunks; 263 wide is
-  /// more tiles a row than one 64-tile row segment.
+  /// 30×29 at batch 3 is 192 tiles, more than one of the kernels' 128-tile chunks; at 263 wide
+  /// a chunk ends in the middle of a tile row.
   func testMatchesIm2colFloat32() throws {
     defer { ConvolutionSettings.winogradTile = 4 }
     for (tile, tol) in [(4, 1e-5), (2, 2e-6)] {
@@ -52,7 +52,7 @@ final class WinogradTests: XCTestCase {
       try compare(dtype: .float32, n: 2, c: 32, k: 48, h: 9, w: 6, tol: tol)
       try compare(dtype: .float32, n: 3, c: 16, k: 16, h: 1, w: 5, tol: tol)
       try compare(dtype: .float32, n: 3, c: 16, k: 24, h: 30, w: 29, tol: tol)
-      try compare(dtype: .float32, n: 1, c: 16, k: 8, h: 6, w: 263, tol: tol)   // 66 tiles a row: two row segments
+      try compare(dtype: .float32, n: 1, c: 16, k: 8, h: 6, w: 263, tol: tol)   // 66 tiles a row: chunks end mid-row
       try compare(dtype: .float32, n: 2, c: 72, k: 80, h: 10, w: 9, tol: tol)   // wider than SmallBlocks: the blocked path
     }
   }
