@@ -114,14 +114,15 @@ TARGET static void NAME(wino_output_adjoint)(const float *dy, int K, int H, int 
 #ifndef WINO4_CHUNK
 #define WINO4_CHUNK 128
 // The tiles t .. t+cnt-1 of a block (0-based, t < nr * tw, at most `left` of them) that share one
-// tile row: image n, tile row ty, tile columns tx0 .. tx0+cnt-1. Walking a chunk segment by
-// segment replaces a division per tile with one per row, and lets the copies run along rows.
-typedef struct { int n, ty, tx0, cnt; } wino4_segment;
-static inline wino4_segment wino4_segment_at(long t, int left, int r0, int th, int tw) {
+// tile row: image n, tile row ty, tile columns tx0 .. tx0+cnt-1, of which the first `whole` lie
+// wholly inside the image's width W. Walking a chunk segment by segment replaces a division per
+// tile with one per row, and lets the copies run along rows.
+typedef struct { int n, ty, tx0, cnt, whole; } wino4_segment;
+static inline wino4_segment wino4_segment_at(long t, int left, int r0, int th, int tw, int W) {
   const int tr = r0 + (int)(t / tw), tx0 = (int)(t % tw);
   int cnt = tw - tx0;
   if (cnt > left) cnt = left;
-  return (wino4_segment){ tr / th, tr % th, tx0, cnt };
+  return (wino4_segment){ tr / th, tr % th, tx0, cnt, 4 * (tx0 + cnt) <= W ? cnt : cnt - 1 };
 }
 #endif
 
@@ -135,7 +136,7 @@ TARGET static void NAME(wino4_input)(const float *x, int C, int H, int W, int r0
     for (long j0 = 0; j0 < tb; j0 += WINO4_CHUNK) {
       const int len = (int)(tb - j0 < WINO4_CHUNK ? tb - j0 : WINO4_CHUNK);
       for (int j0s = 0; j0s < len;) {   // one tile row segment at a time
-        const wino4_segment seg = wino4_segment_at(j0 + j0s, len - j0s, r0, th, tw);
+        const wino4_segment seg = wino4_segment_at(j0 + j0s, len - j0s, r0, th, tw, W);
         const float *plane = x + ((long)seg.n * C + c) * H * W;
         const int y0 = 4 * seg.ty - 1, rowsInside = y0 >= 0 && y0 + 5 < H;
         for (int j = j0s, x0 = 4 * seg.tx0 - 1; j < j0s + seg.cnt; j++, x0 += 4) {
@@ -191,14 +192,15 @@ TARGET static void NAME(wino4_output)(const float *m, int K, int H, int W, int r
         for (int j = 0; j < len; j++) WINO4_AT(u0[j], u1[j], u2[j], u3[j], e0[j], e1[j], e2[j], e3[j], e4[j], e5[j]);
       }
       for (int j = 0; j < len;) {   // y[4ty+r][4tx+c] = out[r*4+c][tile], clipped to the image
-        const wino4_segment seg = wino4_segment_at(j0 + j, len - j, r0, th, tw);
-        const int whole = 4 * (seg.tx0 + seg.cnt) <= W ? seg.cnt : seg.cnt - 1;   // tiles inside the image's width
+        const wino4_segment seg = wino4_segment_at(j0 + j, len - j, r0, th, tw, W);
         for (int r = 0; r < 4 && 4 * seg.ty + r < H; r++) {
           float *row = y + ((long)seg.n * K + k) * H * W + (long)(4 * seg.ty + r) * W + 4 * seg.tx0;
           const float *restrict e0 = out[r * 4] + j, *restrict e1 = out[r * 4 + 1] + j;
           const float *restrict e2 = out[r * 4 + 2] + j, *restrict e3 = out[r * 4 + 3] + j;
-          for (int q = 0; q < whole; q++) { row[4 * q] = e0[q]; row[4 * q + 1] = e1[q]; row[4 * q + 2] = e2[q]; row[4 * q + 3] = e3[q]; }
-          for (int q = whole; q < seg.cnt; q++)
+          for (int q = 0; q < seg.whole; q++) {
+            row[4 * q] = e0[q]; row[4 * q + 1] = e1[q]; row[4 * q + 2] = e2[q]; row[4 * q + 3] = e3[q];
+          }
+          for (int q = seg.whole; q < seg.cnt; q++)
             for (int c = 0; c < 4 && 4 * (seg.tx0 + q) + c < W; c++) row[4 * q + c] = out[r * 4 + c][j + q];
         }
         j += seg.cnt;
@@ -216,8 +218,7 @@ TARGET static void NAME(wino4_output_adjoint)(const float *dy, int K, int H, int
     for (long j0 = 0; j0 < tb; j0 += WINO4_CHUNK) {
       const int len = (int)(tb - j0 < WINO4_CHUNK ? tb - j0 : WINO4_CHUNK);
       for (int j = 0; j < len;) {   // g[r*4+c][tile] = dy[4ty+r][4tx+c], zero outside the image
-        const wino4_segment seg = wino4_segment_at(j0 + j, len - j, r0, th, tw);
-        const int whole = 4 * (seg.tx0 + seg.cnt) <= W ? seg.cnt : seg.cnt - 1;
+        const wino4_segment seg = wino4_segment_at(j0 + j, len - j, r0, th, tw, W);
         for (int r = 0; r < 4; r++) {
           const int oy = 4 * seg.ty + r;
           float *restrict p0 = g[r * 4] + j, *restrict p1 = g[r * 4 + 1] + j;
@@ -227,8 +228,10 @@ TARGET static void NAME(wino4_output_adjoint)(const float *dy, int K, int H, int
             continue;
           }
           const float *row = dy + ((long)seg.n * K + k) * H * W + (long)oy * W + 4 * seg.tx0;
-          for (int q = 0; q < whole; q++) { p0[q] = row[4 * q]; p1[q] = row[4 * q + 1]; p2[q] = row[4 * q + 2]; p3[q] = row[4 * q + 3]; }
-          for (int q = whole; q < seg.cnt; q++)
+          for (int q = 0; q < seg.whole; q++) {
+            p0[q] = row[4 * q]; p1[q] = row[4 * q + 1]; p2[q] = row[4 * q + 2]; p3[q] = row[4 * q + 3];
+          }
+          for (int q = seg.whole; q < seg.cnt; q++)
             for (int c = 0; c < 4; c++) g[r * 4 + c][j + q] = 4 * (seg.tx0 + q) + c < W ? row[4 * q + c] : 0;
         }
         j += seg.cnt;
