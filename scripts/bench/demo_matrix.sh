@@ -23,9 +23,10 @@ for core in $cores; do
   for seed in $seeds; do
     dir="$out/$core-s$seed"
     rm -rf "$dir"
-    env=()
+    # native: the core OpenBLAS picks for this CPU, even where the environment forces one
+    env=(-u OPENBLAS_CORETYPE)
     [ "$core" != native ] && env=(OPENBLAS_CORETYPE="$core")
-    echo "== $core seed $seed: $(env "${env[@]}" $luagan --version | grep -i 'blas' | head -1)"
+    echo "== $core seed $seed: $(env "${env[@]}" $luagan --version | grep '^BLAS')"
     env "${env[@]}" $luagan scripts/biggan.lua --config=scripts/configs/demo.lua --minutes="$minutes" --seed="$seed" \
       --out="$dir" --quiet > "$dir.txt" 2>&1 || true
     $luagan -e "
