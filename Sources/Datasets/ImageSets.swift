@@ -40,10 +40,14 @@ public struct ImagePreparation: Sendable {
       let side = Swift.min(h, w)
       img = try img.narrow(dim: 1, start: (h - side) / 2, length: side).narrow(dim: 2, start: (w - side) / 2, length: side)
     case .pad where h != w:
+      // Resized first, then centred on the black square: the square is made at the output size,
+      // never at max(H, W) (a 1 x 20,000 image would otherwise need a 20,000² square).
       let side = Swift.max(h, w)
-      let square = try Tensor.zeros([img.shape[0], side, side])
-      _ = try square.narrow(dim: 1, start: (side - h) / 2, length: h).narrow(dim: 2, start: (side - w) / 2, length: w).copy_(img)
-      img = square
+      let (th, tw) = (Swift.max(1, (h * size + side / 2) / side), Swift.max(1, (w * size + side / 2) / side))
+      let fitted = try Images.resize(img, height: th, width: tw, mode: h >= th && w >= tw ? .box : .bilinear)
+      let square = try Tensor.zeros([img.shape[0], size, size])
+      _ = try square.narrow(dim: 1, start: (size - th) / 2, length: th).narrow(dim: 2, start: (size - tw) / 2, length: tw).copy_(fitted)
+      return try square.toArray().map { UInt8(Swift.min(255, Swift.max(0, ($0 * 255).rounded()))) }
     default: break
     }
     let shrink = img.shape[1] >= size && img.shape[2] >= size

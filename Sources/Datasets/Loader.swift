@@ -83,6 +83,9 @@ public final class Loader {
     dataset.count / batchSize + (dropLast || dataset.count % batchSize == 0 ? 0 : 1)
   }
 
+  /// The last epoch a loader counts to (2^40: far past any run, and room to add to).
+  public static let maxEpoch = 1 << 40
+
   /// A seed for (epoch, batch, stream) derived from the loader's seed (splitmix64 mixing).
   func derivedSeed(_ e: Int, _ b: Int, _ stream: UInt64) -> UInt64 {
     var z = seed &+ 0x9E37_79B9_7F4A_7C15 &* (UInt64(truncatingIfNeeded: e) &+ 1)
@@ -94,7 +97,10 @@ public final class Loader {
 
   /// Starts epoch `e` (1-based) at batch `position`.
   public func begin(epoch e: Int, position p: Int = 0) throws {
-    guard e >= 1, p >= 0, p <= batchesPerEpoch else {
+    guard e >= 1, e <= Loader.maxEpoch else {
+      throw TensorError("data.Loader: epoch must be in 1..\(Loader.maxEpoch), got \(e) (a saved state from elsewhere?)")
+    }
+    guard p >= 0, p <= batchesPerEpoch else {
       throw TensorError("data.Loader: cannot start epoch \(e) at batch \(p) (an epoch has \(batchesPerEpoch) batches)")
     }
     if let old = prefetched { old.group.wait(); prefetched = nil }
@@ -125,7 +131,7 @@ public final class Loader {
   public func next() throws -> (Tensor, Tensor) {
     if epoch == 0 { try begin(epoch: 1) }
     if let b = try nextInEpoch() { return b }
-    try begin(epoch: epoch + 1)
+    try begin(epoch: try Checked.add(epoch, 1, "data.Loader: epoch"))
     guard let b = try nextInEpoch() else { throw TensorError("data.Loader: the data set yields no batch") }
     return b
   }
@@ -155,15 +161,20 @@ public final class Loader {
     let idx = mine.map { global[$0] }
     let (c, h0, w0) = (dataset.channels, dataset.height, dataset.width)
     let per = sampleShape.reduce(1, *)
-    var out = [Float](repeating: 0, count: idx.count * per)
+    // The batch is written straight into its tensor (checked storage: a batch larger than the
+    // memory left is an error here, not an abort in a Swift array).
+    let batch = try Tensor.empty([idx.count] + sampleShape)
     var labels = [Float](repeating: 0, count: idx.count)
-    dataset.pixels.withUnsafeBufferPointer { src in
+    try batch.withUnsafeMutableBytes { raw in
+    let out = raw.bindMemory(to: Float.self)
+    try dataset.pixels.withUnsafeBufferPointer { src in
       var buf = [Float](), tmp = [Float]()
       for (k, i) in idx.enumerated() {
         labels[k] = Float(dataset.labels[i])
         var flip = draws[mine[k]].makeIterator()
         var h = h0, w = w0
         let base = i * c * h0 * w0
+        try Storage.checkAllocatable(count: per, elementBytes: 8, what: "data.Loader's scratch images")
         buf = (0..<(c * h * w)).map { Float(src[base + $0]) / 255 }
         for t in transforms {
           switch t {
@@ -197,6 +208,7 @@ public final class Loader {
         for j in 0..<per { out[k * per + j] = buf[j] }
       }
     }
-    return (try Tensor.from(out, shape: [idx.count] + sampleShape), try Tensor.from(labels, shape: [idx.count]))
+    }
+    return (batch, try Tensor.from(labels, shape: [idx.count]))
   }
 }

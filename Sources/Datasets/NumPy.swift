@@ -82,26 +82,27 @@ public enum NumPyFiles {
   /// An `.npy` file's bytes as a tensor; `what` names the file in errors.
   public static func decodeNpy(_ b: [UInt8], what: String) throws -> Tensor {
     let (descr, _, fortran, shape, at) = try parse(b, what: what)
-    let count = shape.reduce(1, *)
-    try Storage.checkAllocatable(count: count, elementBytes: 8, what: what)
-    var values = [Double](repeating: 0, count: count)
-    b.withUnsafeBufferPointer { raw in
-      for i in 0..<count {
-        var bits: UInt64 = 0
-        for k in 0..<descr.bytes {
-          let byte = UInt64(raw[at + i * descr.bytes + (descr.bigEndian ? descr.bytes - 1 - k : k)])
-          bits |= byte << (8 * UInt64(k))
+    let dtype: DType = descr.kind == "f" && descr.bytes == 4 ? .float32 : .float64
+    // Column-major data is read as the reversed shape, then its dimensions are reversed back.
+    let t = try Tensor.empty(fortran && shape.count > 1 ? shape.reversed() : shape, dtype: dtype)
+    try b.withUnsafeBufferPointer { raw in
+      try t.withUnsafeMutableBytes { out in
+        for i in 0..<t.numel {
+          var bits: UInt64 = 0
+          for k in 0..<descr.bytes {
+            let byte = UInt64(raw[at + i * descr.bytes + (descr.bigEndian ? descr.bytes - 1 - k : k)])
+            bits |= byte << (8 * UInt64(k))
+          }
+          if dtype == .float32 {
+            out.storeBytes(of: Float(bitPattern: UInt32(bits)), toByteOffset: 4 * i, as: Float.self)
+          } else {
+            out.storeBytes(of: number(bits, descr), toByteOffset: 8 * i, as: Double.self)
+          }
         }
-        values[i] = number(bits, descr)
       }
     }
-    let dtype: DType = descr.kind == "f" && descr.bytes == 4 ? .float32 : .float64
-    if fortran && shape.count > 1 {
-      // Column-major data: read it as the reversed shape, then reverse the dimensions back.
-      let t = try Tensor.from(values, shape: shape.reversed(), dtype: dtype)
-      return try t.permute(Array((0..<shape.count).reversed())).contiguous()
-    }
-    return try Tensor.from(values, shape: shape, dtype: dtype)
+    if fortran && shape.count > 1 { return try t.permute(Array((0..<shape.count).reversed())).contiguous() }
+    return t
   }
 
   static func number(_ bits: UInt64, _ d: Descr) -> Double {
@@ -137,13 +138,16 @@ public enum NumPyFiles {
 
   /// A tensor as `.npy` bytes ('<f4' or '<f8', little-endian, C order).
   public static func encodeNpy(_ t: Tensor) throws -> [UInt8] {
-    var out = npyHeader(descr: t.dtype == .float32 ? "<f4" : "<f8", shape: t.shape)
+    let header = npyHeader(descr: t.dtype == .float32 ? "<f4" : "<f8", shape: t.shape)
+    let bytes = try Checked.mul(t.numel, t.dtype.byteSize, "npz: array of shape \(formatShape(t.shape))")
+    // the contiguous copy (for a view) and the file's bytes
+    try Storage.checkAllocatable(count: try Checked.add(bytes, t.isContiguous ? 0 : bytes, "npz: array size"), elementBytes: 1,
+                                 what: "an .npy array of \(formatShape(t.shape))")
     let c = try t.detach().contiguous()
-    if t.dtype == .float32 {
-      for v in try c.toFloatArray() { withUnsafeBytes(of: v.bitPattern.littleEndian) { out += $0 } }
-    } else {
-      for v in try c.toArray() { withUnsafeBytes(of: v.bitPattern.littleEndian) { out += $0 } }
-    }
+    var out = [UInt8]()
+    out.reserveCapacity(header.count + bytes)
+    out += header
+    try c.withUnsafeBytes { out += $0 }   // little-endian, as this machine is
     return out
   }
 

@@ -19,6 +19,10 @@ indirect enum PickleValue {
   case none, bool(Bool), int(Int)
   /// An integer past 64 bits: its two's-complement bytes, little-endian (pickle's LONG1/LONG4).
   case bigInt([UInt8])
+  /// An integer past 64 bits written in decimal (protocol 0's INT, LONG): its canonical text
+  /// (a sign only when negative, no leading zeros). Kept as text: converting decimal to binary
+  /// takes time quadratic in the digits, which a file could spend on thousands of them.
+  case bigDecimal(String)
   case float(Double), string(String), bytes([UInt8])
   case tuple(PickleList), list(PickleList), dict(PickleDict)
   /// A global the resolver accepted: only its name, never what the name refers to.
@@ -57,7 +61,7 @@ indirect enum PickleValue {
     switch self {
     case .none: return "None"
     case .bool: return "a bool"
-    case .int, .bigInt: return "an int"
+    case .int, .bigInt, .bigDecimal: return "an int"
     case .float: return "a float"
     case .string: return "a str"
     case .bytes: return "bytes"
@@ -100,14 +104,20 @@ final class PickleDict {
     guard depth < 32 else { throw TensorError("a dict key nested more than 32 deep") }
     let tooLong = TensorError("dict keys of more than \(PickleArena.maxKeyBytes >> 20) MiB in all")
     func hex(_ b: [UInt8]) throws -> String {
-      guard b.count * 3 <= limit else { throw tooLong }
-      return b.map { String($0, radix: 16) }.joined(separator: ".")
+      guard b.count * 2 <= limit else { throw tooLong }
+      let digits = Array("0123456789abcdef".utf8)
+      var out = [UInt8](repeating: 0, count: b.count * 2)
+      for (i, x) in b.enumerated() { out[2 * i] = digits[Int(x >> 4)]; out[2 * i + 1] = digits[Int(x & 15)] }
+      return String(decoding: out, as: UTF8.self)
     }
     switch v {
     case .none: return "N"
     case .bool(let b): return b ? "i1" : "i0"
     case .int(let i): return "i\(i)"
     case .bigInt(let b): return "I" + (try hex(b))
+    case .bigDecimal(let t):
+      guard t.utf8.count < limit else { throw tooLong }
+      return "D" + t
     case .float(let d): return d.rounded() == d && abs(d) < 0x1p63 ? "i\(Int(d))" : "f\(d.bitPattern)"
     case .string(let s):
       guard s.utf8.count < limit else { throw tooLong }
@@ -132,7 +142,7 @@ final class PickleDict {
 /// Owns every container an unpickling made and empties them all when it goes away, so freeing
 /// a deeply nested or cyclic result takes no recursion and leaks nothing.
 final class PickleArena {
-  static let maxKeyBytes = 256 << 20
+  static let maxKeyBytes = 16 << 20
   /// What is left of the bytes dict keys may take (see `PickleDict.set`).
   var keyBytes = PickleArena.maxKeyBytes
   private var lists: [PickleList] = []
@@ -350,36 +360,20 @@ struct Unpickler {
     return .bigInt(b)
   }
 
-  /// Protocol 0's decimal integers (INT, LONG); past 64 bits as two's-complement bytes, as LONG1
-  /// has them (up to Python's 4300 digits).
+  /// Protocol 0's decimal integers (INT, LONG); past 64 bits kept as canonical decimal text (up
+  /// to Python's 4300 digits), so reading is linear in the digits.
   private func decimal(_ t: String) throws -> PickleValue {
     let s = t.trimmingCharacters(in: .whitespaces)
     if let i = Int(s) { return .int(i) }
     let negative = s.hasPrefix("-")
     let digits = s.utf8.drop { $0 == 0x2D || $0 == 0x2B }
-    guard !digits.isEmpty, digits.count <= 4300, digits.allSatisfy({ (0x30...0x39).contains($0) }) else {
-      throw fail("has an integer '\(t.prefix(40))' that is not a number")
+    guard !digits.isEmpty, digits.count <= 4300, s.utf8.count - digits.count <= 1, digits.allSatisfy({ (0x30...0x39).contains($0) }) else {
+      throw fail("has an integer '\(t.prefix(40))' that is not a number (or has more than 4300 digits)")
     }
-    var bytes: [UInt8] = [0]   // the magnitude, little-endian
-    for ch in digits {
-      var carry = Int(ch - 0x30)
-      for k in bytes.indices {
-        let v = Int(bytes[k]) * 10 + carry
-        bytes[k] = UInt8(v & 0xFF)
-        carry = v >> 8
-      }
-      while carry > 0 { bytes.append(UInt8(carry & 0xFF)); carry >>= 8 }
-    }
-    if let top = bytes.last, top & 0x80 != 0 { bytes.append(0) }   // room for the sign bit
-    if negative {   // two's complement: invert and add one
-      var carry = 1
-      for k in bytes.indices {
-        let v = Int(~bytes[k]) + carry
-        bytes[k] = UInt8(v & 0xFF)
-        carry = v >> 8
-      }
-    }
-    return .bigInt(bytes)
+    let significant = digits.drop { $0 == 0x30 }
+    if significant.isEmpty { return .int(0) }
+    if let i = Int((negative ? "-" : "") + String(decoding: significant, as: UTF8.self)) { return .int(i) }
+    return .bigDecimal((negative ? "-" : "") + String(decoding: significant, as: UTF8.self))
   }
 
   /// Strings and bytes, in every encoding pickle has had.

@@ -132,7 +132,15 @@ public enum TorchFiles {
           defer { at = u.position; budget = u.remainingBudget }
           return try u.load()
         }
-        guard case .bigInt(let m) = try next("the magic number pickle"), m == magic else {
+        let first = try next("the magic number pickle")
+        // binary (LONG1, protocols 2+) or decimal text (LONG, protocols 0 and 1)
+        let isMagic: Bool
+        switch first {
+        case .bigInt(let m): isMagic = m == magic
+        case .bigDecimal(let t): isMagic = t == "119547037146038801333356"   // 0x1950a86a20f9469cfc6c
+        default: isMagic = false
+        }
+        guard isMagic else {
           throw TensorError("\(label) does not start with torch's magic number; it is not a legacy PyTorch checkpoint")
         }
         let version = try next("the protocol version pickle")
@@ -240,10 +248,18 @@ final class TorchPendingTensor {
   let ref: TorchStorageRef
   let dtype: TorchDType
   let offset: Int, size: [Int], stride: [Int], numel: Int
+  /// Elements of the storage from the first one the tensor reads to the last (0 when empty).
+  let span: Int
   var tensor: Tensor?
-  init(ref: TorchStorageRef, dtype: TorchDType, offset: Int, size: [Int], stride: [Int], numel: Int) {
+  init(ref: TorchStorageRef, dtype: TorchDType, offset: Int, size: [Int], stride: [Int], numel: Int, span: Int) {
     self.ref = ref; self.dtype = dtype; self.offset = offset; self.size = size; self.stride = stride; self.numel = numel
+    self.span = span
   }
+  /// A tensor that reads some elements more than once (stride 0: an expanded view) is made as a
+  /// view of its span, as PyTorch keeps it: memory in proportion to the file, not the shape.
+  var staysView: Bool { numel > span }
+  /// Elements the tensor takes in memory.
+  var elementsHeld: Int { Swift.min(numel, span) }
 }
 
 /// Turns the unpickled objects into `TorchValue`s; depth and the count of values (shared
@@ -268,6 +284,7 @@ struct TorchValueConverter {
     case .bool(let b): return .bool(b)
     case .int(let i): return .int(i)
     case .bigInt(let b): return .float(TorchValueConverter.double(b))
+    case .bigDecimal(let t): return .float(Double(t) ?? .nan)
     case .float(let d): return .float(d)
     case .string(let s): return .string(s)
     case .bytes(let b): return .bytes(b)
@@ -458,6 +475,7 @@ final class TorchResolver: PickleResolver {
       throw PickleRefusal("rebuilds a tensor with a negative or non-integer offset, size or stride; it is corrupt")
     }
     let numel = try checked { try Checked.product(size, "a tensor of size \(formatShape(size))") }
+    var span = 0
     if numel > 0 {
       var last = offset
       for d in 0..<size.count {
@@ -469,8 +487,9 @@ final class TorchResolver: PickleResolver {
                             + "needs \(last + 1) \(dtype.rawValue) elements of storage '\(ref.storage.key)', which holds "
                             + "\(ref.nbytes / dtype.size); it is corrupt")
       }
+      span = last - offset + 1
     }
-    let t = TorchPendingTensor(ref: ref, dtype: dtype, offset: offset, size: size, stride: stride, numel: numel)
+    let t = TorchPendingTensor(ref: ref, dtype: dtype, offset: offset, size: size, stride: stride, numel: numel, span: span)
     ref.storage.tensors.append(t)
     return .object(t)
   }
@@ -491,7 +510,7 @@ final class TorchResolver: PickleResolver {
     var total = 0
     for s in storages {
       for t in s.tensors {
-        let bytes = t.numel.multipliedReportingOverflow(by: t.dtype.outputsFloat32 ? 4 : 8)
+        let bytes = t.elementsHeld.multipliedReportingOverflow(by: t.dtype.outputsFloat32 ? 4 : 8)
         let sum = total.addingReportingOverflow(bytes.partialValue)
         guard !bytes.overflow, !sum.overflow else {
           throw TensorError("\(label) declares tensors of more bytes than an Int counts; refused")
@@ -504,8 +523,8 @@ final class TorchResolver: PickleResolver {
     if let limit = MemoryAccounting.limitBytes, total > limit {
       throw TensorError("\(declared), more than the limit of \(Storage.humanBytes(limit)) (tensor.setMemoryLimit); refused")
     }
-    if total >= 256 << 20, let available = MemoryAccounting.availableBytes(), total > available + StorageAllocator.cachedBytes {
-      throw TensorError("\(declared), but only \(Storage.humanBytes(available)) of memory is available")
+    if let room = MemoryAccounting.headroom(), total > room.bytes {
+      throw TensorError("\(declared), but only \(Storage.humanBytes(room.bytes)) is left under \(room.limit)")
     }
   }
 
@@ -522,9 +541,20 @@ final class TorchResolver: PickleResolver {
 
   /// The elements `t` selects (offset + Σ index·stride), in row-major order, converted.
   static func tensor(_ t: TorchPendingTensor, _ bytes: UnsafeRawBufferPointer, bigEndian: Bool) throws -> Tensor {
-    guard t.numel > 0, let start = bytes.baseAddress else {
+    guard t.numel > 0, bytes.baseAddress != nil else {
       return try Tensor.zeros(t.size, dtype: t.dtype.outputsFloat32 ? .float32 : .float64)
     }
+    if t.staysView {
+      // its span, read as a 1-D tensor, then the view
+      let flat = TorchPendingTensor(ref: t.ref, dtype: t.dtype, offset: t.offset, size: [t.span], stride: [1], numel: t.span, span: t.span)
+      return try Tensor.strided(over: try converted(flat, bytes, bigEndian: bigEndian), shape: t.size, strides: t.stride, offset: 0)
+    }
+    return try converted(t, bytes, bigEndian: bigEndian)
+  }
+
+  /// The elements `t` selects, gathered into a new contiguous tensor and converted.
+  static func converted(_ t: TorchPendingTensor, _ bytes: UnsafeRawBufferPointer, bigEndian: Bool) throws -> Tensor {
+    let start = bytes.baseAddress!
     let base = UnsafeRawPointer(start + t.ref.byteOffset)
     func u16(_ p: UnsafeRawPointer) -> UInt16 { let v = p.loadUnaligned(as: UInt16.self); return bigEndian ? v.byteSwapped : v }
     func u32(_ p: UnsafeRawPointer) -> UInt32 { let v = p.loadUnaligned(as: UInt32.self); return bigEndian ? v.byteSwapped : v }
@@ -538,10 +568,9 @@ final class TorchResolver: PickleResolver {
         }
       }
     }
-    try Storage.checkAllocatable(count: t.numel, elementBytes: 8, what: "a tensor's values")
-    var values = [Double](repeating: 0, count: t.numel)
-    values.withUnsafeMutableBufferPointer { buffer in
-      let out = buffer.baseAddress!
+    let result = try Tensor.empty(t.size, dtype: .float64)
+    try result.withUnsafeMutableBytes { buffer in
+      let out = buffer.bindMemory(to: Double.self).baseAddress!
       switch t.dtype {
       case .float64: gather(t, base, out) { Double(bitPattern: u64($0)) }
       case .int64: gather(t, base, out) { Double(Int64(bitPattern: u64($0))) }
@@ -555,7 +584,7 @@ final class TorchResolver: PickleResolver {
       default: gather(t, base, out) { Double($0.load(as: UInt8.self)) }
       }
     }
-    return try Tensor.from(values, shape: t.size, dtype: .float64)
+    return result
   }
 
   /// Walks `t`'s index space in row-major order (an odometer over the outer dimensions, a run

@@ -130,6 +130,18 @@ public final class ZipReader {
     guard entry.size <= limit else {
       throw TensorError("\(label) declares \(Storage.humanBytes(entry.size)), more than the limit of \(Storage.humanBytes(limit))")
     }
+    // What the entry declares is bounded by the bytes it holds before anything is allocated:
+    // a stored entry is its bytes, and deflate expands at most 1032:1 (RFC 1951: a 258-byte
+    // match costs at least 2 bits), so a 200-byte entry cannot honestly declare gigabytes.
+    switch entry.method {
+    case 0 where entry.size != entry.compressedSize:
+      throw TensorError("\(label) is stored but declares \(entry.size) bytes in \(entry.compressedSize); it is corrupt")
+    case 8 where entry.size / 1032 > entry.compressedSize + 1:
+      throw TensorError("\(label) declares \(Storage.humanBytes(entry.size)) from \(entry.compressedSize) deflated bytes, "
+                        + "more than deflate can expand them to; it is corrupt")
+    default: break
+    }
+    try Storage.checkAllocatable(count: entry.size, elementBytes: 2, what: "\(label) read into memory")
     let header = try bytes(at: entry.localHeaderOffset, count: 30, what)
     guard Self.u32(header, 0) == 0x04034b50 else { throw TensorError("\(label): damaged local header") }
     let dataAt = entry.localHeaderOffset + 30 + Self.u16(header, 26) + Self.u16(header, 28)

@@ -32,8 +32,16 @@ public final class GradientAverager: BackwardObserver {
   public private(set) var startedDuringBackward = 0
   public var bucketCount: Int { buckets.count }
 
-  /// `params` must be the same tensors in the same order on every rank.
-  public init(_ params: [Tensor], bucketBytes: Int) {
+  /// `params` must be the same tensors in the same order on every rank; `agreeAcrossRanks`
+  /// checks that they are before the first reduction. Throws when the parameters' total size
+  /// cannot be allocated (an expanded view may claim 2^61 elements).
+  public init(_ params: [Tensor], bucketBytes: Int) throws {
+    var total = 0
+    for p in params {
+      let bytes = try Checked.mul(p.numel, p.dtype.byteSize, "dist.GradientAverager: a parameter's size")
+      total = try Checked.add(total, bytes, "dist.GradientAverager: the parameters' total size")
+    }
+    try Storage.checkAllocatable(count: total, elementBytes: 1, what: "dist.GradientAverager's buckets")
     self.params = params
     var index: [ObjectIdentifier: Int] = [:]
     for (i, p) in params.enumerated() { index[ObjectIdentifier(p), default: i] = i }
@@ -58,9 +66,21 @@ public final class GradientAverager: BackwardObserver {
     close()
   }
 
+  /// What every rank's buckets hold, in order: (dtype bits, elements) per bucket. Ranks must
+  /// agree on it, or their all-reduces would pair buffers of different sizes (MPI_ERR_TRUNCATE,
+  /// or a hang).
+  public var layout: [(dtypeBits: Int, elements: Int)] {
+    buckets.map { b in (params[b.members[0]].dtype.byteSize * 8, b.members.reduce(0) { $0 + params[$1].numel }) }
+  }
+  /// Set once `agree` has checked the layout against every rank's.
+  public var agreed = false
+
   /// The next backward reports each finished gradient here (call just before the last backward
   /// of a step; earlier ones, e.g. accumulation, are not reduced).
   public func arm() throws {
+    guard agreed || !(Replicas.isActive && Replicas.size > 1) else {
+      throw TensorError("dist.GradientAverager: arm before the ranks agreed on the buckets")
+    }
     try cancel()
     for b in buckets.indices { buckets[b].waiting = buckets[b].members.count }
     for i in ready.indices { ready[i] = false }
@@ -153,7 +173,10 @@ public final class GradientAverager: BackwardObserver {
     let flat = try GradMode.withDisabled {
       try Tensor.cat(buckets[b].members.map { i -> Tensor in
         let p = params[i]
-        return try (p.grad ?? Tensor.zeros(p.shape, dtype: p.dtype)).reshape([-1])
+        // A gradient of another shape or dtype (set by hand) would make this rank's buffer differ
+        // from the others'; it counts as the parameter's shape, as optimizers read it.
+        guard let g = p.grad, g.numel == p.numel else { return try Tensor.zeros([p.numel], dtype: p.dtype) }
+        return try g.to(p.dtype).reshape([-1])
       }, dim: 0).contiguous()
     }
     buckets[b].buffer = flat

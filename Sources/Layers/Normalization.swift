@@ -34,7 +34,7 @@ func crossReplicaBatchNorm(_ x: Tensor, channels c: Int, scale: Tensor?, shift: 
   -> (Tensor, [Double], [Double], Int) {
   var counts = [Double(x.shape[0] * x.shape[2] * x.shape[3])]
   try ReplicaGroup.allReduceSum?(&counts)
-  let m = Tensor.scalar(counts[0], dtype: x.dtype)
+  let m = try Tensor.scalar(counts[0], dtype: x.dtype)
   let mean = try x.sum(dims: [0, 2, 3]).replicaSum().div(m)                          // (C)
   let centered = try x.sub(mean.reshape([1, c, 1, 1]))
   let variance = try centered.mul(centered).sum(dims: [0, 2, 3]).replicaSum().div(m)  // (C), biased
@@ -67,7 +67,7 @@ func batchNormalize(_ x: Tensor, _ module: Module, channels: Int, momentum: Doub
       : try { let r = try Tensor.batchNorm(x, scale: scale, shift: shift, eps: eps); return (r.0, r.mean, r.variance, n) }()
     let weight = StandingStatistics.factor(module, momentum: momentum)
     try GradMode.withDisabled {
-      let m = Tensor.scalar(weight, dtype: rm.dtype), keep = Tensor.scalar(1 - weight, dtype: rm.dtype)
+      let m = try Tensor.scalar(weight, dtype: rm.dtype), keep = try Tensor.scalar(1 - weight, dtype: rm.dtype)
       let unbiased = try Tensor.from(variance.map { $0 * Double(count) / Double(count - 1) }, shape: [c], dtype: rv.dtype)
       _ = try rm.copy_(Tensor.from(mean, shape: [c], dtype: rm.dtype).mul(m).add(rm.mul(keep)))
       _ = try rv.copy_(unbiased.mul(m).add(rv.mul(keep)))

@@ -133,7 +133,7 @@ struct LuaCall {
 
   /// A tensor, or a number made into a 0-d tensor of `like`'s dtype.
   func tensorOrNumber(_ i: Int32, like: Tensor?) throws -> Tensor {
-    if isNumber(i) { return Tensor.scalar(lua_tonumberx(L, i, nil), dtype: like?.dtype ?? .float32) }
+    if isNumber(i) { return try Tensor.scalar(lua_tonumberx(L, i, nil), dtype: like?.dtype ?? .float32) }
     guard let t = try LuaVM.toTensor(L, i) else { throw typeError(i, "luagan.Tensor or number") }
     return t
   }
@@ -238,6 +238,7 @@ struct LuaCall {
       return (try v.map(zeroBased), [v.count])
     }
     guard let t = try LuaVM.toTensor(L, i) else { throw typeError(i, "luagan.Tensor or table of indices") }
+    try Storage.checkAllocatable(count: t.numel, elementBytes: 16, what: "an array of \(t.numel) indices")
     var out: [Int] = []
     out.reserveCapacity(t.numel)
     for v in try t.toArray() {

@@ -93,7 +93,7 @@ enum DataLib {
     let methods: [String: BindingBody] = [
       "_begin": { c in
         let l = try loader(c)
-        try l.begin(epoch: l.epoch + 1)
+        try l.begin(epoch: try Checked.add(l.epoch, 1, "data.Loader: epoch"))
         return 0
       },
       "_nextInEpoch": { c in
@@ -235,6 +235,18 @@ enum DataLib {
           lua_rawget(c.L, o.index)
           let t = lua_gettop(c.L)
           guard lua_type(c.L, t) == LUA_TTABLE else { throw c.error("option 'transform' must be a list of data.pad/scale/randomFlip/downscale") }
+          // One transform alone (transform = data.pad(2)) is a list of one.
+          lua_pushstring(c.L, "kind")
+          if lua_rawget(c.L, t) != LUA_TNIL {
+            lg_pop(c.L, 1)
+            lua_createtable(c.L, 1, 0)
+            lua_pushvalue(c.L, t)
+            lua_rawseti(c.L, -2, 1)
+            lua_copy(c.L, -1, t)
+            lg_pop(c.L, 1)
+          } else {
+            lg_pop(c.L, 1)
+          }
           for k in 1...Swift.max(1, Int(lua_rawlen(c.L, t))) where k <= Int(lua_rawlen(c.L, t)) {
             lua_rawgeti(c.L, t, lua_Integer(k))
             let tt = lua_gettop(c.L)

@@ -51,7 +51,7 @@ public enum DistLib {
     let mb = try o.number("bucketMB", 25)
     try o.finish()
     guard mb.isFinite, mb > 0, mb <= 4096 else { throw c.argError(2, "bucketMB must be in (0, 4096], got \(mb)") }
-    LuaVM.pushObject(c.L, GradientAverager(params, bucketBytes: Int(mb * 1048576)), meta: averagerMeta)
+    LuaVM.pushObject(c.L, try GradientAverager(params, bucketBytes: Int(mb * 1048576)), meta: averagerMeta)
     return 1
   }
 
@@ -63,7 +63,12 @@ public enum DistLib {
       return a
     }
     let methods: [Fn] = [
-      ("arm", { c in try averager(c).arm(); return 0 }),
+      ("arm", { c in
+        let a = try averager(c)
+        if !a.agreed { try agree(c, averager: a) }
+        try a.arm()
+        return 0
+      }),
       ("finish", { c in c.push(try averager(c).finish()); return 1 }),
       ("cancel", { c in try averager(c).cancel(); return 0 }),
       ("overlapped", { c in c.push(try averager(c).startedDuringBackward); return 1 }),
@@ -145,28 +150,59 @@ public enum DistLib {
     ]
   }
 
-  static let callNames = [1: "barrier", 2: "allReduce", 3: "broadcast", 4: "allGather"]
+  static let callNames = [1: "barrier", 2: "allReduce", 3: "broadcast", 4: "allGather", 5: "dist.GradientAverager:arm"]
 
-  /// Every rank's (call, dtype, shape, root); an error on every rank when they differ.
+  /// Every rank's (call, dtype, shape, root); an error on every rank when they differ. What
+  /// a rank cannot send (a non-contiguous tensor for an in-place call, more than 8 dims) is
+  /// sent as a flag, so every rank fails together instead of one waiting forever.
   static func agree(_ c: LuaCall, call: Int, _ t: Tensor?, root: Int) throws {
     guard Replicas.isActive else { return }
-    if let t, t.rank > 8 { throw c.argError(1, "at most 8 dims, got \(t.rank)") }
     var d = [Int64](repeating: -1, count: 12)
     d[0] = Int64(call); d[1] = Int64(root)
     if let t {
       d[2] = t.dtype == .float32 ? 32 : 64
       d[3] = Int64(t.rank)
-      for (i, n) in t.shape.enumerated() { d[4 + i] = Int64(n) }
+      for (i, n) in t.shape.prefix(8).enumerated() { d[4 + i] = Int64(n) }
       if call != 4 && !t.isContiguous { d[0] += 100 }     // in place needs contiguous: all ranks fail together
+      if t.rank > 8 { d[0] += 200 }
     }
+    try exchange(c, d)
+  }
+
+  /// dist.GradientAverager's first arm: every rank's buckets, (dtype, elements) each, must pair
+  /// up, or the all-reduces would mix buffers of different sizes. Sent as the bucket count, the
+  /// total elements and a hash of the layout, in the same record as every other dist call, so a
+  /// rank making another call at that moment is named too.
+  static func agree(_ c: LuaCall, averager: GradientAverager) throws {
+    guard Replicas.isActive && Replicas.size > 1 else { averager.agreed = true; return }
+    let layout = averager.layout
+    var hash: UInt64 = 0xcbf2_9ce4_8422_2325   // FNV-1a over (dtype bits, elements) pairs
+    for (bits, n) in layout {
+      for v in [UInt64(bits), UInt64(bitPattern: Int64(n))] { hash = (hash ^ v) &* 0x100_0000_01b3 }
+    }
+    var d = [Int64](repeating: -1, count: 12)
+    d[0] = 5; d[1] = 0
+    d[2] = Int64(layout.count); d[3] = Int64(layout.reduce(0) { $0 &+ $1.elements })
+    d[4] = Int64(bitPattern: hash >> 1)
+    d[5] = Int64(layout.filter { $0.dtypeBits == 64 }.reduce(0) { $0 &+ $1.elements })
+    try exchange(c, d)
+    averager.agreed = true
+  }
+
+  static func exchange(_ c: LuaCall, _ d: [Int64]) throws {
     let bytes = d.withUnsafeBytes { Array($0) }
     let all = try Replicas.allGather(bytes).map { b in b.withUnsafeBytes { Array($0.bindMemory(to: Int64.self)) } }
+    if all.contains(where: { $0[0] >= 200 }) { throw c.argError(1, "a tensor of at most 8 dims expected on every rank") }
     if all.contains(where: { $0[0] >= 100 }) {
       throw c.argError(1, "a contiguous tensor expected on every rank (in place; call :contiguous() first)")
     }
     guard all.contains(where: { $0 != all[0] }) else { return }
     func describe(_ v: [Int64]) -> String {
       let name = callNames[Int(v[0])] ?? "?"
+      if v[0] == 5 {
+        let hash = String(UInt64(v[4]), radix: 16)
+        return "\(name) with \(v[2]) buckets of \(v[3] &- v[5]) float32 and \(v[5]) float64 elements (layout hash \(hash))"
+      }
       if v[2] < 0 { return name }
       let shape = (0..<Int(v[3])).map { String(v[4 + $0]) }.joined(separator: ", ")
       return "\(name) of a float\(v[2]) (\(shape))" + (v[0] == 3 ? " from rank \(v[1])" : "")

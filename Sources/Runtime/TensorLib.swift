@@ -965,7 +965,7 @@ enum TensorLib {
 
   /// tensor.new: a number, or nested tables of numbers, rectangular.
   static func tensorFromNested(_ c: LuaCall, _ i: Int32, dtype: DType) throws -> Tensor {
-    if c.isNumber(i) { return Tensor.scalar(try c.number(i), dtype: dtype) }
+    if c.isNumber(i) { return try Tensor.scalar(try c.number(i), dtype: dtype) }
     guard c.isTable(i) else { throw c.typeError(i, "number or table of numbers") }
     // The shape is read off the first element at each depth, then every row is checked.
     var shape: [Int] = []

@@ -45,6 +45,55 @@ public func fileHead(_ path: String, count: Int) -> [UInt8] {
 
 /// Writes `data` to a temporary file beside `path`, syncs it, and renames it into place, so a
 /// crash leaves either the old file or the new one, never a torn one.
+/// Writes a file of `size` bytes that `produce` hands over piece by piece, atomically: the
+/// folder must exist and its file system must have room for `size` bytes before anything is
+/// written; the pieces go to a temporary file beside `path`, which is flushed and renamed over
+/// it. On any failure (a full disk, an error from `produce`) the temporary file is removed and
+/// `path` is as it was: no partial file is ever left under the name.
+public func writeAtomically(to path: String, size: Int,
+                            _ produce: (_ write: (UnsafeRawBufferPointer) throws -> Void) throws -> Void) throws {
+  let url = URL(fileURLWithPath: path)
+  let dir = url.deletingLastPathComponent().path
+  guard FileManager.default.fileExists(atPath: dir.isEmpty ? "." : dir) else {
+    throw TensorError("cannot write '\(path)': folder '\(dir)' does not exist")
+  }
+  var fs = statvfs()
+  if statvfs(dir.isEmpty ? "." : dir, &fs) == 0 {
+    let (free, overflow) = Int(fs.f_bavail).multipliedReportingOverflow(by: Int(fs.f_frsize))
+    if !overflow && size > free {
+      let needs = Storage.humanBytes(size)
+      throw TensorError("cannot write '\(path)': it needs \(needs), its file system has \(Storage.humanBytes(free)) free")
+    }
+  }
+  let tmp = path + ".tmp-\(getpid())"
+  let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+  guard fd >= 0 else { throw TensorError("cannot write '\(path)': \(String(cString: strerror(errno)))") }
+  var written = 0
+  do {
+    try produce { raw in
+      var off = 0
+      while off < raw.count {
+        let w = write(fd, raw.baseAddress! + off, raw.count - off)
+        if w <= 0 { throw TensorError("cannot write '\(path)': \(String(cString: strerror(errno)))") }
+        off += w
+      }
+      written += raw.count
+    }
+    guard written == size else { throw TensorError("cannot write '\(path)': \(written) bytes produced, \(size) expected") }
+    guard fsync(fd) == 0 else { throw TensorError("cannot write '\(path)': \(String(cString: strerror(errno)))") }
+  } catch {
+    close(fd)
+    unlink(tmp)
+    throw error
+  }
+  close(fd)
+  guard rename(tmp, path) == 0 else {
+    let why = String(cString: strerror(errno))
+    unlink(tmp)
+    throw TensorError("cannot write '\(path)': \(why)")
+  }
+}
+
 public func writeAtomically(_ data: Data, to path: String) throws {
   let url = URL(fileURLWithPath: path)
   let dir = url.deletingLastPathComponent().path

@@ -6,13 +6,37 @@ import Foundation
 /// being read is validated, so a truncated or corrupt file is an error, never a crash.
 public enum Safetensors {
   /// Writes `tensors` (and string metadata) to `path` atomically: a temporary file in the same
-  /// folder, flushed, then renamed over the destination.
+  /// folder, flushed, then renamed over the destination. Views are written a block at a time
+  /// (an expanded view costs a block of memory, not its logical size), and a file larger than
+  /// the free space of its file system is refused before a byte is written.
   public static func save(_ tensors: [(String, Tensor)], to path: String, metadata: [String: String] = [:]) throws {
-    let data = try encode(tensors, metadata: metadata)
-    try writeAtomically(data, to: path)
+    let (header, payload) = try encodeHeader(tensors, metadata: metadata)
+    let size = try Checked.add(header.count, payload, "safetensors: the file's size")
+    // safetensors has no strides: a view is written out in full, which is refused when its
+    // full size is more than this process could hold (as making it contiguous would be).
+    for (name, t) in tensors where !t.isContiguous {
+      try Storage.checkAllocatable(count: t.numel, elementBytes: t.dtype.byteSize,
+                                   what: "tensor '\(name)' written out in full (safetensors keeps no strides)")
+    }
+    try writeAtomically(to: path, size: size) { write in
+      try header.withUnsafeBytes { try write($0) }
+      for (_, t) in tensors { try writeElements(t, write) }
+    }
   }
 
+  /// The file as bytes in memory (for small state and tests; `save` streams).
   public static func encode(_ tensors: [(String, Tensor)], metadata: [String: String] = [:]) throws -> Data {
+    let (header, payload) = try encodeHeader(tensors, metadata: metadata)
+    try Storage.checkAllocatable(count: try Checked.add(header.count, payload, "safetensors: the file's size"), elementBytes: 1,
+                                 what: "a safetensors file in memory")
+    var data = Data(header)
+    data.reserveCapacity(header.count + payload)
+    for (_, t) in tensors { try writeElements(t, { data.append(contentsOf: $0) }) }
+    return data
+  }
+
+  /// The 8-byte length, the JSON header (padded to 8 bytes) and the payload's size in bytes.
+  static func encodeHeader(_ tensors: [(String, Tensor)], metadata: [String: String]) throws -> ([UInt8], Int) {
     var seen = Set<String>()
     for (name, _) in tensors {
       guard !name.isEmpty, name != "__metadata__" else { throw TensorError("safetensors: invalid tensor name '\(name)'") }
@@ -24,23 +48,45 @@ public enum Safetensors {
     }
     var offset = 0
     for (name, t) in tensors {
-      let bytes = t.numel * t.dtype.byteSize
+      let bytes = try Checked.mul(t.numel, t.dtype.byteSize, "safetensors: tensor '\(name)' of shape \(formatShape(t.shape))")
+      let end = try Checked.add(offset, bytes, "safetensors: the file's size")
       members.append((name, .object([("dtype", .string(t.dtype == .float32 ? "F32" : "F64")), ("shape", .array(t.shape.map { .int($0) })),
-                                      ("data_offsets", .array([.int(offset), .int(offset + bytes)]))])))
-      offset += bytes
+                                      ("data_offsets", .array([.int(offset), .int(end)]))])))
+      offset = end
     }
     var header = try JSON.object(members).serialized()
     while (header.utf8.count + 8) % 8 != 0 { header += " " }
-    var data = Data()
-    var len = UInt64(header.utf8.count).littleEndian
-    withUnsafeBytes(of: &len) { data.append(contentsOf: $0) }
-    data.append(contentsOf: Array(header.utf8))
-    data.reserveCapacity(data.count + offset)
-    for (_, t) in tensors {
+    var out = [UInt8]()
+    withUnsafeBytes(of: UInt64(header.utf8.count).littleEndian) { out += $0 }
+    out += Array(header.utf8)
+    return (out, offset)
+  }
+
+  /// Hands `t`'s elements, row-major, to `write` in pieces of at most `blockBytes` (plus one
+  /// row): contiguous data directly, views through a contiguous copy of one block at a time.
+  static func writeElements(_ t: Tensor, _ write: (UnsafeRawBufferPointer) throws -> Void) throws {
+    let blockBytes = 4 << 20
+    if t.numel == 0 { return }
+    if t.isContiguous || t.numel * t.dtype.byteSize <= blockBytes {
       let c = try t.contiguousData()
-      data.append(Data(bytesNoCopy: c.storage.raw + c.offset * t.dtype.byteSize, count: t.numel * t.dtype.byteSize, deallocator: .none))
+      try write(UnsafeRawBufferPointer(start: c.storage.raw + c.offset * t.dtype.byteSize, count: t.numel * t.dtype.byteSize))
+      return
     }
-    return data
+    // A view larger than a block: rows of dim 0 a block at a time, or one row at a time
+    // (recursively) when a single row is larger than a block.
+    let rowBytes = t.numel / t.shape[0] * t.dtype.byteSize
+    let rows = Swift.max(1, blockBytes / Swift.max(1, rowBytes))
+    var start = 0
+    while start < t.shape[0] {
+      let n = Swift.min(rows, t.shape[0] - start)
+      let block = try GradMode.withDisabled { try t.detach().narrow(dim: 0, start: start, length: n) }
+      if n == 1 && rowBytes > blockBytes {
+        try writeElements(try GradMode.withDisabled { try block.select(dim: 0, index: 0) }, write)
+      } else {
+        try writeElements(block, write)
+      }
+      start += n
+    }
   }
 
   /// Reads every tensor in the file (float types become float32/float64 tensors; integer and

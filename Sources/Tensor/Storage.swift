@@ -33,12 +33,81 @@ public enum MemoryAccounting {
   /// are checked against it, because Linux overcommits: a huge malloc succeeds and the OOM
   /// killer ends the process later, when the pages are touched.
   public static func availableBytes() -> Int? {
-    guard let text = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8) else { return nil }
+    guard let text = readSmallFile("/proc/meminfo") else { return nil }
     for line in text.split(separator: "\n") where line.hasPrefix("MemAvailable:") {
       let parts = line.split(separator: " ")
       if parts.count >= 2, let kb = Int(parts[1]) { return kb * 1024 }
     }
     return nil
+  }
+
+  /// The memory this process may still take, and the limit that decides it: the least of its
+  /// address-space limit (RLIMIT_AS, as `prlimit --as` or `ulimit -v` set it) less what it has
+  /// mapped, its cgroup's memory.max (and every ancestor's) less what the group uses, and the
+  /// machine's MemAvailable plus the allocator's pool. An allocation past it would fail inside
+  /// malloc (an abort for a Swift array) or wake the OOM killer, so it is refused before.
+  public static func headroom() -> (bytes: Int, limit: String)? {
+    var best: (bytes: Int, limit: String)? = nil
+    func consider(_ bytes: Int, _ limit: String) {
+      if best == nil || bytes < best!.bytes { best = (Swift.max(0, bytes), limit) }
+    }
+    if let available = availableBytes() {
+      consider(available &+ StorageAllocator.cachedBytes, "the machine's available memory")
+    }
+    var rl = rlimit()
+    if getrlimit(Int32(RLIMIT_AS.rawValue), &rl) == 0, rl.rlim_cur < UInt64(Int.max),
+       let mapped = mappedBytes() {
+      consider(Int(rl.rlim_cur) - mapped, "the process's address-space limit (RLIMIT_AS) of \(Storage.humanBytes(Int(rl.rlim_cur)))")
+    }
+    for group in cgroupMemoryLimits() {
+      consider(group.max - group.current + StorageAllocator.cachedBytes,
+               "the cgroup memory limit (memory.max) of \(Storage.humanBytes(group.max))")
+    }
+    return best
+  }
+
+  /// Virtual memory mapped by this process (the first field of /proc/self/statm, in pages).
+  static func mappedBytes() -> Int? {
+    guard let text = readSmallFile("/proc/self/statm"), let pages = Int(text.split(separator: " ").first ?? "") else { return nil }
+    return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+  }
+
+  /// memory.max and memory.current of this process's cgroup (v2) and of each ancestor that
+  /// sets a limit; the cgroup v1 memory controller's limit and usage when that is what is mounted.
+  static func cgroupMemoryLimits() -> [(max: Int, current: Int)] {
+    guard let text = readSmallFile("/proc/self/cgroup") else { return [] }
+    var out: [(max: Int, current: Int)] = []
+    for line in text.split(separator: "\n") {
+      let parts = line.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
+      guard parts.count == 3 else { continue }
+      let (controllers, path) = (parts[1], String(parts[2]))
+      let v2 = parts[0] == "0" && controllers.isEmpty
+      guard v2 || controllers.split(separator: ",").contains("memory") else { continue }
+      let root = v2 ? "/sys/fs/cgroup" : "/sys/fs/cgroup/memory"
+      let (maxFile, currentFile) = v2 ? ("memory.max", "memory.current") : ("memory.limit_in_bytes", "memory.usage_in_bytes")
+      var dir = path
+      while true {
+        let base = root + (dir == "/" ? "" : dir)
+        if let m = readSmallFile(base + "/" + maxFile).flatMap({ Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }),
+           m < 1 << 60, let c = readSmallFile(base + "/" + currentFile).flatMap({ Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }) {
+          out.append((m, c))
+        }
+        if dir == "/" || dir.isEmpty { break }
+        dir = (dir as NSString).deletingLastPathComponent
+      }
+    }
+    return out
+  }
+
+  /// A small text file (/proc, /sys) read with one read(2): no Foundation allocation sized by the file.
+  static func readSmallFile(_ path: String) -> String? {
+    let fd = open(path, O_RDONLY)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var buffer = [UInt8](repeating: 0, count: 8192)
+    let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, 8192) }
+    guard n > 0 else { return nil }
+    return String(decoding: buffer[0..<n], as: UTF8.self)
   }
 
   /// A cap on live tensor bytes set by the script (`tensor.setMemoryLimit`), nil for none:
@@ -203,9 +272,16 @@ public final class Storage {
     if let limit = MemoryAccounting.limitBytes, bytes > limit {
       throw TensorError("cannot allocate \(what) of \(humanBytes(bytes)): more than the limit of \(humanBytes(limit)) (tensor.setMemoryLimit)")
     }
-    if bytes >= 256 << 20, let available = MemoryAccounting.availableBytes(), bytes > available + StorageAllocator.cachedBytes {
-      throw TensorError("cannot allocate \(what) of \(humanBytes(bytes)): only \(humanBytes(available)) of memory is available")
-    }
+    try checkHeadroom(bytes, what)
+  }
+
+  /// Requests from this size up are checked against what the process may still take
+  /// (`MemoryAccounting.headroom`); smaller ones cost less than reading the limits would.
+  static let headroomCheckBytes = 4 << 20
+
+  static func checkHeadroom(_ bytes: Int, _ what: String) throws {
+    guard bytes >= headroomCheckBytes, let room = MemoryAccounting.headroom(), bytes > room.bytes else { return }
+    throw TensorError("cannot allocate \(what) of \(humanBytes(bytes)): only \(humanBytes(room.bytes)) is left under \(room.limit)")
   }
 
   /// Allocates `count` elements; zero-filled when `zeroed`. Throws instead of trapping when the
@@ -219,9 +295,7 @@ public final class Storage {
     if let limit = MemoryAccounting.limitBytes, bytes > limit - Swift.min(limit, MemoryAccounting.liveBytes) {
       throw TensorError("cannot allocate \(Storage.humanBytes(bytes)) for a tensor: \(Storage.humanBytes(MemoryAccounting.liveBytes)) of the limit of \(Storage.humanBytes(limit)) (tensor.setMemoryLimit) already live")
     }
-    if bytes >= 256 << 20, let available = MemoryAccounting.availableBytes(), bytes > available + StorageAllocator.cachedBytes {
-      throw TensorError("cannot allocate \(Storage.humanBytes(bytes)) for a tensor: only \(Storage.humanBytes(available)) of memory is available")
-    }
+    try Storage.checkHeadroom(bytes, "a tensor")
     let size = StorageAllocator.sizeClass(bytes)
     guard let block = StorageAllocator.allocate(size) else {
       throw TensorError("out of memory allocating \(Storage.humanBytes(bytes)) for a tensor")

@@ -60,8 +60,8 @@ public final class Tensor {
   }
 
   /// A 0-dimensional tensor holding `value`.
-  public static func scalar(_ value: Double, dtype: DType = .float32) -> Tensor {
-    let t = try! empty([], dtype: dtype)  // one element always fits
+  public static func scalar(_ value: Double, dtype: DType = .float32) throws -> Tensor {
+    let t = try empty([], dtype: dtype)  // fails only past tensor.setMemoryLimit or when malloc does
     t.fillUnchecked(value)
     return t
   }
@@ -168,6 +168,13 @@ public final class Tensor {
     case .float32: return try body(UnsafeMutableRawBufferPointer(UnsafeMutableBufferPointer(start: pointer(Float.self), count: numel)))
     case .float64: return try body(UnsafeMutableRawBufferPointer(UnsafeMutableBufferPointer(start: pointer(Double.self), count: numel)))
     }
+  }
+
+  /// Runs `body` on the bytes of this tensor's elements in row-major order, read only: the
+  /// tensor's own memory when it is contiguous, else a contiguous copy (checked allocation).
+  public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
+    let c = try contiguousData()
+    return try body(UnsafeRawBufferPointer(start: c.storage.raw + c.offset * dtype.byteSize, count: numel * dtype.byteSize))
   }
 
   /// The values in row-major order, as Floats.

@@ -7,7 +7,7 @@ final class ScriptTests: XCTestCase {
                        "fixtures_optim", "fixtures_gan", "fixtures_exchange", "nn_modules", "misuse_nn", "gan2d",
                        "option_parsing", "images", "file_formats", "datasets", "checkpoints", "logs_plots", "tensorboard", "misuse_io",
                        "metrics", "fixtures_metrics", "inception_net", "fixtures_biggan", "domain_metrics", "threads", "never_crash",
-                       "training_run", "small_data", "pth_files", "biggan_pytorch", "biggan_deep"]
+                       "training_run", "small_data", "pth_files", "biggan_pytorch", "biggan_deep", "declared_sizes"]
 
   func testEveryScriptIsListed() throws {
     let dir = Luagan.root.appendingPathComponent("scripts/tests")
@@ -47,5 +47,15 @@ final class ScriptTests: XCTestCase {
   func testBigGANDeepMatchesBothReferences() throws { try Luagan.runTestScript("biggan_deep") }
   func testDomainClassifierAndMetricsOnRealData() throws { try Luagan.runTestScript("domain_metrics") }
   func testSameBitsForAnyThreadCount() throws { try Luagan.runTestScript("threads") }
+  func testDeclaredSizesAreBoundedBeforeAllocating() throws { try Luagan.runTestScript("declared_sizes") }
+
+  /// The allocation cases under a 4 GiB address-space limit (prlimit --as), where the machine's
+  /// free memory says yes and the process's own limit says no: each must be a Lua error.
+  func testAllocationsPastRLIMIT_ASAreLuaErrors() throws {
+    let r = try Luagan.run(["scripts/tests/declared_sizes.lua", "--allocations"], launcher: ["prlimit", "--as=4294967296", "--"])
+    XCTAssertEqual(r.status, 0, "under prlimit --as=4G\n--- stdout\n\(r.stdout)\n--- stderr\n\(r.stderr)")
+    XCTAssertTrue(r.stdout.contains("1 passed, 0 failed"), r.stdout)
+  }
+
   func testNeverCrash() throws { try Luagan.runTestScript("never_crash", environment: ["LUAGAN_LUA_HEAP_LIMIT": "512M"]) }
 }

@@ -37,7 +37,7 @@ extension Tensor {
   }
 
   /// A 0-d constant of this tensor's dtype.
-  func constant(_ v: Double) -> Tensor { Tensor.scalar(v, dtype: dtype) }
+  func constant(_ v: Double) throws -> Tensor { try Tensor.scalar(v, dtype: dtype) }
 }
 
 struct AddFn: BinaryFn { func apply<T: TensorScalar>(_ a: T, _ b: T) -> T { a + b } }
@@ -124,7 +124,7 @@ extension Tensor {
     }
     return record("where", out, [x, y]) { [sx = x.shape, sy = y.shape] g, needs in
       // d/da = [cond], d/db = [!cond]
-      let zero = g.constant(0)
+      let zero = try g.constant(0)
       return [needs[0] ? try Tensor.where(c, g, zero).sumTo(sx) : nil,
               needs[1] ? try Tensor.where(c, zero, g).sumTo(sy) : nil]
     }

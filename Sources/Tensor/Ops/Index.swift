@@ -21,11 +21,25 @@ extension Tensor {
     let d = try normalizedDim(dim, "indexSelect")
     guard rank > 0 else { throw TensorError("indexSelect: cannot index a 0-d tensor") }
     try checkIndices(indices, limit: shape[d], "indexSelect")
-    let src = try contiguousData()
     var s = shape
     s[d] = indices.count
     let out = try Tensor.empty(s, dtype: dtype)
     let inner = shape[(d + 1)...].reduce(1, *), outer = shape[..<d].reduce(1, *), D = shape[d]
+    if !isContiguous {
+      // read through the strides: the work and memory are the result's, whatever the view
+      let (outerAt, innerAt) = try stridedOffsets(around: d)
+      let step = strides[d]
+      func gatherRows<T: TensorScalar>(_: T.Type) {
+        let px = storage.pointer(T.self) + offset, po = out.pointer(T.self)
+        for o in 0..<outer { for (j, i) in indices.enumerated() {
+          let from = px + outerAt[o] + i * step, to = po + (o * indices.count + j) * inner
+          for k in 0..<inner { to[k] = from[innerAt[k]] }
+        } }
+      }
+      switch dtype { case .float32: gatherRows(Float.self); case .float64: gatherRows(Double.self) }
+      return record("indexSelect", out, [self]) { g, _ in [try g.indexAdd(dim: d, indices, size: D)] }
+    }
+    let src = self
     func go<T: TensorScalar>(_: T.Type) {
       let px = src.pointer(T.self), po = out.pointer(T.self)
       Parallel.forChunks(outer * indices.count, grain: Swift.max(1, Parallel.elementGrain / Swift.max(1, inner))) { r in
@@ -73,10 +87,24 @@ extension Tensor {
     let d = try normalizedDim(dim, "gather")
     try checkGatherShape(index, d, "gather", sizeAlong: nil)
     try checkIndices(index.values, limit: shape[d], "gather")
-    let src = try contiguousData()
     let out = try Tensor.empty(index.shape, dtype: dtype)
     let inner = shape[(d + 1)...].reduce(1, *), outer = shape[..<d].reduce(1, *)
     let D = shape[d], J = index.shape[d]
+    if !isContiguous {
+      // read through the strides: the work and memory are the result's, whatever the view
+      let (outerAt, innerAt) = try stridedOffsets(around: d)
+      let step = strides[d]
+      func pick<T: TensorScalar>(_: T.Type) {
+        let px = storage.pointer(T.self) + offset, po = out.pointer(T.self)
+        for o in 0..<outer { for j in 0..<J {
+          let base = (o * J + j) * inner
+          for k in 0..<inner { po[base + k] = px[outerAt[o] + index.values[base + k] * step + innerAt[k]] }
+        } }
+      }
+      switch dtype { case .float32: pick(Float.self); case .float64: pick(Double.self) }
+      return record("gather", out, [self]) { [shape = self.shape] g, _ in [try g.scatterAdd(dim: d, index: index, size: shape[d])] }
+    }
+    let src = self
     func go<T: TensorScalar>(_: T.Type) {
       let px = src.pointer(T.self), po = out.pointer(T.self)
       index.values.withUnsafeBufferPointer { ib in
@@ -126,6 +154,26 @@ extension Tensor {
     }
     switch dtype { case .float32: go(Float.self); case .float64: go(Double.self) }
     return record("scatterAdd", out, [self]) { g, _ in [try g.gather(dim: d, index: index)] }
+  }
+
+  /// Element offsets (from `offset`) of every position of the dims before `d` and of the dims
+  /// after it, each in row-major order: with them a strided view is read without a copy.
+  func stridedOffsets(around d: Int) throws -> (outer: [Int], inner: [Int]) {
+    func table(_ dims: Range<Int>) throws -> [Int] {
+      let count = shape[dims].reduce(1, *)
+      try Storage.checkAllocatable(count: count, elementBytes: 8, what: "an index table")
+      var out = [Int](repeating: 0, count: count)
+      for i in 0..<count {
+        var rest = i, at = 0
+        for k in dims.reversed() {
+          at += (rest % shape[k]) * strides[k]
+          rest /= shape[k]
+        }
+        out[i] = at
+      }
+      return out
+    }
+    return (try table(0..<d), try table((d + 1)..<rank))
   }
 
   func checkGatherShape(_ index: IndexArray, _ d: Int, _ op: String, sizeAlong: Int?) throws {

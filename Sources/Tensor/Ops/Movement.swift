@@ -67,6 +67,28 @@ extension Tensor {
     return try transpose(0, 1)
   }
 
+  /// A view of `base`'s elements (row-major, `base` contiguous) with any sizes, strides and
+  /// offset that stay inside it, outside any graph: how a file that stores a tensor as a
+  /// storage plus strides (PyTorch's) is read without making an expanded view full size.
+  public static func strided(over base: Tensor, shape: [Int], strides: [Int], offset: Int) throws -> Tensor {
+    guard base.isContiguous, shape.count == strides.count, offset >= 0 else {
+      throw TensorError("strided view: a contiguous base, as many strides as sizes and a non-negative offset are needed")
+    }
+    let n = try checkedCount(shape)
+    if n > 0 {
+      var last = offset
+      for (size, stride) in zip(shape, strides) {
+        guard stride >= 0 else { throw TensorError("strided view: negative stride \(stride)") }
+        last = try Checked.add(last, try Checked.mul(size - 1, stride, "strided view: extent"), "strided view: extent")
+      }
+      guard last < base.numel else {
+        throw TensorError("strided view: sizes \(formatShape(shape)), strides \(formatShape(strides)) and offset \(offset) reach element "
+                          + "\(last + 1) of \(base.numel)")
+      }
+    }
+    return Tensor(storage: base.storage, shape: shape, strides: strides, offset: base.offset + offset)
+  }
+
   /// Repeats size-1 dims (and adds leading ones) without copying; -1 keeps a size.
   /// Reference: torch.Tensor.expand.
   public func expand(_ target: [Int]) throws -> Tensor {

@@ -28,11 +28,23 @@ extension Tensor {
   /// Reference: torch.sum.
   public func sum(dims: [Int]? = nil, keepDim: Bool = false) throws -> Tensor {
     let mask = try reduceMask(dims, "sum")
-    let src = try contiguousData()
-    let kept: Tensor
+    // An expanded dim repeats one slice: summing it is that slice times its size, so the work
+    // and memory follow the data, not the view's logical size.
+    let repeated = expandedDims
+    let compact = repeated.isEmpty ? self : compactedView()
+    let src = try compact.contiguousData()
+    var kept: Tensor
     switch dtype {
     case .float32: kept = try sumKernel(src, reduce: mask, Float.self)
     case .float64: kept = try sumKernel(src, reduce: mask, Double.self)
+    }
+    if !repeated.isEmpty {
+      let factor = repeated.filter { mask[$0] }.reduce(1) { $0 * shape[$1] }
+      let spread = zip(shape, mask).map { $1 ? 1 : $0 }
+      kept = try GradMode.withDisabled {
+        let scaled = factor > 1 ? try kept.mul(try kept.constant(Double(factor))) : kept
+        return spread == scaled.shape ? scaled : try scaled.expand(spread).contiguous()
+      }
     }
     let keptShape = kept.shape
     let outShape = keepDim ? keptShape : zip(shape, mask).filter { !$1 }.map { $0.0 }
@@ -85,18 +97,73 @@ extension Tensor {
 
   func argExtreme(dim: Int?, keepDim: Bool, largest: Bool, _ op: String) throws -> (indices: [Int], shape: [Int]) {
     guard numel > 0 else { throw TensorError("\(op): the tensor is empty") }
-    let x = dim == nil ? try reshape([numel]) : self
-    let d = try x.normalizedDim(dim ?? 0, op)
-    let src = try x.contiguousData()
-    let idx: [Int]
-    switch dtype {
-    case .float32: idx = argExtremeKernel(src, dim: d, largest: largest, Float.self)
-    case .float64: idx = argExtremeKernel(src, dim: d, largest: largest, Double.self)
+    // An expanded dim repeats one slice, whose first copy is the first occurrence: the search
+    // runs over the data (expanded dims narrowed to 1) and its answer is mapped back.
+    let repeated = expandedDims
+    let compact = repeated.isEmpty ? self : compactedView()
+    if dim == nil {
+      let flat = try compact.contiguousData()
+      let x = Tensor(storage: flat.storage, shape: [flat.numel], strides: [1], offset: flat.offset)
+      let i = try argExtremeIndices(x, 0, largest)[0]
+      // compact row-major index -> the same element's first position in self's row-major order
+      var rest = i, full = 0, unit = 1
+      for k in stride(from: rank - 1, through: 0, by: -1) {
+        let c = rest % compact.shape[k]
+        rest /= compact.shape[k]
+        full += c * unit
+        unit *= shape[k]
+      }
+      return ([full], keepDim ? [Int](repeating: 1, count: rank) : [])
     }
-    if dim == nil { return (idx, keepDim ? [Int](repeating: 1, count: rank) : []) }
-    var s = x.shape
-    if keepDim { s[d] = 1 } else { s.remove(at: d) }
-    return (idx, s)
+    let d = try normalizedDim(dim!, op)
+    var outShape = shape
+    outShape[d] = 1
+    try Storage.checkAllocatable(count: try Tensor.checkedCount(outShape), elementBytes: 8, what: "\(op)'s indices")
+    var idx = try argExtremeIndices(try compact.contiguousData(), d, largest)
+    if !repeated.isEmpty {
+      var compactOut = compact.shape
+      compactOut[d] = 1
+      if compactOut != outShape { idx = Tensor.broadcastIndices(idx, from: compactOut, to: outShape) }
+    }
+    if !keepDim { outShape.remove(at: d) }
+    return (idx, outShape)
+  }
+
+  func argExtremeIndices(_ src: Tensor, _ d: Int, _ largest: Bool) throws -> [Int] {
+    switch dtype {
+    case .float32: return argExtremeKernel(src, dim: d, largest: largest, Float.self)
+    case .float64: return argExtremeKernel(src, dim: d, largest: largest, Double.self)
+    }
+  }
+
+  /// `values` laid out row-major over `from` (sizes 1 or equal to `to`'s), repeated along the
+  /// dims where `from` has 1 and `to` more, row-major over `to`.
+  static func broadcastIndices(_ values: [Int], from: [Int], to: [Int]) -> [Int] {
+    let count = to.reduce(1, *)
+    var out = [Int](repeating: 0, count: count)
+    var sourceStrides = [Int](repeating: 0, count: to.count), s = 1
+    for k in stride(from: to.count - 1, through: 0, by: -1) {
+      sourceStrides[k] = from[k] == 1 ? 0 : s
+      s *= from[k]
+    }
+    for i in 0..<count {
+      var rest = i, at = 0
+      for k in stride(from: to.count - 1, through: 0, by: -1) {
+        at += (rest % to[k]) * sourceStrides[k]
+        rest /= to[k]
+      }
+      out[i] = values[at]
+    }
+    return out
+  }
+
+  /// The dims this view repeats (stride 0 and size above 1: made by expand).
+  var expandedDims: [Int] { (0..<rank).filter { strides[$0] == 0 && shape[$0] > 1 } }
+
+  /// This view with every expanded dim narrowed to size 1: the data it repeats, no copy, outside
+  /// any graph.
+  func compactedView() -> Tensor {
+    Tensor(storage: storage, shape: (0..<rank).map { strides[$0] == 0 ? 1 : shape[$0] }, strides: strides, offset: offset)
   }
 
   /// Largest values along `dim` and their 0-based indices. Reference: torch.max(dim).
@@ -108,9 +175,21 @@ extension Tensor {
     try extreme(dim: dim, keepDim: keepDim, largest: false, "min")
   }
   /// The largest element (a 0-d tensor). Reference: torch.max.
-  public func max() throws -> Tensor { try reshape([numel]).max(dim: 0).values }
+  public func max() throws -> Tensor { try extremeElement(largest: true, "max") }
   /// The smallest element (a 0-d tensor). Reference: torch.min.
-  public func min() throws -> Tensor { try reshape([numel]).min(dim: 0).values }
+  public func min() throws -> Tensor { try extremeElement(largest: false, "min") }
+
+  /// The element `argExtreme` finds over the whole tensor, picked by a narrow of each dim (a
+  /// view: an expanded view is never made full size); the gradient reaches that element only.
+  func extremeElement(largest: Bool, _ op: String) throws -> Tensor {
+    let (idx, _) = try argExtreme(dim: nil, keepDim: false, largest: largest, op)
+    var rest = idx[0], x = self
+    for k in stride(from: rank - 1, through: 0, by: -1) {
+      x = try x.narrow(dim: k, start: rest % shape[k], length: 1)
+      rest /= shape[k]
+    }
+    return try x.reshape([])
+  }
 
   func extreme(dim: Int, keepDim: Bool, largest: Bool, _ op: String) throws -> (values: Tensor, indices: [Int]) {
     let d = try normalizedDim(dim, op)

@@ -74,6 +74,22 @@ T.test("GradientAverager: the blocking average's bits, reduced while backward ru
   dist.barrier()
 end)
 
+T.test("averagers whose buckets differ between ranks fail on every rank, then work again", function()
+  -- each case: a different parameter size, a different dtype, another dist call at that moment,
+  -- a tensor of more than 8 dims on one rank only; before the check these hung or crashed
+  local differentSize = dist.GradientAverager({ tensor.zeros(r == 0 and 10 or 12):requiresGrad(true) })
+  T.checkError("ranks disagree", differentSize.arm, differentSize)
+  local differentDtype = dist.GradientAverager({ tensor.zeros(10, { dtype = r == 0 and "float32" or "float64" }):requiresGrad(true) })
+  T.checkError("float64 elements", differentDtype.arm, differentDtype)
+  local alone = dist.GradientAverager({ tensor.zeros(3):requiresGrad(true) })
+  if r == 0 then T.checkError("barrier", alone.arm, alone) else T.checkError("GradientAverager:arm", dist.barrier) end
+  T.checkError("at most 8 dims", dist.allReduce, r == 0 and tensor.zeros(1, 1, 1, 1, 1, 1, 1, 1, 1) or tensor.zeros(2))
+  local same = dist.GradientAverager({ tensor.ones(4):requiresGrad(true) })
+  same:arm()
+  T.check(same:finish(), "an averager the ranks agree on still works")
+  dist.barrier()
+end)
+
 T.test("the loader's shares are disjoint and together the global batch", function()
   local ds = data.fashionMNIST { split = "test" }
   local opts = { batchSize = 4 * n, seed = 11, dropLast = true, transform = { data.randomFlip(0.5), data.scale(-1, 1) } }
