@@ -95,6 +95,10 @@ public enum DatasetReaders {
         throw TensorError("'\(path)' is corrupt: \(msg)")
       }
       if n == 0 { break }
+      // growing doubles the buffer (old and new both alive while it copies): checked first
+      if out.count + Int(n) > out.capacity {
+        try Storage.checkAllocatable(count: (out.count + Int(n)) * 3, elementBytes: 1, what: "the contents of '\(path)'")
+      }
       out.append(contentsOf: chunk[0..<Int(n)])
     }
     // A truncated gzip stream reads as a short file without an error; zlib flags it at EOF.
@@ -141,6 +145,8 @@ public enum DatasetReaders {
     guard nl == n, lab.count == 8 + n else {
       throw TensorError("\(name): '\(labelsPath)' has \(lab.count - 8) labels (declares \(nl)) for \(n) images")
     }
+    // the pixels copied out of the file's bytes, and a label per image
+    try Storage.checkAllocatable(count: img.count + 8 * n, elementBytes: 1, what: "\(name)'s \(n) images")
     return try Dataset(name: name, count: n, channels: 1, height: rows, width: cols, pixels: Array(img[16...]),
                        labels: lab[8...].map { Int($0) }, classNames: classNames)
   }
@@ -196,6 +202,7 @@ public enum DatasetReaders {
       }
       let bytes: [UInt8]
       do { bytes = try readMaybeGzip(path, limit: maxBytes) } catch let e as TensorError { throw TensorError("data.cifar10: \(e.message)") }
+      try Storage.checkAllocatable(count: pixels.count + bytes.count * 2, elementBytes: 1, what: "data.cifar10's images")
       guard bytes.count > 0, bytes.count % 3073 == 0 else {
         throw TensorError("data.cifar10: '\(path)' has \(bytes.count) bytes, not a whole number of 3073-byte records (truncated?)")
       }

@@ -52,6 +52,7 @@ public final class Loader {
       throw TensorError("data.Loader: batchSize \(batchSize) is larger than the data set (\(dataset.count)) with dropLast")
     }
     var shape = [dataset.channels, dataset.height, dataset.width]
+    var largest = try Checked.product(shape, "data.Loader: sample size")   // the largest image a transform makes
     for t in transforms {
       switch t {
       case .pad(let p, _):
@@ -67,7 +68,14 @@ public final class Loader {
         }
         shape[1] /= f; shape[2] /= f
       }
+      largest = Swift.max(largest, try Checked.product(shape, "data.Loader: sample size"))
     }
+    // the per-sample scratch images (two of the largest) and the random draws of a batch
+    let flips = transforms.filter { if case .randomFlip = $0 { return true } else { return false } }.count
+    try Storage.checkAllocatable(count: try Checked.mul(largest, 2, "data.Loader: scratch"), elementBytes: 4,
+                                 what: "data.Loader's scratch images of \(largest) values")
+    try Storage.checkAllocatable(count: try Checked.mul(flips, Swift.min(batchSize, dataset.count), "data.Loader: draws"),
+                                 elementBytes: 16, what: "data.Loader's random draws")
     // One batch is built as an array, a scratch image pair and a tensor: refuse what cannot be.
     let per = try Checked.product(shape, "data.Loader: sample size")
     try Storage.checkAllocatable(count: try Checked.mul(Swift.min(batchSize, dataset.count), per, "data.Loader: batch size"),

@@ -164,6 +164,12 @@ public enum NumPyFiles {
 
   /// Writes arrays as an `.npz` (stored entries "<name>.npy", as np.savez), atomically.
   public static func saveNpz(_ arrays: [(String, Tensor)], to path: String) throws {
+    // every array's bytes, the archive built around them (grown by doubling) and its copy to disk
+    var total = 0
+    for (name, t) in arrays {
+      total = try Checked.add(total, try Checked.mul(t.numel, t.dtype.byteSize, "npz: array '\(name)'"), "npz: archive size")
+    }
+    try Storage.checkAllocatable(count: total, elementBytes: 4, what: "the .npz archive '\(path)'")
     try ZipWriter.write(try arrays.map { (name: $0.0 + ".npy", data: try encodeNpy($0.1)) }, to: path)
   }
 }

@@ -284,6 +284,10 @@ struct Unpickler {
   private mutating func spend() throws {
     budget -= 1
     guard budget >= 0 else { throw fail("holds more than \(Unpickler.maxValues) values; refused") }
+    // every million values (about 128 MB once converted for Lua), the memory they need is checked
+    if budget % 1_000_000 == 0 {
+      try Storage.checkAllocatable(count: Unpickler.maxValues - budget, elementBytes: 128, what: "\(label)'s unpickled values")
+    }
   }
 
   private mutating func push(_ v: PickleValue) throws {

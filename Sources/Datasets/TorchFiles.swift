@@ -96,6 +96,8 @@ public enum TorchFiles {
       bigEndian = text == "big"
     }
     let pickle = try zip.read(entry, limit: MemoryAccounting.maxAllocationBytes, what: what)
+    // each pickled value (2 bytes for a small int) becomes a PickleValue, a TorchValue and a Lua value
+    try Storage.checkAllocatable(count: pickle.count, elementBytes: 64, what: "\(label)'s unpickled values")
     let arena = PickleArena()
     let resolver = TorchResolver(label: label, arena: arena)
     return try withExtendedLifetime(arena) {

@@ -39,6 +39,8 @@ public final class ZipReader {
     guard offset >= 0, count >= 0, offset <= fileSize, count <= fileSize - offset else {
       throw TensorError("\(what): '\(path)' is truncated or corrupt (a record at byte \(offset) runs past its end)")
     }
+    // A sparse file can be terabytes long and cost nothing on disk: its size bounds nothing.
+    try Storage.checkAllocatable(count: count, elementBytes: 1, what: "\(what): \(count) bytes of '\(path)'")
     var out = [UInt8](repeating: 0, count: count)
     let got = out.withUnsafeMutableBytes { raw -> Int in
       var done = 0
@@ -80,6 +82,9 @@ public final class ZipReader {
     }
     guard count <= fileSize / 46 + 1 else { throw TensorError("\(what): '\(path)' declares \(count) entries, more than it can hold") }
     let dir = try bytes(at: dirOffset, count: dirSize, what)
+    guard count <= dirSize / 46 + 1 else {
+      throw TensorError("\(what): '\(path)' declares \(count) entries in a directory of \(dirSize) bytes")
+    }
     var at = 0
     entries.reserveCapacity(count)
     for k in 0..<count {

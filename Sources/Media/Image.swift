@@ -13,7 +13,7 @@ public enum Images {
   /// truncated file is an error naming it, never a crash; so is one declaring more than
   /// `maxPixels` pixels, or (PNG) more than its size can hold.
   public static func load(_ path: String, maxPixels: Int = defaultMaxPixels) throws -> Tensor {
-    let bytes = try [UInt8](readRegularFile(path, what: "image.load", limit: 1 << 31))
+    let bytes = try [UInt8](readRegularFile(path, what: "image.load", limit: 1 << 31, copies: 2))
     do { return try decode(bytes, name: path, maxPixels: maxPixels) } catch let e as TensorError {
       throw TensorError("image.load: \(e.message)")
     }
@@ -168,7 +168,10 @@ public enum Images {
     let (n, c, ih, iw) = (batched.shape[0], batched.shape[1], batched.shape[2], batched.shape[3])
     guard ih > 0, iw > 0 else { throw TensorError("image.resize: empty input \(formatShape(x.shape))") }
     let outCount = try Checked.product([n, c, height, width], "image.resize")
-    try Storage.checkAllocatable(count: outCount, elementBytes: 16, what: "image.resize's output")
+    // the output (an array, then a tensor) and the input's float64 copy and array, all at once
+    let inCount = try Checked.product([n, c, ih, iw], "image.resize")
+    try Storage.checkAllocatable(count: try Checked.add(outCount, inCount, "image.resize"), elementBytes: 16,
+                                 what: "image.resize's input and output")
     let src = try batched.detach().to(.float64).contiguous().toArray()
     var out = [Double](repeating: 0, count: outCount)
     switch mode {

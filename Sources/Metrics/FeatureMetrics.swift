@@ -4,7 +4,7 @@ import Tensor
 
 /// Metrics over feature vectors (rows of an (N, D) tensor), computed in float64:
 /// FID, Inception Score, KID and k-NN precision/recall, each as its reference defines it
-/// (see ../shared/reference/metrics.md for the references and their traps).
+/// (the references and their traps are in docs/DESIGN.md's notes on metrics).
 public enum FeatureMetrics {
   // MARK: - Inputs
 
@@ -74,11 +74,15 @@ public enum FeatureMetrics {
   /// μ and Σ of the rows of `features` (N, D), N ≥ 2. Reference: pytorch-fid
   /// `calculate_activation_statistics` (np.mean, np.cov with ddof = 1).
   public static func statistics(_ features: Tensor, name: String = "feats", function: String = "metrics.featureStats") throws -> Statistics {
+    try checkMetricInput(features, function: "statistics")   // linear in the logical size
     guard features.rank == 2, features.shape[1] >= 1 else {
       throw TensorError("\(function): \(name) must be a 2-D (N, D) tensor of features, got shape \(formatShape(features.shape))")
     }
     let n = features.shape[0], d = features.shape[1]
     guard n >= 2 else { throw TensorError("\(function): too few samples in \(name): need at least 2 rows for a covariance, got \(n)") }
+    // the mean, the D×D covariance, and FID's later copies of it (about five D×D arrays)
+    try Storage.checkAllocatable(count: try Checked.mul(try Checked.mul(d, d, "\(function): D×D"), 6, "\(function): D×D"),
+                                 elementBytes: 8, what: "\(function)'s covariance of \(d) features")
     // Two passes over blocks of rows, so a large set is never copied whole into float64.
     let blockRows = Swift.max(1, (1 << 22) / d)
     func forBlocks(_ body: (Int, [Double]) throws -> Void) throws {
@@ -196,6 +200,7 @@ public enum FeatureMetrics {
   /// RandomState(seed).permutation, as torch-fidelity's samples_shuffle (its default seed: 2020).
   public static func inceptionScore(_ x: Tensor, splits: Int = 10, logits: Bool = false, shuffleSeed: UInt32? = nil,
                                     function: String = "metrics.inceptionScore") throws -> (mean: Double, std: Double) {
+    try checkMetricInput(x, function: "inceptionScore")   // linear in the logical size
     guard splits >= 1 else { throw TensorError("\(function): splits must be at least 1, got \(splits)") }
     let f = try Features(x, logits ? "logits" : "probs", function, minRows: splits)
     let n = f.rows, k = f.dims
@@ -266,6 +271,7 @@ public enum FeatureMetrics {
   public static func kernelInceptionDistance(_ a: Tensor, _ b: Tensor, subsets: Int = 100, subsetSize: Int = 1000,
                                              degree: Int = 3, gamma: Double? = nil, coef0: Double = 1, seed: UInt32 = 2020,
                                              function: String = "metrics.kid") throws -> (mean: Double, std: Double) {
+    try checkMetricInput(a, b, function: "kernelInceptionDistance")   // linear in the logical size
     // Bounds keep every request a finite amount of work (the defaults are 100, 1000 and 3).
     guard subsets >= 1, subsets <= 100_000 else { throw TensorError("\(function): subsets must be in 1..100000, got \(subsets)") }
     guard subsetSize >= 2 else { throw TensorError("\(function): subsetSize must be at least 2, got \(subsetSize)") }
@@ -317,6 +323,7 @@ public enum FeatureMetrics {
   /// Returns precision, recall and F = 2PR / max(P + R, 1e-5).
   public static func precisionRecall(real: Tensor, fake: Tensor, k: Int = 3,
                                      function: String = "metrics.precisionRecall") throws -> (precision: Double, recall: Double, fScore: Double) {
+    try checkMetricInput(real, fake, function: "precisionRecall")   // linear in the logical size
     guard k >= 1, k < 1 << 40 else { throw TensorError("\(function): k must be at least 1 and less than the number of samples, got \(k)") }
     let r = try Features(real, "real", function, minRows: k + 1), f = try Features(fake, "fake", function, minRows: k + 1)
     try requireSameWidth(r, f, ("real", "fake"), function)
@@ -387,5 +394,14 @@ public enum FeatureMetrics {
         i0 += count
       }
     }
+  }
+}
+
+/// Metrics read every element of their inputs (as float64, in blocks or whole): an input
+/// whose logical size could not be held as float64 (an expanded view of 2^34 rows, say) is
+/// refused before hours of work on it.
+func checkMetricInput(_ inputs: Tensor..., function: String) throws {
+  for t in inputs {
+    try Storage.checkAllocatable(count: t.numel, elementBytes: 8, what: "\(function)'s input of shape \(formatShape(t.shape)) as float64")
   }
 }

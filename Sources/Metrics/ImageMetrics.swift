@@ -61,6 +61,7 @@ public enum ImageMetrics {
   /// Patches are laid out as PGGAN's ogrid indexing makes them (channel, column, row).
   public static func slicedWasserstein(_ a: Tensor, _ b: Tensor, options o: SWDOptions = SWDOptions(),
                                        function: String = "metrics.swd") throws -> (resolutions: [Int], values: [Double], average: Double) {
+    try checkMetricInput(a, b, function: "slicedWasserstein")   // linear in the logical size
     let A = try Images(a, "imagesA", function, range: o.range, quantize: o.quantize)
     let B = try Images(b, "imagesB", function, range: o.range, quantize: o.quantize)
     guard A.n == B.n, A.c == B.c, A.h == B.h, A.w == B.w else {
@@ -328,6 +329,7 @@ public enum ImageMetrics {
   /// combined as Π csₗ^wₗ · ssim_L^w_L. Reference: PGGAN metrics/ms_ssim.py `msssim`.
   public static func msssim(_ a: Tensor, _ b: Tensor, options o: MSSSIMOptions = MSSSIMOptions(),
                             function: String = "metrics.msssim") throws -> Double {
+    try checkMetricInput(a, b, function: "msssim")   // linear in the logical size
     let A = try Images(a, "a", function, range: o.range, quantize: o.quantize)
     let B = try Images(b, "b", function, range: o.range, quantize: o.quantize)
     guard a.shape == b.shape else {
@@ -340,6 +342,7 @@ public enum ImageMetrics {
   /// of one batch of generated images (lower = more diverse).
   public static func msssimDiversity(_ x: Tensor, options o: MSSSIMOptions = MSSSIMOptions(),
                                      function: String = "metrics.msssimDiversity") throws -> Double {
+    try checkMetricInput(x, function: "msssimDiversity")   // linear in the logical size
     let X = try Images(x, "images", function, range: o.range, quantize: o.quantize)
     guard X.n >= 2, X.n % 2 == 0 else {
       throw TensorError("\(function): images must hold an even number (at least 2) of images to pair, got \(X.n)")

@@ -119,7 +119,15 @@ struct LuaCall {
   func reserveHeap(_ bytes: Int) throws {
     let ctx = lg_context(L)!.pointee
     guard bytes >= 0, bytes <= ctx.heapLimit, ctx.heapBytes <= ctx.heapLimit - bytes else {
-      throw error("not enough memory: \(Storage.humanBytes(bytes)) more for the Lua heap would pass its limit of \(Storage.humanBytes(Int(ctx.heapLimit))) (LUAGAN_LUA_HEAP_LIMIT)")
+      let limit = Storage.humanBytes(Int(ctx.heapLimit))
+      throw error("not enough memory: \(Storage.humanBytes(bytes)) more for the Lua heap would pass its limit of \(limit) (LUAGAN_LUA_HEAP_LIMIT)")
+    }
+    // and the process's own limits: a Lua allocation that fails while Swift runs cannot be
+    // turned into a Lua error there (house decision 2), so it must not be tried
+    do {
+      try Storage.checkAllocatable(count: bytes, elementBytes: 1, what: "\(Storage.humanBytes(bytes)) of Lua values")
+    } catch let e as TensorError {
+      throw error("not enough memory: \(e.message)")
     }
   }
 
@@ -203,22 +211,24 @@ struct LuaCall {
 
   private func checkSizes(_ s: [Int], _ i: Int32) throws {
     for v in s where v < 0 { throw argError(i, "size \(v) is negative (shape \(formatShape(s)))") }
-    guard (try? Tensor.checkedCount(s)) != nil else { throw argError(i, "shape \(formatShape(s)) has too many elements") }
+    do { _ = try Tensor.checkedCount(s) } catch let e as TensorError { throw argError(i, e.message) }
   }
 
   /// A Lua array of integers.
   func intList(_ i: Int32, what: String = "value") throws -> [Int] {
     guard isTable(i) else { throw typeError(i, "table") }
+    // lua_rawlen is a border, not a count: a table of 41 entries can have a border of 2^40, so
+    // nothing is sized by it; the loop stops at the first hole (an error) instead.
     let n = Int(lua_rawlen(L, i))
     var out: [Int] = []
-    out.reserveCapacity(n)
     for k in 1...Swift.max(n, 1) where k <= n {
       lua_rawgeti(L, i, lua_Integer(k))
       defer { lg_pop(L, 1) }
       var ok: Int32 = 0
       let v = lua_tointegerx(L, -1, &ok)
       guard lua_type(L, -1) == LUA_TNUMBER, ok != 0 else {
-        throw argError(i, "\(what) \(k) is \(lua_type(L, -1) == LUA_TNUMBER ? "not an integer" : LuaVM.typeName(L, -1)), expected an integer")
+        let got = lua_type(L, -1) == LUA_TNUMBER ? "not an integer" : LuaVM.typeName(L, -1)
+        throw argError(i, "\(what) \(k) is \(got), expected an integer")
       }
       out.append(Int(v))
     }
@@ -238,7 +248,8 @@ struct LuaCall {
       return (try v.map(zeroBased), [v.count])
     }
     guard let t = try LuaVM.toTensor(L, i) else { throw typeError(i, "luagan.Tensor or table of indices") }
-    try Storage.checkAllocatable(count: t.numel, elementBytes: 16, what: "an array of \(t.numel) indices")
+    // the Int array, the values as Doubles and a contiguous copy of a view
+    try Storage.checkAllocatable(count: t.numel, elementBytes: 24, what: "an array of \(t.numel) indices")
     var out: [Int] = []
     out.reserveCapacity(t.numel)
     for v in try t.toArray() {
@@ -252,14 +263,16 @@ struct LuaCall {
   func tensorList(_ i: Int32) throws -> [Tensor] {
     guard isTable(i) else { throw typeError(i, "table of tensors") }
     let n = Int(lua_rawlen(L, i))
-    return try (0..<n).map { k in
+    var out: [Tensor] = []   // not reserved: the border n is not a count (see intList)
+    for k in 0..<n {
       lua_rawgeti(L, i, lua_Integer(k + 1))
       defer { lg_pop(L, 1) }
       guard let t = try LuaVM.toTensor(L, -1) else {
         throw argError(i, "element \(k + 1) is \(LuaVM.typeName(L, -1)), expected luagan.Tensor")
       }
-      return t
+      out.append(t)
     }
+    return out
   }
 
   /// One tensor or a list of them.

@@ -5,23 +5,23 @@ import Tensor
 
 /// `data`: data sets (userdata luagan.Dataset) and loaders (luagan.Loader) (Sources/Datasets).
 enum DataLib {
-  typealias Fn = TensorLib.Fn
+  typealias Fn = Binding.Fn
   static let datasetMeta = UserdataKind("luagan.Dataset")
   static let loaderMeta = UserdataKind("luagan.Loader")
 
   static func install(_ L: LuaState) {
     for (meta, fields) in [(datasetMeta, datasetIndex), (loaderMeta, loaderIndex)] {
       _ = luaL_newmetatable(L, meta.name)
-      TensorLib.setBinding(L, -1, "__index", "\(meta.name).__index", fields)
-      TensorLib.setBinding(L, -1, "__gc", "\(meta.name).__gc", { c in LuaVM.releaseObject(c.L, 1, meta: meta); return 0 }, isFinalizer: true)
-      TensorLib.setBinding(L, -1, "__len", "\(meta.name).__len", { c in
+      Binding.set(L, -1, "__index", "\(meta.name).__index", fields)
+      Binding.set(L, -1, "__gc", "\(meta.name).__gc", { c in LuaVM.releaseObject(c.L, 1, meta: meta); return 0 }, isFinalizer: true)
+      Binding.set(L, -1, "__len", "\(meta.name).__len", { c in
         if let d = LuaVM.toObject(c.L, 1, meta: datasetMeta, as: Dataset.self) { c.push(d.count) } else { c.push(try loader(c).batchesPerEpoch) }
         return 1
       })
-      TensorLib.protectMetatable(L, -1)
+      Binding.protectMetatable(L, -1)
       lg_pop(L, 1)
     }
-    Libraries.install(L, "data", dataBindings())
+    Binding.installLibrary(L, "data", dataBindings())
   }
 
   static func dataset(_ c: LuaCall, _ i: Int32 = 1) throws -> Dataset {

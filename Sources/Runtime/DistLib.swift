@@ -9,7 +9,7 @@ import Tensor
 /// dtype, shape, root), so ranks that disagree all raise the same error instead of mixing
 /// buffers or waiting forever. Ranks are 0-based, as MPI's and torch.distributed's.
 public enum DistLib {
-  typealias Fn = TensorLib.Fn
+  typealias Fn = Binding.Fn
 
   /// Starts MPI when mpirun launched this process, and lets replicaSum (cross-replica
   /// BatchNorm) reduce through it.
@@ -37,7 +37,7 @@ public enum DistLib {
 
   static func install(_ L: LuaState) {
     installAveragerType(L)
-    Libraries.install(L, "dist", bindings())
+    Binding.installLibrary(L, "dist", bindings())
   }
 
   // MARK: - dist.GradientAverager
@@ -75,18 +75,18 @@ public enum DistLib {
     ]
     lua_pushstring(L, "__index")
     lua_createtable(L, 0, Int32(methods.count))
-    for (name, body) in methods { TensorLib.setBinding(L, -1, name, "dist.GradientAverager:\(name)", body) }
+    for (name, body) in methods { Binding.set(L, -1, name, "dist.GradientAverager:\(name)", body) }
     lua_rawset(L, -3)
-    TensorLib.setBinding(L, -1, "__gc", "\(meta.name).__gc", { c in
+    Binding.set(L, -1, "__gc", "\(meta.name).__gc", { c in
       try? LuaVM.toObject(c.L, 1, meta: meta, as: GradientAverager.self)?.cancel()
       LuaVM.releaseObject(c.L, 1, meta: meta)
       return 0
     }, isFinalizer: true)
-    TensorLib.setBinding(L, -1, "__tostring", "\(meta.name).__tostring", { c in
+    Binding.set(L, -1, "__tostring", "\(meta.name).__tostring", { c in
       c.push("dist.GradientAverager (\(try averager(c).bucketCount) buckets)")
       return 1
     })
-    TensorLib.protectMetatable(L, -1)
+    Binding.protectMetatable(L, -1)
     lg_pop(L, 1)
   }
 

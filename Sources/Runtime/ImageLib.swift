@@ -5,9 +5,9 @@ import Tensor
 
 /// `image`: PNG files in and out, sample sheets and resizing (Sources/Media).
 enum ImageLib {
-  typealias Fn = TensorLib.Fn
+  typealias Fn = Binding.Fn
 
-  static func install(_ L: LuaState) { Libraries.install(L, "image", imageBindings()) }
+  static func install(_ L: LuaState) { Binding.installLibrary(L, "image", imageBindings()) }
 
   static func range(_ o: Options, _ key: String = "range") throws -> (Double, Double)? {
     guard o.has(key) else { return nil }

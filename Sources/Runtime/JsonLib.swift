@@ -7,7 +7,7 @@ import Tensor
 /// tables with keys other than 1..n or strings are written {"__pairs": [[k, v], ...]}; string
 /// keys are sorted, so the text is the same for the same table. Cycles and depth are errors.
 enum JsonLib {
-  typealias Fn = TensorLib.Fn
+  typealias Fn = Binding.Fn
 
   static func install(_ L: LuaState) {
     let fns: [Fn] = [
@@ -16,7 +16,10 @@ enum JsonLib {
         if let o, !(0...16).contains(o) { throw c.argError(2, "indent must be an integer in 0..16, got \(o)") }
         guard c.argc >= 1 else { throw c.argError(1, "value expected") }
         var open = Set<UnsafeRawPointer>()
-        let text = try encode(c, 1, open: &open, depth: 0).serialized(indent: o)
+        var size = 0
+        let tree = try encode(c, 1, open: &open, depth: 0, size: &size)
+        try Storage.checkAllocatable(count: size, elementBytes: 3, what: "json.encode's text")   // the tree, the text, the Lua string
+        let text = try tree.serialized(indent: o)
         try c.reserveHeap(text.utf8.count * 2)
         c.push(text)
         return 1
@@ -29,13 +32,21 @@ enum JsonLib {
       }),
     ]
     lua_createtable(L, 0, Int32(fns.count))
-    for (name, body) in fns { TensorLib.setBinding(L, -1, name, "json.\(name)", body) }
-    TensorLib.setGlobal(L, "json")
+    for (name, body) in fns { Binding.set(L, -1, name, "json.\(name)", body) }
+    Binding.setGlobal(L, "json")
   }
 
   /// The Lua value at `i` as JSON.
-  static func encode(_ c: LuaCall, _ i: Int32, open: inout Set<UnsafeRawPointer>, depth: Int) throws -> JSON {
+  /// `size` counts what the JSON will take (a table shared many times is written each time, so
+  /// a few small tables can stand for billions of values): past `maxEncodedBytes` it stops.
+  static let maxEncodedBytes = 1 << 30
+
+  static func encode(_ c: LuaCall, _ i: Int32, open: inout Set<UnsafeRawPointer>, depth: Int, size: inout Int) throws -> JSON {
     let L = c.L
+    size += 16 + (lua_type(L, i) == LUA_TSTRING ? Int(lua_rawlen(L, i)) : 0)
+    guard size <= maxEncodedBytes else {
+      throw c.error("the value would take more than \(maxEncodedBytes >> 20) MiB of JSON (a table shared many times is written each time)")
+    }
     switch lua_type(L, i) {
     case LUA_TNIL, LUA_TNONE: return .null
     case LUA_TBOOLEAN: return .bool(lua_toboolean(L, i) != 0)
@@ -59,11 +70,11 @@ enum JsonLib {
       var strings: [(String, JSON)] = [], others: [(JSON, JSON, String)] = [], maxInt = 0, ints = 0
       lua_pushnil(L)
       while try c.next(t) {
-        let value = try encode(c, -1, open: &open, depth: depth + 1)
+        let value = try encode(c, -1, open: &open, depth: depth + 1, size: &size)
         if lua_type(L, -2) == LUA_TSTRING {
           strings.append((LuaVM.string(L, -2), value))
         } else {
-          let key = try encode(c, -2, open: &open, depth: depth + 1)
+          let key = try encode(c, -2, open: &open, depth: depth + 1, size: &size)
           if case .int(let k) = key, k >= 1 { ints += 1; maxInt = Swift.max(maxInt, k) }
           lua_pushvalue(L, -2)
           let sortKey = lua_type(L, -1) == LUA_TNUMBER ? String(format: "%020.6f", lua_tonumberx(L, -1, nil)) : LuaVM.string(L, -1)

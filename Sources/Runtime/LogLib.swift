@@ -6,13 +6,13 @@ import Tensor
 /// The Swift helpers of `log` and `ckpt` (their Lua halves are lua/log.lua and lua/ckpt.lua),
 /// and log.TensorBoard: event-file writers (userdata luagan.TensorBoard, Sources/Media).
 enum LogLib {
-  typealias Fn = TensorLib.Fn
+  typealias Fn = Binding.Fn
   static let tensorBoardMeta = UserdataKind("luagan.TensorBoard")
 
   static func install(_ L: LuaState) {
     installTensorBoardType(L)
-    Libraries.install(L, "ckpt", ckptBindings())
-    Libraries.install(L, "log", logBindings())
+    Binding.installLibrary(L, "ckpt", ckptBindings())
+    Binding.installLibrary(L, "log", logBindings())
   }
 
   static func ckptBindings() -> [Fn] { [("_pid", { c in c.push(Int(getpid())); return 1 })] }
@@ -46,19 +46,19 @@ enum LogLib {
     lua_pushstring(L, "__index")
     lua_createtable(L, 0, Int32(methods.count))
     // "log.TensorBoard:scalars": errors read "TensorBoard:scalars: ..." (the part after the last dot).
-    for (name, body) in methods { TensorLib.setBinding(L, -1, name, "log.TensorBoard:\(name)", body) }
+    for (name, body) in methods { Binding.set(L, -1, name, "log.TensorBoard:\(name)", body) }
     lua_rawset(L, -3)
-    TensorLib.setBinding(L, -1, "__gc", "\(meta.name).__gc", { c in LuaVM.releaseObject(c.L, 1, meta: meta); return 0 }, isFinalizer: true)
-    TensorLib.setBinding(L, -1, "__close", "\(meta.name).__close", { c in
+    Binding.set(L, -1, "__gc", "\(meta.name).__gc", { c in LuaVM.releaseObject(c.L, 1, meta: meta); return 0 }, isFinalizer: true)
+    Binding.set(L, -1, "__close", "\(meta.name).__close", { c in
       LuaVM.toObject(c.L, 1, meta: meta, as: TensorBoardWriter.self)?.close()
       return 0
     })
-    TensorLib.setBinding(L, -1, "__tostring", "\(meta.name).__tostring", { c in
+    Binding.set(L, -1, "__tostring", "\(meta.name).__tostring", { c in
       let w = try writerObject(c)
       c.push("log.TensorBoard (\(w.path)\(w.isClosed ? ", closed" : ""))")
       return 1
     })
-    TensorLib.protectMetatable(L, -1)
+    Binding.protectMetatable(L, -1)
     lg_pop(L, 1)
   }
 

@@ -6,13 +6,13 @@ import Tensor
 /// The Swift half of `metrics`: the formulas over features (FID, IS, KID, precision/recall)
 /// and over images (SWD, MS-SSIM). Feature networks and file helpers are in lua/metrics.lua.
 enum MetricsLib {
-  typealias Fn = TensorLib.Fn
+  typealias Fn = Binding.Fn
 
   static func install(_ L: LuaState) {
     let fns = bindings()
     lua_createtable(L, 0, Int32(fns.count))
-    for (fname, body) in fns { TensorLib.setBinding(L, -1, fname, "metrics.\(fname)", body) }
-    TensorLib.setGlobal(L, "metrics")
+    for (fname, body) in fns { Binding.set(L, -1, fname, "metrics.\(fname)", body) }
+    Binding.setGlobal(L, "metrics")
   }
 
   /// A seed option: an integer in 0 ..< 2³² (NumPy's RandomState accepts exactly these).

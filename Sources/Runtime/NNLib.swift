@@ -8,7 +8,7 @@ import Tensor
 /// utilities and initializers. Modules are userdata `luagan.Module` whose user value table
 /// holds the Lua-side fields; assigning a tensor or module to a field registers it here.
 enum NNLib {
-  typealias Fn = TensorLib.Fn
+  typealias Fn = Binding.Fn
 
   static func install(_ L: LuaState) {
     // The module metatable.
@@ -19,23 +19,23 @@ enum NNLib {
     lg_pushmoduleindex(L)
     lua_rawset(L, meta)
     for (name, body) in moduleMetamethods() {
-      TensorLib.setBinding(L, meta, name, "Module.\(name)", body, isFinalizer: name == "__gc")
+      Binding.set(L, meta, name, "Module.\(name)", body, isFinalizer: name == "__gc")
     }
-    TensorLib.protectMetatable(L, meta)
+    Binding.protectMetatable(L, meta)
     lg_pop(L, 1)
     // The weak map from Swift module to userdata.
     LuaVM.createWeakMap(L, LuaVM.moduleMap)
 
     // The nn table (the prelude adds the classes), with nn.utils and nn.init.
     lua_createtable(L, 0, 64)
-    for (name, body) in constructors() + treeBindings() { TensorLib.setBinding(L, -1, name, "nn.\(name)", body) }
+    for (name, body) in constructors() + treeBindings() { Binding.set(L, -1, name, "nn.\(name)", body) }
     lua_createtable(L, 0, 4)
-    for (name, body) in utilsBindings() { TensorLib.setBinding(L, -1, name, "nn.utils.\(name)", body) }
+    for (name, body) in utilsBindings() { Binding.set(L, -1, name, "nn.utils.\(name)", body) }
     LuaCall(L, "").setField(-2, "utils")
     lua_createtable(L, 0, 12)
-    for (name, body) in initBindings() { TensorLib.setBinding(L, -1, name, "nn.init.\(name)", body) }
+    for (name, body) in initBindings() { Binding.set(L, -1, name, "nn.init.\(name)", body) }
     LuaCall(L, "").setField(-2, "init")
-    TensorLib.setGlobal(L, "nn")
+    Binding.setGlobal(L, "nn")
   }
 
   // MARK: - Constructors (wrapped by the Lua classes nn.Linear, nn.Conv2d, ...)

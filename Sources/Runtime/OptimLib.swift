@@ -6,30 +6,30 @@ import Tensor
 /// `optim`: Adam and SGD (userdata `luagan.Optimizer`) with parameter groups and state dicts,
 /// and the Swift core of optim.EMA (the Lua wrapper in the prelude keeps `ema.model`).
 enum OptimLib {
-  typealias Fn = TensorLib.Fn
+  typealias Fn = Binding.Fn
 
   static func install(_ L: LuaState) {
     for (meta, methods) in [(LuaVM.optimizerMeta, optimizerMethods()), (LuaVM.emaMeta, [Fn]())] {
       _ = luaL_newmetatable(L, meta.name)
       lua_pushstring(L, "__index")
       lua_createtable(L, 0, Int32(methods.count))
-      for (name, body) in methods { TensorLib.setBinding(L, -1, name, "Optimizer.\(name)", body) }
+      for (name, body) in methods { Binding.set(L, -1, name, "Optimizer.\(name)", body) }
       lua_rawset(L, -3)
-      TensorLib.setBinding(L, -1, "__gc", "\(meta.name).__gc", { c in LuaVM.releaseObject(c.L, 1, meta: meta); return 0 }, isFinalizer: true)
+      Binding.set(L, -1, "__gc", "\(meta.name).__gc", { c in LuaVM.releaseObject(c.L, 1, meta: meta); return 0 }, isFinalizer: true)
       if meta.name == LuaVM.optimizerMeta.name {
-        TensorLib.setBinding(L, -1, "__tostring", "Optimizer.__tostring", { c in
+        Binding.set(L, -1, "__tostring", "Optimizer.__tostring", { c in
           let o = try optimizer(c)
           c.push("\(o.typeName) (\(o.groups.count) group\(o.groups.count == 1 ? "" : "s"), \(o.allParameters.count) parameters: " +
                  o.groups.map { g in g.options.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", ") }.joined(separator: " | ") + ")")
           return 1
         })
       }
-      TensorLib.protectMetatable(L, -1)
+      Binding.protectMetatable(L, -1)
       lg_pop(L, 1)
     }
     lua_createtable(L, 0, 8)
-    for (name, body) in libraryBindings() { TensorLib.setBinding(L, -1, name, "optim.\(name)", body) }
-    TensorLib.setGlobal(L, "optim")
+    for (name, body) in libraryBindings() { Binding.set(L, -1, name, "optim.\(name)", body) }
+    Binding.setGlobal(L, "optim")
   }
 
   static func optimizer(_ c: LuaCall) throws -> Optimizer {
@@ -101,14 +101,16 @@ enum OptimLib {
   static func paramList(_ c: LuaCall, _ i: Int32, _ what: String) throws -> [Tensor] {
     guard lua_type(c.L, i) == LUA_TTABLE else { throw c.error("\(what) must be a list of tensors, got \(c.typeName(i))") }
     let n = Int(lua_rawlen(c.L, i))
-    return try (0..<n).map { k in
+    var out: [Tensor] = []   // not reserved: lua_rawlen is a border, not a count
+    for k in 0..<n {
       lua_rawgeti(c.L, i, lua_Integer(k + 1))
       defer { lg_pop(c.L, 1) }
       guard let t = try LuaVM.toTensor(c.L, -1) else {
         throw c.error("\(what): entry \(k + 1) is \(c.typeName(-1)), not a parameter tensor")
       }
-      return t
+      out.append(t)
     }
+    return out
   }
 
   static func libraryBindings() -> [Fn] {

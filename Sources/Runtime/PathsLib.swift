@@ -4,9 +4,9 @@ import Tensor
 
 /// `paths`: files and folders through the OS, never a shell (as Torch7's paths package).
 enum PathsLib {
-  typealias Fn = TensorLib.Fn
+  typealias Fn = Binding.Fn
 
-  static func install(_ L: LuaState) { Libraries.install(L, "paths", fileBindings()) }
+  static func install(_ L: LuaState) { Binding.installLibrary(L, "paths", fileBindings()) }
 
   static func fileBindings() -> [Fn] {
     [
@@ -58,7 +58,7 @@ enum PathsLib {
       }),
       ("readText", { c in
         let p = try c.string(1)
-        let d = try readRegularFile(p, what: "readText", limit: 1 << 30)
+        let d = try readRegularFile(p, what: "readText", limit: 1 << 30, copies: 3)   // the bytes, a String, the Lua string
         try c.reserveHeap(d.count * 2)
         c.push(String(decoding: d, as: UTF8.self))
         return 1

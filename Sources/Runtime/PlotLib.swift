@@ -5,20 +5,22 @@ import Tensor
 
 /// `plot`: line plots as PNG (Sources/Media).
 enum PlotLib {
-  typealias Fn = TensorLib.Fn
+  typealias Fn = Binding.Fn
 
-  static func install(_ L: LuaState) { Libraries.install(L, "plot", plotBindings()) }
+  static func install(_ L: LuaState) { Binding.installLibrary(L, "plot", plotBindings()) }
 
   static func numbers(_ c: LuaCall, _ i: Int32, _ what: String) throws -> [Double] {
     if let t = try LuaVM.toTensor(c.L, i) { return try t.detach().reshape([-1]).toArray() }
     guard lua_type(c.L, i) == LUA_TTABLE else { throw c.error("\(what) must be a table of numbers or a tensor, got \(c.typeName(i))") }
     let n = Int(lua_rawlen(c.L, i))
-    return try (0..<n).map { k in
+    var out: [Double] = []   // not reserved: lua_rawlen is a border, not a count
+    for k in 0..<n {
       lua_rawgeti(c.L, i, lua_Integer(k + 1))
       defer { lg_pop(c.L, 1) }
       guard lua_type(c.L, -1) == LUA_TNUMBER else { throw c.error("\(what)[\(k + 1)] is \(c.typeName(-1)), expected a number") }
-      return lua_tonumberx(c.L, -1, nil)
+      out.append(lua_tonumberx(c.L, -1, nil))
     }
+    return out
   }
 
   static func plotBindings() -> [Fn] {
@@ -42,7 +44,7 @@ enum PlotLib {
           if so.has("labels") {
             lua_pushstring(c.L, "labels"); lua_rawget(c.L, st)
             let lt = lua_gettop(c.L)
-            for j in 0..<Int(lua_rawlen(c.L, lt)) {
+            for j in 0..<Swift.min(Int(lua_rawlen(c.L, lt)), y.count) {   // a label per point at most
               lua_rawgeti(c.L, lt, lua_Integer(j + 1))
               labels.append(lua_type(c.L, -1) == LUA_TSTRING || lua_type(c.L, -1) == LUA_TNUMBER ? LuaVM.string(c.L, -1) : "")
               lg_pop(c.L, 1)

@@ -41,7 +41,14 @@ extension Tensor {
   /// zero vector is 0 (PyTorch's subgradient) rather than the 0/0 of the √ composite: a
   /// gradient penalty must not turn NaN when D's gradient vanishes. Reference: torch.norm.
   public func norm(dims: [Int]? = nil, keepDim: Bool = false) throws -> Tensor {
-    let out = try GradMode.withDisabled { try detach().mul(detach()).sum(dims: dims, keepDim: keepDim).sqrt() }
+    // Σx² of an expanded view is its data's Σx² times the copies (sum handles the repeats), so
+    // the square is taken of the data only
+    let out = try GradMode.withDisabled {
+      let data = expandedDims.isEmpty ? detach() : compactedView()
+      let squares = try data.mul(data)
+      let repeated = expandedDims.isEmpty ? squares : try squares.expand(shape)
+      return try repeated.sum(dims: dims, keepDim: keepDim).sqrt()
+    }
     let mask = try reduceMask(dims, "norm")
     let kept = zip(shape, mask).map { $1 ? 1 : $0 }
     return record("norm", out, [self]) { [x = self] g, _ in

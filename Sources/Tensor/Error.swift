@@ -8,7 +8,14 @@ public struct TensorError: Error, CustomStringConvertible, Sendable {
 }
 
 /// `{2, 3, 4}`: shapes print as Lua tables, the form users write them in.
-public func formatShape(_ shape: [Int]) -> String { "{" + shape.map(String.init).joined(separator: ",") + "}" }
+public func formatShape(_ shape: [Int]) -> String {
+  // a shape of thousands of dims (a fuzzer's, a mistake's) must not make a message of megabytes
+  if shape.count > 16 {
+    return "{" + shape.prefix(8).map(String.init).joined(separator: ",") + ",...," + shape.suffix(4).map(String.init).joined(separator: ",")
+      + "} (\(shape.count) dims)"
+  }
+  return "{" + shape.map(String.init).joined(separator: ",") + "}"
+}
 
 /// Size arithmetic on numbers that came from a script or a file: an overflow is an error that
 /// names what was being computed, never a silent wrap (release builds) or a trap (debug).

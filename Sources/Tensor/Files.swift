@@ -6,13 +6,15 @@ import Foundation
 
 /// The bytes of a regular file (not a folder, a device or a pipe, which may never end), after
 /// checking its size can be held in memory. Errors start with `what`.
-public func readRegularFile(_ path: String, what: String, limit: Int = MemoryAccounting.maxAllocationBytes) throws -> Data {
+public func readRegularFile(_ path: String, what: String, limit: Int = MemoryAccounting.maxAllocationBytes,
+                            copies: Int = 1) throws -> Data {
   var st = stat()
   guard stat(path, &st) == 0 else { throw TensorError("\(what): no such file '\(path)'") }
   guard (st.st_mode & S_IFMT) == S_IFREG else { throw TensorError("\(what): '\(path)' is not a regular file") }
   let size = Int(st.st_size)
   guard size <= limit else { throw TensorError("\(what): '\(path)' is \(Storage.humanBytes(size)), more than the limit of \(Storage.humanBytes(limit))") }
-  try Storage.checkAllocatable(count: size, elementBytes: 1, what: "the contents of '\(path)'")
+  // `copies`: how many copies of the bytes the caller will hold at once (a decode, a string)
+  try Storage.checkAllocatable(count: size, elementBytes: Swift.max(1, copies), what: "the contents of '\(path)'")
   let fd = open(path, O_RDONLY)
   guard fd >= 0 else { throw TensorError("\(what): cannot open '\(path)': \(String(cString: strerror(errno)))") }
   defer { close(fd) }

@@ -10,6 +10,12 @@ extension Tensor: CustomStringConvertible {
       return "tensor([], shape=\(formatShape(shape)), dtype=\(dtype.rawValue)\(requiresGrad ? ", requiresGrad=true" : ""))"
     }
     let summarize = numel > 1000
+    // Summarizing keeps 6 entries per dim: with many small dims that is still too many (2^40
+    // for 40 dims of 2), so past a few thousand shown values only the shape is printed.
+    let shownCount = shape.reduce(1.0) { $0 * Double(summarize && $1 > 6 ? 6 : $1) }
+    if shownCount > 4096 {
+      return "tensor([...], shape=\(formatShape(shape)), dtype=\(dtype.rawValue)\(requiresGrad ? ", requiresGrad=true" : ""))"
+    }
     let value = elementReader()
     let shown = summarize ? summarizedValues(value) : (0..<numel).map(value)
     let fmt = ValueFormatter(shown.filter { $0.isFinite })

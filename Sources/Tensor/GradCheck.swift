@@ -28,6 +28,10 @@ public enum GradCheck {
     }
     let y0 = try f(inputs.map { $0.detach() })
     let m = y0.numel
+    // the analytic and numeric Jacobians: m rows of every input's size, each
+    let columns = try inputs.reduce(1) { try Checked.add($0, $1.numel, "gradcheck: Jacobian size") }
+    try Storage.checkAllocatable(count: try Checked.mul(m, columns, "gradcheck: Jacobian size"), elementBytes: 16,
+                                 what: "gradcheck's Jacobians (\(m) outputs x \(columns) inputs)")
     // Analytic rows: ∂y_j/∂x for each output element j.
     var analytic: [[[Double]]] = inputs.map { x in [[Double]](repeating: [Double](repeating: 0, count: x.numel), count: m) }
     let y = try f(inputs)

@@ -105,6 +105,9 @@ public indirect enum JSON: Equatable, Sendable {
 
   /// Parses a whole document; `name` (a file, usually) prefixes errors, with the offset.
   public static func parse(_ bytes: some Collection<UInt8>, name: String = "JSON") throws -> JSON {
+    // Each value becomes a tree node of about 40 bytes however short its text ("0,"), and the
+    // caller then builds its own values from the tree: refused up front when that cannot fit.
+    try Storage.checkAllocatable(count: bytes.count, elementBytes: 64, what: "the values of \(name)")
     var p = Parser(bytes: Array(bytes), name: name)
     let v = try p.value(depth: 0)
     p.skipSpace()

@@ -141,10 +141,10 @@ public enum StorageAllocator {
 
   /// The pool holds what a training step frees and wants again, but never lets live plus
   /// pooled bytes pass 1.1x the peak of live tensor bytes (256 MiB at least): blocks beyond
-  /// that go back to the system, so resident memory follows the live peak. (It used to hold
-  /// up to twice the peak: biggan32 then sat at 1.86 GB resident for 0.95 GB live.)
-  static let capFraction = Double(ProcessInfo.processInfo.environment["LG_POOL_FRACTION"] ?? "") ?? 1.1
-  static let capFloor = (Int(ProcessInfo.processInfo.environment["LG_POOL_FLOOR_MB"] ?? "") ?? 256) << 20
+  /// that go back to the system, so resident memory follows the live peak. (A pool of up to
+  /// twice the peak keeps biggan32 at 1.86 GB resident for 0.95 GB live.)
+  static let capFraction = Double(Tunables.poolPercentOfPeak.value) / 100
+  static let capFloor = Tunables.poolFloorMB.value << 20
   static var cap: Int {
     Swift.max(capFloor, Int(capFraction * Double(MemoryAccounting.peakBytes)) - MemoryAccounting.liveBytes)
   }

@@ -99,10 +99,15 @@ public final class Tensor {
     return t
   }
 
+  /// The most dimensions a tensor may have (PyTorch's limit too): printing, indexing and
+  /// reading nested tables recurse once per dimension.
+  public static let maxRank = 64
+
   /// Element count of `shape`, refusing negative sizes and overflow. The product of the sizes
   /// with zeros counted as ones must fit too, so that no stride, and no product of some of the
   /// sizes (flatten of an empty tensor), can overflow either.
   public static func checkedCount(_ shape: [Int]) throws -> Int {
+    guard shape.count <= maxRank else { throw TensorError("a tensor of \(shape.count) dimensions: at most \(maxRank) are allowed") }
     var n = 1, span = 1
     for d in shape {
       guard d >= 0 else { throw TensorError("invalid shape \(formatShape(shape)): sizes must be >= 0") }

@@ -261,6 +261,57 @@ T.test("11. reductions and indexing of expanded views cost their results", funct
   checkError("cannot allocate", function() return big:gather(3, tensor.ones(1):expand(3, 1 << 40, 1)) end)
 end)
 
+-- MARK: - Borders, shared rows and many dimensions (a second reading of every allocation)
+
+-- A table of 41 entries whose border (#t) is 2^40: Lua's length operator is a border, not a count.
+local function bigBorder(e)
+  local parts = {}
+  for k = 0, e do parts[#parts + 1] = ("[%d]=1"):format(1 << k) end
+  return load("return {" .. table.concat(parts, ",") .. "}")()
+end
+
+T.test("tables whose border is far past their entries size nothing", function()
+  local t = bigBorder(40)
+  check(#t == 1 << 40, "the border really is 2^40")
+  checkError("", function() return tensor.zeros(t) end)
+  checkError("", function() return tensor.cat(t) end)
+  checkError("", function() return optim.Adam(t) end)
+  checkError("", function() return tensor.new(t) end)
+  checkError("", function() return plot.lines(tmp .. "/p.png", { { y = t } }) end)
+  plot.lines(tmp .. "/p.png", { { y = { 1, 2 }, labels = t } })   -- labels past the points are ignored
+end)
+
+T.test("nested tables that share their rows are checked before their values are read", function()
+  local a = {}
+  for i = 1, 1000 do a[i] = 0 end
+  local b = {}
+  for i = 1, 1000 do b[i] = a end
+  local c = {}
+  for i = 1, 1000 do c[i] = b end
+  local d = {}
+  for i = 1, 1000 do d[i] = c end
+  checkError("cannot allocate", function() return tensor.new(d) end)
+  checkError("MiB of JSON", function() return json.encode(c) end)
+end)
+
+T.test("more than 64 dimensions is an error; many small dimensions print as a shape", function()
+  local s = {}
+  for i = 1, 100000 do s[i] = 1 end
+  local ok, e = pcall(tensor.zeros, s)
+  check(not ok and tostring(e):find("at most 64") and #tostring(e) < 400, "a short error: " .. tostring(e):sub(1, 200))
+  local twos = {}
+  for i = 1, 40 do twos[i] = 2 end
+  local text = cheaply("printing 2^40 values of 40 dims", 16, 1, function() return tostring(tensor.zeros(1):expand(twos)) end)
+  check(#text < 2000, "printed as its shape")
+end)
+
+T.test("metrics, gradcheck and split of expanded views are checked first", function()
+  local e = tensor.zeros(1, 1):expand(2, 1 << 20)
+  checkError("cannot allocate", function() return metrics.featureStats(e) end)
+  checkError("cannot allocate", function() return tensor.gradcheck(function(x) return x:expand(1 << 40) end, { tensor.zeros(1) }) end)
+  checkError("", function() return tensor.zeros(1):expand(1 << 40):split(1) end)
+end)
+
 end -- not allocationsOnly
 
 -- MARK: - 12: allocations past the process's own limits
@@ -275,6 +326,22 @@ T.test("12. allocations larger than the process may take are Lua errors", functi
     { "a 5 GB tensor", function() return tensor.zeros(5 << 30, { dtype = "float64" }) end },
     { "an expanded view made contiguous", function() return tensor.zeros(1):expand(3 << 30):contiguous() end },
     { "toArray of a big view", function() return tensor.zeros(1):expand(1 << 31):totable() end },
+    { "a loader's intermediate of 270 MB per sample, for a 1-pixel sample", function()
+      local ds = data.fashionMNIST { split = "test" }
+      return data.Loader(ds, { batchSize = 1, transform = { data.pad(4096), data.pad(4096), data.pad(4096), data.pad(4096),
+        data.pad(4096), data.pad(4096), data.downscale(49180) } }):next()
+    end },
+    { "tensor.new of 1e9 shared values", function()
+      local a = {}
+      for i = 1, 1000 do a[i] = 0 end
+      local b = {}
+      for i = 1, 1000 do b[i] = a end
+      local c = {}
+      for i = 1, 1000 do c[i] = b end
+      return tensor.new(c)
+    end },
+    { "argmax of a 600-million-row view", function() return tensor.zeros(1, 1):expand(6e8 // 1, 2):argmax(2) end },
+    { "image.resize of a big input", function() return image.resize(tensor.zeros(1, 1, 16384, 16384), 16384) end },
   }
   if not allocationsOnly then return end  -- without the limit these would really allocate
   for _, case in ipairs(cases) do

@@ -144,7 +144,7 @@ enum DirectConv {
       && g.ho == g.h && g.wo == g.w && g.cout <= maxThinChannels
   }
   nonisolated(unsafe) static var enabled = true
-  nonisolated(unsafe) static var maxThinChannels = Int(ProcessInfo.processInfo.environment["LG_DIRECT_MAX"] ?? "") ?? 4
+  nonisolated(unsafe) static var maxThinChannels = Tunables.directMaxChannels.value
 
   /// y = conv(x, w) (flip: w read as the input-gradient kernel; then C and K swap roles).
   static func forward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, N: Int, C: Int, K: Int, H: Int, W: Int, flip: Bool,

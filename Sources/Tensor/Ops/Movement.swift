@@ -26,17 +26,53 @@ extension Tensor {
   public func reshape(_ newShape: [Int]) throws -> Tensor {
     let s = try inferShape(newShape, "reshape")
     if s == shape { return self }
-    let src = try contiguousData()
-    let out = Tensor(storage: src.storage, shape: s, strides: Tensor.contiguousStrides(s), offset: src.offset)
+    let out: Tensor
+    if isContiguous {
+      out = Tensor(storage: storage, shape: s, strides: Tensor.contiguousStrides(s), offset: offset)
+    } else if let st = Tensor.viewStrides(shape, strides, s) {
+      out = Tensor(storage: storage, shape: s, strides: st, offset: offset)   // a view: unsqueeze of an expanded view stays cheap
+    } else {
+      let src = try contiguousData()
+      out = Tensor(storage: src.storage, shape: s, strides: Tensor.contiguousStrides(s), offset: src.offset)
+    }
     return record("reshape", out, [self]) { [shape = self.shape] g, _ in [try g.reshape(shape)] }
   }
 
-  /// Like reshape, but only for contiguous tensors (never copies). Reference: torch.Tensor.view.
+  /// Like reshape, but never copies: the new shape must be expressible with strides over the
+  /// same elements (always for contiguous tensors). Reference: torch.Tensor.view.
   public func view(_ newShape: [Int]) throws -> Tensor {
-    guard isContiguous else {
-      throw TensorError("view: the tensor is not contiguous (shape \(formatShape(shape)), strides \(formatShape(strides))); use reshape, or contiguous() first")
+    let s = try inferShape(newShape, "view")
+    guard isContiguous || Tensor.viewStrides(shape, strides, s) != nil else {
+      throw TensorError("view: the tensor is not contiguous (shape \(formatShape(shape)), strides \(formatShape(strides))): "
+                        + "\(formatShape(newShape)) cannot be a view of it; use reshape, or contiguous() first")
     }
     return try reshape(newShape)
+  }
+
+  /// Strides that make `newShape` a view of the elements of a tensor with `oldShape` and
+  /// `oldStrides`, or nil when it takes a copy: the old dims are cut into chunks whose elements
+  /// are evenly spaced, and each chunk must map onto whole new dims (PyTorch's view rule,
+  /// ATen's computeStride).
+  static func viewStrides(_ oldShape: [Int], _ oldStrides: [Int], _ newShape: [Int]) -> [Int]? {
+    if oldShape.isEmpty || oldShape.contains(0) { return Tensor.contiguousStrides(newShape) }
+    var newStrides = [Int](repeating: 0, count: newShape.count)
+    var viewD = newShape.count - 1
+    var chunkBase = oldStrides[oldShape.count - 1]
+    var tensorNumel = 1, viewNumel = 1
+    for d in stride(from: oldShape.count - 1, through: 0, by: -1) {
+      tensorNumel *= oldShape[d]
+      // a chunk ends where the next dim out is not laid out right after this one
+      if d == 0 || (oldShape[d - 1] != 1 && oldStrides[d - 1] != tensorNumel &* chunkBase) {
+        while viewD >= 0 && (viewNumel < tensorNumel || newShape[viewD] == 1) {
+          newStrides[viewD] = viewNumel &* chunkBase
+          viewNumel *= newShape[viewD]
+          viewD -= 1
+        }
+        if viewNumel != tensorNumel { return nil }
+        if d > 0 { chunkBase = oldStrides[d - 1]; tensorNumel = 1; viewNumel = 1 }
+      }
+    }
+    return viewD == -1 ? newStrides : nil
   }
 
   /// Reorders dimensions: result dim i is input dim perm[i]. A view. Reference: torch.permute.
@@ -248,6 +284,8 @@ extension Tensor {
     guard size > 0 else { throw TensorError("split: size must be positive, got \(size)") }
     let pieces = shape[d] / size + (shape[d] % size == 0 ? 0 : 1)
     guard pieces <= 1 << 24 else { throw TensorError("split: \(pieces) pieces are too many (at most 2^24)") }
+    // each piece is a view object, and a Lua value once returned (about 1 KB with its graph node)
+    try Storage.checkAllocatable(count: pieces, elementBytes: 1024, what: "split's \(pieces) pieces")
     return try stride(from: 0, to: shape[d], by: size).map { try narrow(dim: d, start: $0, length: Swift.min(size, shape[d] - $0)) }
   }
 

@@ -1,3 +1,5 @@
+import Foundation
+
 /// Reductions. `sum` is the primitive; mean, var, std, logsumexp and softmax are composites.
 /// `max`/`min` along a dim are a `gather` at the arg-extreme positions, so their gradient flows
 /// to the chosen elements only (first occurrence on ties).
@@ -77,6 +79,14 @@ extension Tensor {
   public func variance(dims: [Int]? = nil, unbiased: Bool = true, keepDim: Bool = false) throws -> Tensor {
     let mask = try reduceMask(dims, "var")
     let n = zip(shape, mask).reduce(1) { $1.1 ? $0 * $1.0 : $0 }
+    if !expandedDims.isEmpty {
+      // Repeated slices add no spread: the biased variance is the data's (each value counted
+      // as often as the others), then n/(n-1) for the unbiased one, spread back over the
+      // expanded dims that are kept. The work follows the data, not the logical size.
+      var v = try compactRecorded().variance(dims: dims, unbiased: false, keepDim: true)
+      if unbiased { v = try v.mul(constant(Double(n) / Double(n - 1))) }
+      return try v.spread(to: zip(shape, mask).map { $1 ? 1 : $0 }, keepDim: keepDim, mask: mask)
+    }
     let centered = try sub(mean(dims: dims, keepDim: true))
     let ss = try centered.mul(centered).sum(dims: dims, keepDim: keepDim)
     return try ss.div(constant(Double(unbiased ? n - 1 : n)))
@@ -157,6 +167,21 @@ extension Tensor {
     return out
   }
 
+  /// This view with every expanded dim narrowed to size 1, as a recorded op (the gradient
+  /// reaches the first copy of each repeated slice, which expand's pullback then sums).
+  func compactRecorded() throws -> Tensor {
+    var x = self
+    for d in expandedDims { x = try x.narrow(dim: d, start: 0, length: 1) }
+    return x
+  }
+
+  /// A reduction's result computed on the data (shape with 1s), repeated to `kept` (the
+  /// logical reduction's shape with reduced dims as 1) as a view, then squeezed unless keepDim.
+  func spread(to kept: [Int], keepDim: Bool, mask: [Bool]) throws -> Tensor {
+    let full = shape == kept ? self : try expand(kept)
+    return keepDim ? full : try full.reshape(zip(kept, mask).filter { !$1 }.map { $0.0 })
+  }
+
   /// The dims this view repeats (stride 0 and size above 1: made by expand).
   var expandedDims: [Int] { (0..<rank).filter { strides[$0] == 0 && shape[$0] > 1 } }
 
@@ -204,6 +229,14 @@ extension Tensor {
   /// it neither overflows nor underflows. Reference: torch.logsumexp.
   public func logsumexp(dim: Int, keepDim: Bool = false) throws -> Tensor {
     let d = try normalizedDim(dim, "logsumexp")
+    if !expandedDims.isEmpty {
+      // k copies of each value along an expanded dim: log Σ = log k + the data's log Σ
+      var s = try compactRecorded().logsumexp(dim: d, keepDim: true)
+      if strides[d] == 0 && shape[d] > 1 { s = try s.add(constant(Foundation.log(Double(shape[d])))) }
+      var mask = [Bool](repeating: false, count: rank)
+      mask[d] = true
+      return try s.spread(to: zip(shape, mask).map { $1 ? 1 : $0 }, keepDim: keepDim, mask: mask)
+    }
     var m = try detach().max(dim: d, keepDim: true).values
     // An all -inf (or +inf) row would give inf - inf; shift by 0 there instead.
     m = try Tensor.where(m.abs().lt(constant(.infinity)), m, constant(0))

@@ -23,8 +23,8 @@ enum Winograd {
     return enabled && g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1 && g.ph == 1 && g.pw == 1
       && g.cin >= minChannels && g.cout >= minChannels && g.ho == g.h && g.wo == g.w
   }
-  nonisolated(unsafe) static var minChannels = Int(ProcessInfo.processInfo.environment["LG_WINO_MIN"] ?? "") ?? 16
-  nonisolated(unsafe) static var blockBudget = Int(ProcessInfo.processInfo.environment["LG_WINO_BUDGET"] ?? "") ?? (4 << 20)
+  nonisolated(unsafe) static var minChannels = Tunables.winogradMinChannels.value
+  nonisolated(unsafe) static var blockBudget = Tunables.winogradBlockBytes.value
 
   /// Tile-rows per block: the transformed block (`planes` planes: 16 for F(2×2), 36 for F(4×4))
   /// of the wider side stays near 4 MiB. Blocks are whole tile-rows, so the transforms run over

@@ -15,7 +15,7 @@ import Foundation
 /// reach 8 and 1/24); float64 keeps F(2×2, 3×3), whose gradchecks agree to 1e-13.
 enum Winograd4 {
   /// On by default for float32; LG_WINO_TILE=2 keeps F(2×2, 3×3) everywhere.
-  nonisolated(unsafe) static var enabled = ProcessInfo.processInfo.environment["LG_WINO_TILE"] != "2"
+  nonisolated(unsafe) static var enabled = Tunables.winogradTile.value == 4
 
   /// G v for 3-vectors v = (a, b, c), one per lane, G's rows as above.
   @inline(__always) static func applyG<V: SIMD>(_ a: V, _ b: V, _ c: V) -> (V, V, V, V, V, V) where V.Scalar == Double {
@@ -136,9 +136,9 @@ enum Winograd4 {
 /// 2 threads against 1.0 on one). Sub-blocks depend only on the shape, so the forward is
 /// the same for any thread count, and the weight gradient sums the sub-blocks' partials in order.
 struct SmallBlocks {
-  static let maxChannels = Int(ProcessInfo.processInfo.environment["LG_WINO_SMALL"] ?? "") ?? 64
-  static let forwardTiles = Int(ProcessInfo.processInfo.environment["LG_WINO_SUBTILES"] ?? "") ?? 128
-  static let weightTiles = Int(ProcessInfo.processInfo.environment["LG_WINO_WTILES"] ?? "") ?? 256
+  static let maxChannels = Tunables.winogradSmallChannels.value
+  static let forwardTiles = Tunables.winogradForwardTiles.value
+  static let weightTiles = Tunables.winogradWeightTiles.value
   let C, K, rows, tw, blockRows, blocks: Int
 
   /// nil when the layer is wide enough for the blocked path, or too small to split.

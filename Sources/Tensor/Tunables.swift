@@ -1,0 +1,50 @@
+import Foundation
+
+/// The `LG_*` environment variables that tune luagan's kernels and allocator, each declared once
+/// here with its default, its bounds and what it changes. Every one only moves speed and memory
+/// against each other: results are the same bits whatever they are set to (the splits they
+/// change are fixed by the shape, never by timing), except LG_WINO_TILE, which picks the
+/// Winograd variant and so the float32 rounding. A value that is not an integer in bounds is
+/// ignored (the default holds) and reported by `tensor.config().tunables`.
+public enum Tunables {
+  public struct Knob: Sendable {
+    public let name: String
+    public let defaultValue: Int
+    public let range: ClosedRange<Int>
+    public let help: String
+    /// What the environment held, if anything.
+    public let setting: String?
+    /// The value in use: the setting when it is an integer in range, else the default.
+    public var value: Int {
+      guard let s = setting, let v = Int(s), range.contains(v) else { return defaultValue }
+      return v
+    }
+
+    init(_ name: String, _ defaultValue: Int, _ range: ClosedRange<Int>, _ help: String) {
+      self.name = name; self.defaultValue = defaultValue; self.range = range; self.help = help
+      setting = ProcessInfo.processInfo.environment[name]
+    }
+  }
+
+  public static let winogradMinChannels = Knob("LG_WINO_MIN", 16, 1...1 << 20,
+    "3x3 convolutions with fewer input or output channels than this use im2col + GEMM instead of Winograd")
+  public static let winogradBlockBytes = Knob("LG_WINO_BUDGET", 4 << 20, 1 << 16...1 << 30,
+    "bytes of transformed tiles per block in wide Winograd layers (cache blocking)")
+  public static let winogradTile = Knob("LG_WINO_TILE", 4, 2...4,
+    "4: float32 3x3 convolutions use F(4x4,3x3); 2: F(2x2,3x3) everywhere (float64 always uses F(2x2))")
+  public static let winogradSmallChannels = Knob("LG_WINO_SMALL", 64, 0...1 << 20,
+    "layers of at most this many channels run whole Winograd sub-blocks per worker (one dispatch per conv)")
+  public static let winogradForwardTiles = Knob("LG_WINO_SUBTILES", 128, 1...1 << 20,
+    "tiles per sub-block in the small-layer forward and input gradient")
+  public static let winogradWeightTiles = Knob("LG_WINO_WTILES", 256, 1...1 << 20,
+    "tiles per sub-block in the small-layer weight gradient")
+  public static let directMaxChannels = Knob("LG_DIRECT_MAX", 4, 0...64,
+    "3x3 convolutions with at most this many output channels (a generator's image layer) use the direct kernel")
+  public static let poolPercentOfPeak = Knob("LG_POOL_FRACTION", 110, 0...1000,
+    "percent of the peak of live tensor bytes that live plus pooled (freed, kept for reuse) bytes may reach")
+  public static let poolFloorMB = Knob("LG_POOL_FLOOR_MB", 256, 0...1 << 20,
+    "MiB the allocator's reuse pool may hold whatever the peak")
+
+  public static let all: [Knob] = [winogradMinChannels, winogradBlockBytes, winogradTile, winogradSmallChannels,
+                                   winogradForwardTiles, winogradWeightTiles, directMaxChannels, poolPercentOfPeak, poolFloorMB]
+}
