@@ -4,10 +4,11 @@
 -- buffers. The networks are in scripts/lib/models/biggan.lua (--arch=deep: BigGAN-deep's, in
 -- scripts/lib/models/biggan_deep.lua).
 --
---   luagan scripts/biggan.lua [--ch=32] [--orthoBeta=1e-4] [--iters=20000] [--out=runs/biggan] ...
+--   luagan scripts/biggan.lua [--ch=32] [--GOrthoBeta=1e-4] [--iters=20000] [--out=runs/biggan] ...
 --   luagan scripts/biggan.lua --arch=deep --depth=2 ...
 --   luagan scripts/biggan.lua --help
 local training = require("training")
+local recipe = require("recipes.biggan")
 
 local spec = training.concat({
   { "arch", "standard", "standard: BigGAN; deep: BigGAN-deep (bottleneck blocks, depth per resolution, [embedding, z] "
@@ -18,8 +19,9 @@ local spec = training.concat({
   { "sharedDim", 128, "shared class embedding size (0: dimZ)" },
   { "shared", true, "shared class embedding projected to every BN (off: per-class gains)" },
   { "hier", true, "hierarchical z: one z chunk per G block (needs shared)" },
-  { "orthoBeta", 1e-4, "orthogonal regularization on G: adds 2·beta·(WWᵀ⊙(1−I))W to the gradients (0: off)" },
-  { "DOrthoBeta", 0.0, "the same on D" },
+  { "GOrthoBeta", 1e-4, "orthogonal regularization on G: adds 2·beta·(WWᵀ⊙(1−I))W to the gradients (0: off)", min = 0, max = 1,
+    aliases = { "orthoBeta" } },
+  { "DOrthoBeta", 0.0, "the same on D", min = 0, max = 1 },
   { "GAttn", "0", "G self-attention resolutions, e.g. '16' or '16_32' ('0': none)" },
   { "DAttn", "0", "D self-attention resolutions (at 32 px every D block is labelled 16)" },
   { "numDSteps", 2, "D steps per G step", min = 1 },
@@ -76,8 +78,6 @@ local function sample(z, y)   -- images from the EMA generator, without changing
   end)
 end
 
-local function uniformLabels(n) return tensor.randint(1, numClasses, n) end
-
 -- Small data: DiffAugment on everything D sees (ADA's probability with adaTarget), LeCam.
 local aids = training.SmallData(opt, saved)
 
@@ -97,55 +97,19 @@ local run = training.Run(opt, {
   end,
 }, saved)
 
+local step = recipe.Step { G = G, D = D, optG = optG, optD = optD, ema = ema, opt = opt, batch = B, aids = aids,
+                           draw = { reals = function() return loader:next() end } }
 while run:next() do
   G:train(); D:train()
   if opt.lrDecay < 1 then
     local f = run:decayFactor(opt.lrDecay)
     optG:setLr(opt.GLr * f); optD:setLr(opt.DLr * f)
   end
-  -- (1) update D: numDSteps steps, each on fresh reals, noise and labels (numDAccumulations
-  -- minibatches of them)
-  local lossD, dOut
-  for _ = 1, opt.numDSteps do
-    optD:zeroGrad()
-    lossD, dOut = training.accumulated(opt.numDAccumulations, function()
-      local real, realY = loader:next()
-      local z, fakeY = tensor.randn(B, dimZ), uniformLabels(B)
-      local fake = tensor.noGrad(function() return G(z, G:embed(fakeY)) end)
-      -- one D pass over [fake; real], as BigGAN-PyTorch's G_D
-      local out = D(aids:augment(tensor.cat({ fake, real }, 1)), tensor.cat({ fakeY, realY }, 1))
-      local dFake, dReal = out:narrow(1, 1, B), out:narrow(1, B + 1, B)
-      local loss = aids:dLoss(gan.hingeD(dReal, dFake), dReal, dFake, run.iter)
-      if opt.DR1Gamma > 0 then   -- the paper's stability probe: R1 on the reals, by double backprop
-        loss = loss + gan.r1Penalty(function(x) return D(aids:augment(x), realY) end, real, { gamma = opt.DR1Gamma })
-      end
-      return loss, out
-    end, D)
-    training.syncGradients(D)   -- under mpirun: the mean over ranks (a no-op in one process)
-    if opt.DOrthoBeta > 0 then gan.addOrthoGrad(D, opt.DOrthoBeta) end
-    optD:step()
-  end
-  -- (2) update G (D's parameters frozen, as BigGAN-PyTorch's toggle_grad: no D weight gradients)
-  optG:zeroGrad()
-  D:requiresGrad(false)
-  local lossG = training.accumulated(opt.numGAccumulations, function()
-    local z, fakeY = tensor.randn(B, dimZ), uniformLabels(B)
-    return gan.hingeG(D(aids:augment(G(z, G:embed(fakeY))), fakeY))
-  end, G)
-  D:requiresGrad(true)
-  training.syncGradients(G)
-  if opt.orthoBeta > 0 then gan.addOrthoGrad(G, opt.orthoBeta, { exclude = biggan.orthoExclude(G) }) end
-  optG:step()
-  if opt.GSigmaClamp > 0 then
-    for name, w in G:namedParameters() do   -- every weight but the shared class embedding
-      if w:dim() >= 2 and not name:match("^shared%.") then nn.utils.clampSpectrum(w, opt.GSigmaClamp) end
-    end
-  end
-  if ema then
-    if opt.emaStart < 1 and run:reaches("emaStart", opt.emaStart) then ema:startAt(run.iter) end
-    ema:update(G, run.iter)
-  end
-
+  if ema and opt.emaStart < 1 and run:reaches("emaStart", opt.emaStart) then ema:startAt(run.iter) end
+  -- (1) update D: numDSteps steps, each on fresh reals, noise and labels
+  local lossD, dOut = step:updateD(run.iter)
+  -- (2) update G (D frozen), orthogonal regularization, EMA
+  local lossG = step:updateG(run.iter)
   run:afterStep(aids:scalars { lossD = lossD, lossG = lossG }, dOut)
 end
 run:finish()

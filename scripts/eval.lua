@@ -45,8 +45,10 @@ end
 local r = evaluation.evaluate(sampler, ref, { n = opt.n })
 r.checkpoint, r.iter, r.model, r.truncation = g.folder, g.iter, g.model, opt.truncation
 
-print(("%s at iteration %d (%s generator), truncation %s:"):format(g.model, g.iter, opt.ema and "EMA" or "raw",
+print(("%s at iteration %d (%s generator), truncation %s:"):format(g.model, g.iter, g.ema and "EMA" or "raw",
   opt.truncation > 0 and opt.truncation or "none"))
+local caveat = g.describe and g.describe()    -- e.g. a PGGAN run that has not grown to full size yet
+if caveat then print(("note: this is %s; these metrics judge it at that size"):format(caveat)) end
 print(evaluation.format(r))
 local path = opt.json ~= "" and opt.json or ("%s/eval-%07d.json"):format(g.opt.out, g.iter)
 local f = assert(io.open(path, "w"))

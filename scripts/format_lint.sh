@@ -4,18 +4,22 @@
 # no block comments, doc comments with ///, shorthand types, early `where` clauses, ...) are
 # errors. Layout (indentation, line breaks, spacing) is the pretty printer's opinion: the
 # tree keeps its hand-aligned binding tables, and check_style.lua budgets line and function
-# length instead. Exits 1 on a rule violation; skips (with a note) where the toolchain has no
-# swift-format. Arguments: the folders to check (default: Sources Tests), for its own test.
+# length instead. Exits 1 on a rule violation, and 1 where the toolchain has no swift-format
+# (Swift 5.10: install it with `swift build -c release` in apple/swift-format, or use Swift 6+),
+# since a check that cannot run checks nothing. Arguments: the folders to check (default:
+# Sources Tests), for its own test; SWIFT_FORMAT names another formatter command.
 set -u
 cd "$(dirname "$0")/.."
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=(Sources Tests)
-if ! swift format --version > /dev/null 2>&1; then
-  echo "format_lint: this Swift toolchain has no 'swift format'; the formatter's rules were not checked"
-  exit 0
+format=(${SWIFT_FORMAT:-swift format})
+if ! "${format[@]}" --version > /dev/null 2>&1; then
+  echo "format_lint: '${format[*]}' does not run here (Swift 5.10 has no 'swift format': install swift-format, or use Swift 6+);"
+  echo "format_lint: the formatter's rules were not checked, so this check fails"
+  exit 1
 fi
 layout='\[(Indentation|AddLines|LineLength|Spacing|TrailingComma|RemoveLine|TrailingWhitespace)\]'
-found=$(swift format lint --configuration .swift-format -r "${targets[@]}" 2>&1 | grep -E 'warning|error' | grep -Ev "$layout")
+found=$("${format[@]}" lint --configuration .swift-format -r "${targets[@]}" 2>&1 | grep -E 'warning|error' | grep -Ev "$layout")
 if [ -n "$found" ]; then
   echo "$found"
   echo "format_lint: $(echo "$found" | wc -l) violation(s) of the rules in .swift-format"

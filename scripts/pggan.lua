@@ -7,6 +7,7 @@
 --   luagan scripts/pggan.lua [--trainKimg=60] [--transKimg=60] [--totalKimg=300] [--out=runs/pggan]
 local training = require("training")
 local pggan = require("models.pggan")
+local recipe = require("recipes.pggan")
 
 -- Per-resolution settings (train.py TrainingSchedule): the resolution is 2^(R - floor(lod)),
 -- so during a fade into 2r everything already uses 2r's minibatch and learning rates. The
@@ -24,7 +25,7 @@ local function perResolution(isValid, expected)
     end
   end
 end
-local function minibatchAt(opt, res) return opt.minibatchDict[res] or opt.batchSize end
+local minibatchAt = recipe.minibatchAt
 local function groupsDivide(group, opt)
   local res = 4
   while res <= opt.resolution do
@@ -62,7 +63,7 @@ local spec = training.concat({
 }, training.commonSpec { iters = 0, out = "runs/pggan", sampleEvery = 500, saveEvery = 1000, evalEvery = 2000 })
 
 local opt, saved = training.start(spec, "PGGAN: progressive growing with equalized learning rate, pixelnorm and minibatch stddev.")
-local function resolutionOf(level) return math.tointeger(4 * 2 ^ (level - 1)) end
+local resolutionOf = pggan.resolutionOf
 -- Under mpirun every minibatch is global: each rank takes an equal share, and minibatch stddev
 -- groups form within a rank's share (as PGGAN's code does per GPU).
 local res = 4
@@ -104,94 +105,41 @@ local function adam(m) return optim.Adam(m:parameters(), { lr = opt.lr, betas = 
 local optG, optD = adam(G), adam(D)
 local Gs = optim.EMA(G, { decay = opt.GsBeta })
 
-local state = { level = 0, lodFloor = -1, lodCeil = -1, lod = 0, t = 0, nimg = 0 }
+local step = recipe.Step { G = G, D = D, optG = optG, optD = optD, Gs = Gs, opt = opt, share = training.localBatch,
+                           draw = { reals = reals }, state = saved and saved.schedule }
 if not opt.quiet then
   print(("G: %d parameters, D: %d parameters, %s, %d channel(s)"):format(G:numParameters(), D:numParameters(), dataset.name, channels))
 end
 
 local sheetZ = training.withSeed(opt.seed + 1000003, function() return tensor.randn(64, opt.latent) end)
 local function sample(z, level, t)
-  return tensor.noGrad(function() return Gs.model(z, level, t) end)
+  return tensor.noGrad(function() return pggan.sampleAt(Gs.model, z, level, t, opt.resolution) end)
 end
 
 local run = training.Run(opt, {
   objects = { G = G, D = D, optG = optG, optD = optD, Gs = Gs, loader = loader },
   info = { model = "pggan", meta = { channels = channels } },
-  values = function() return { schedule = state } end,
-  restore = function(saved) state = saved.schedule end,
+  values = function() return { schedule = step.state } end,
+  restore = function(saved) step.state = saved.schedule end,
   monitor = { G = G, D = D },
   sheet = function()
-    local size = 4 * 2 ^ (state.level - 1)
-    local images = sample(sheetZ, state.level, state.t)
-    if size < opt.resolution then images = images:upsampleNearest(opt.resolution // size) end
-    return images, 8, ("-lod%.2f"):format(state.lod)
+    return sample(sheetZ, step.state.level, step.state.t), 8, ("-lod%.2f"):format(step.state.lod)
   end,
-  canEvaluate = function() return state.lod == 0 end,
+  canEvaluate = function() return step.state.lod == 0 end,
   evaluate = function(n, i)
     local z = training.withSeed(opt.seed + 7919 + i, function() return tensor.randn(n, opt.latent) end)
-    return sample(z, state.level, 0):clamp(-1, 1)
+    return sample(z, step.state.level, 0)
   end,
 }, saved)
 
 while run:next() do
-  local iter = run.iter
-  -- The schedule, re-read every schedulePeriod minibatches (cur_nimg counts reals shown to D).
-  if (iter - 1) % opt.schedulePeriod == 0 then
-    local lod, level, t = pggan.schedule(state.nimg / 1000, opt)
-    -- Adam is reset whenever floor(lod) or ceil(lod) changes: at the start and end of each fade.
-    if math.floor(lod) ~= state.lodFloor or math.ceil(lod) ~= state.lodCeil then
-      if state.lodFloor >= 0 then optG:resetState(); optD:resetState() end
-      state.lodFloor, state.lodCeil = math.floor(lod), math.ceil(lod)
-    end
-    state.lod, state.level, state.t = lod, level, t
-    local res = resolutionOf(level)
-    optG:setLr(opt.GLrDict[res] or opt.lr)
-    optD:setLr(opt.DLrDict[res] or opt.lr)
-  end
-  local level, t = state.level, state.t
-  local batch = minibatchAt(opt, resolutionOf(level))   -- global; kimg counts it
-  local mine = training.localBatch(batch)                 -- this rank's share
-  -- At level l the networks run at 4·2^(l-1) px; the reference runs at full resolution, where
-  -- D first average-pools by k = 2^floor(lod). Same forward values, but the penalty's gradient
-  -- norm is taken w.r.t. the full-resolution image: ‖∇‖_full = ‖∇‖_native / k.
-  local k = 2 ^ math.floor(state.lod)
-
-  -- (1) update D on fresh reals, blended with the same t
-  optD:zeroGrad()
-  local real = pggan.realsAt(reals(batch), level, t, opt.resolution)
-  state.nimg = state.nimg + batch
-  local fake = tensor.noGrad(function() return G(tensor.randn(mine, opt.latent), level, t) end)
-  local dReal, dFake = D(real, level, t), D(fake, level, t)
-  local lossD
-  if opt.loss == "wgangp" then
-    -- Backward in two passes into the same gradients: the real and fake graphs are freed
-    -- before the penalty's double-backprop graph is built (same sum, half the peak memory).
-    lossD = gan.wassersteinD(dReal, dFake) + gan.driftPenalty(dReal, opt.drift)
-    lossD:backward()
-    local gp = gan.gradientPenalty(D, real, fake, { lambda = opt.gpLambda, target = opt.gpTarget, gradScale = 1 / k }, level, t)
-    training.lastBackward(gp, D)
-    lossD = lossD:detach() + gp:detach()
-  else
-    -- PGGAN's LSGAN: mean(D(real)²) + 0.1·mean((D(fake) - 1)²) (reals target 0, fakes 1)
-    lossD = gan.lsganD(dReal, dFake, { realTarget = 0, fakeTarget = 1, fakeWeight = 0.1 }) * 2
-    training.lastBackward(lossD, D)
-  end
-  training.syncGradients(D)   -- under mpirun: the mean over ranks (a no-op in one process)
-  optD:step()
-  Gs:update(G, iter)     -- per D step, from G before this iteration's G step (train.py)
-
-  -- (2) update G (D's parameters frozen: the reference differentiates G's variables only)
-  optG:zeroGrad()
-  D:requiresGrad(false)
-  local dG = D(G(tensor.randn(mine, opt.latent), level, t), level, t)
-  local lossG = opt.loss == "wgangp" and gan.wassersteinG(dG) or gan.lsganG(dG, { target = 0 }) * 2
-  training.lastBackward(lossG, G)
-  D:requiresGrad(true)
-  training.syncGradients(G)
-  optG:step()
-
-  run:afterStep({ lossD = lossD, lossG = lossG, lod = state.lod, kimg = state.nimg / 1000, minibatch = batch },
-    tensor.cat({ dReal:detach(), dFake:detach() }, 1))
+  step:advance(run.iter)          -- the level and fade of this iteration, Adam reset at level changes
+  -- (1) update D on fresh reals blended with the same fade, then Gs
+  local lossD, dOut = step:updateD(run.iter)
+  -- (2) update G (D frozen)
+  local lossG = step:updateG(run.iter)
+  local state = step.state
+  run:afterStep({ lossD = lossD, lossG = lossG, lod = state.lod, kimg = state.nimg / 1000, minibatch = step:minibatch() }, dOut)
 end
 run:finish()
 if not opt.quiet then print(("done: %s/samples/latest.png, checkpoints in %s/ckpt"):format(opt.out, opt.out)) end

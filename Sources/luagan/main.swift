@@ -22,7 +22,7 @@ let usage = """
     --              stop handling options
     -               run standard input as the script
   Scripts take their own options after the script name, e.g.
-    luagan scripts/biggan.lua --orthoBeta=1e-4
+    luagan scripts/biggan.lua --GOrthoBeta=1e-4
 
   """
 

@@ -111,17 +111,32 @@ final class CommandLineTests: XCTestCase {
     }
   }
 
+  /// A Lua suite whose test list is empty checked nothing: testing.finish fails it (exit 1);
+  /// one passing test passes.
+  func testASuiteThatRanNoTestFails() throws {
+    let empty = tmp.appendingPathComponent("empty_suite.lua")
+    try #"local T = require("testing"); T.finish("empty")"#.write(to: empty, atomically: true, encoding: .utf8)
+    let r = try Luagan.run([empty.path])
+    XCTAssertEqual(r.status, 1, r.stdout + r.stderr)
+    XCTAssertTrue(r.stderr.contains("empty: no test ran"), r.stderr)
+    let one = tmp.appendingPathComponent("one_suite.lua")
+    try #"local T = require("testing"); T.test("x", function() T.check(true) end); T.finish("one")"#
+      .write(to: one, atomically: true, encoding: .utf8)
+    XCTAssertEqual(try Luagan.run([one.path]).status, 0)
+  }
+
   /// make lint's formatter check fails on a rule of .swift-format (here import order and a
   /// block comment) and passes the same code written by the rules.
   func testFormatterRulesCanFail() throws {
     let script = Luagan.root.appendingPathComponent("scripts/format_lint.sh").path
     let dir = tmp.appendingPathComponent("fmt")
     try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-    func check(_ source: String) throws -> (Int32, String) {
+    func check(_ source: String, formatter: String? = nil) throws -> (Int32, String) {
       try source.write(to: dir.appendingPathComponent("a.swift"), atomically: true, encoding: .utf8)
       let p = Process()
       p.executableURL = URL(fileURLWithPath: "/bin/bash")
       p.arguments = [script, dir.path]
+      if let formatter { p.environment = ProcessInfo.processInfo.environment.merging(["SWIFT_FORMAT": formatter]) { $1 } }
       let out = Pipe()
       p.standardOutput = out
       p.standardError = out
@@ -130,8 +145,11 @@ final class CommandLineTests: XCTestCase {
       p.waitUntilExit()
       return (p.terminationStatus, text)
     }
+    // a formatter that cannot run is a failure, not a pass: the rules went unchecked
+    let (missing, missingText) = try check("import Foundation\n", formatter: "no-such-swift-format")
+    XCTAssertEqual(missing, 1, missingText)
+    XCTAssertTrue(missingText.contains("were not checked, so this check fails"), missingText)
     let (bad, badText) = try check("import Tensor\nimport Foundation\n\nlet x = 1 /* one */\n")
-    if badText.contains("has no 'swift format'") { throw XCTSkip("this toolchain has no swift-format") }
     XCTAssertEqual(bad, 1, badText)
     XCTAssertTrue(badText.contains("[OrderedImports]") && badText.contains("[NoBlockComments]"), badText)
     let (good, goodText) = try check("import Foundation\nimport Tensor\n\nlet x = 1  // one\n")

@@ -1,7 +1,7 @@
 import Foundation
 import XCTest
 
-/// Data parallelism over Open MPI (issue 12), run with `mpirun -n 2` on the CI machine: the
+/// Data parallelism over Open MPI, run with `mpirun -n 2` on the CI machine: the
 /// dist library's collectives, 2 ranks x B/2 against 1 process x B in float64 (BigGAN with
 /// cross-replica BatchNorm, PGGAN with WGAN-GP during a fade-in), the loader's shares, the real
 /// scripts under mpirun, and a rank that dies ending the run instead of hanging it.

@@ -245,7 +245,7 @@ final class TrainingScriptsTests: XCTestCase {
     try FileManager.default.createDirectory(at: used, withIntermediateDirectories: true)
     try "{}\n".write(to: used.appendingPathComponent("log.jsonl"), atomically: true, encoding: .utf8)
     let cases: [([String], Int32, String)] = [
-      (["scripts/biggan.lua", "--orthoBta=1e-4", out], 2, "unknown option --orthoBta (did you mean --orthoBeta?)"),
+      (["scripts/biggan.lua", "--GOrthoBta=1e-4", out], 2, "unknown option --GOrthoBta (did you mean --GOrthoBeta?)"),
       (["scripts/biggan.lua", "--ch=wide", out], 2, "--ch"),
       (["scripts/biggan.lua", "--resume=\(tmp.path)/nothing"], 2, "cannot resume"),
       (["scripts/biggan.lua", "--no-shared", "--iters=1", out], 1, "hier (skip-z) needs the shared embedding"),
@@ -266,7 +266,7 @@ final class TrainingScriptsTests: XCTestCase {
       XCTAssertFalse(r.stderr.contains("Fatal error"), r.stderr)
     }
     let help = try run(["scripts/biggan.lua", "--help"])
-    for option in ["--ch", "--orthoBeta", "--numDSteps", "--emaStart", "--resume", "--config"] {
+    for option in ["--ch", "--GOrthoBeta", "--numDSteps", "--emaStart", "--resume", "--config"] {
       XCTAssertTrue(help.stdout.contains(option), "--help lacks \(option)")
     }
   }

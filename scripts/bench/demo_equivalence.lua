@@ -10,6 +10,7 @@
 package.path = package.path .. ";scripts/lib/?.lua"
 local options = require("options")
 local biggan = require("models.biggan")
+local recipe = require("recipes.biggan")
 
 local opt = options.cli(arg, {
   { "iters", 200, "iterations (demo.lua's numDSteps D steps and one G step each)", min = 1 },
@@ -31,7 +32,7 @@ local optD = optim.Adam(D:parameters(), { lr = demo.DLr, betas = { 0, 0.999 }, e
 local ema = optim.EMA(G, { decay = demo.emaDecay, startIter = opt.emaStart })
 local loader = data.Loader(data.fashionMNIST { split = "train" }, { batchSize = demo.batchSize, seed = opt.seed, dropLast = true,
   transform = { data.pad(2), data.scale(-1, 1) } })
-local B, dSteps = demo.batchSize, demo.numDSteps or 1
+local B, dSteps = demo.batchSize, demo.numDSteps
 
 local function snapshot(path, extra)
   local t = {}
@@ -43,32 +44,28 @@ local function snapshot(path, extra)
 end
 snapshot(opt.out .. "/state-0000.safetensors")
 
+-- The demo's step itself (scripts/lib/recipes/biggan.lua), with every input it draws recorded:
+-- the k-th D step's as real<k>, realY<k>, z<k>, fakeY<k>, the G step's as zG, fakeYG.
 local f64 = { dtype = "float64" }
+local inputs, phase, k = {}, "D", 0
+local function name(base) return phase == "G" and base .. "G" or base .. k end
+local step = recipe.Step { G = G, D = D, optG = optG, optD = optD, ema = ema, batch = B, opt = demo,
+  draw = {
+    reals = function()
+      k = k + 1
+      local real, realY = loader:next()
+      real = real:double()
+      inputs["real" .. k], inputs["realY" .. k] = real, realY
+      return real, realY
+    end,
+    noise = function(n) local z = tensor.randn(n, 128, f64); inputs[name("z")] = z; return z end,
+    labels = function(n) local y = tensor.randint(1, 10, n); inputs[name("fakeY")] = y; return y end,
+  } }
 for iter = 1, opt.iters do
-  local inputs = {}
-  -- (1) update D: dSteps steps, each on fresh reals, noise and labels (saved as real1, z1, ...)
-  local lossD
-  for k = 1, dSteps do
-    optD:zeroGrad()
-    local real, realY = loader:next()
-    real = real:double()
-    local z, fakeY = tensor.randn(B, 128, f64), tensor.randint(1, 10, B)
-    local fake = tensor.noGrad(function() return G(z, G:embed(fakeY)) end)
-    local out = D(tensor.cat({ fake, real }, 1), tensor.cat({ fakeY, realY }, 1))
-    lossD = gan.hingeD(out:narrow(1, B + 1, B), out:narrow(1, 1, B))
-    lossD:backward()
-    optD:step()
-    inputs["real" .. k], inputs["realY" .. k], inputs["z" .. k], inputs["fakeY" .. k] = real, realY, z, fakeY
-  end
-  -- (2) update G
-  optG:zeroGrad()
-  local z2, fakeY2 = tensor.randn(B, 128, f64), tensor.randint(1, 10, B)
-  local lossG = gan.hingeG(D(G(z2, G:embed(fakeY2)), fakeY2))
-  lossG:backward()
-  gan.addOrthoGrad(G, 1e-4, { exclude = biggan.orthoExclude(G) })
-  optG:step()
-  ema:update(G, iter)
-  inputs.zG, inputs.fakeYG = z2, fakeY2      -- not z2: the second D step's noise is saved as z2
+  inputs, phase, k = {}, "D", 0
+  local lossD = step:updateD(iter)      -- (1) update D: numDSteps steps
+  phase = "G"
+  local lossG = step:updateG(iter)      -- (2) update G, orthogonal regularization, EMA
   tensor.save(("%s/inputs-%04d.safetensors"):format(opt.out, iter), inputs)
   if iter % opt.every == 0 then
     snapshot(("%s/state-%04d.safetensors"):format(opt.out, iter), { lossD = lossD:detach():reshape(1), lossG = lossG:detach():reshape(1) })

@@ -8,6 +8,9 @@
 --   luagan scripts/bench/gan_workloads.lua biggan32 [--steps=5] [--warmup=2] [--threads=2]
 --   python ../shared/bench/torch_reference.py biggan32 --steps 5 --threads 2
 local options = require("options")
+local training = require("training")
+local recipe = require("recipes.biggan")
+local pggan_recipe = require("recipes.pggan")
 local biggan = require("models.biggan")
 local pggan = require("models.pggan")
 local deep = require("models.biggan_deep")
@@ -46,29 +49,18 @@ local function biggan32(demo)
   local ema = optim.EMA(G, { decay = 0.9999, startIter = 0 })
   local optG = optim.Adam(G:parameters(), { lr = 2e-4, betas = { 0, 0.999 }, eps = 1e-8 })
   local optD = optim.Adam(D:parameters(), { lr = 2e-4, betas = { 0, 0.999 }, eps = 1e-8 })
-  -- under mpirun, gradients are averaged over ranks while backward runs
-  local averageD, averageG = dist.GradientAverager(D:parameters()), dist.GradientAverager(G:parameters())
-  if not opt.overlap then   -- blocking: arm does nothing, finish averages everything at once
-    local function blocking(params) return { arm = function() end, finish = function() dist.averageGradients(params) end } end
-    averageD, averageG = blocking(D:parameters()), blocking(G:parameters())
-  end
+  -- under mpirun, gradients are averaged over ranks while backward runs (or, with
+  -- --overlap=false, all at once after it)
+  training.overlapGradients = opt.overlap
   local x, y = tensor.rand(bs, imgCh, 32, 32) * 2 - 1, tensor.randint(1, 10, bs)
+  -- one D step and one G step of BigGAN's recipe (scripts/lib/recipes/biggan.lua), on fixed reals
+  local step = recipe.Step { G = G, D = D, optG = optG, optD = optD, ema = ema, batch = bs, opt = { numDSteps = 1 },
+                             draw = { reals = function() return x, y end } }
   local it = 0
   local function iteration()
     it = it + 1
-    -- (1) D step
-    local z, yf = tensor.randn(bs, 128), tensor.randint(1, 10, bs)
-    local fake = tensor.noGrad(function() return G(z, G:embed(yf)) end)
-    local out = D(tensor.cat({ fake, x }, 1), tensor.cat({ yf, y }, 1))
-    local lossD = gan.hingeD(out:narrow(1, bs + 1, bs), out:narrow(1, 1, bs))
-    optD:zeroGrad(); averageD:arm(); lossD:backward(); averageD:finish(); optD:step()
-    -- (2) G step
-    z, yf = tensor.randn(bs, 128), tensor.randint(1, 10, bs)
-    local lossG = gan.hingeG(D(G(z, G:embed(yf)), yf))
-    optG:zeroGrad(); averageG:arm(); lossG:backward(); averageG:finish()
-    gan.addOrthoGrad(G, 1e-4, { exclude = biggan.orthoExclude(G) })
-    optG:step()
-    ema:update(G, it)
+    step:updateD(it)
+    step:updateG(it)
   end
   return iteration, G:numParameters() + D:numParameters()
 end
@@ -76,28 +68,23 @@ end
 local function pggan32()
   local nf, bs = opt.channels > 0 and opt.channels or 128, opt.batch > 0 and opt.batch or 64
   -- PGGAN at 32x32 during the 16 -> 32 fade-in (t = 0.5): equalized LR, pixelnorm, mbstd group 4,
-  -- nf maps everywhere, latent 128, WGAN-GP (lambda 10, target 1) by double backprop, drift 0.001.
+  -- nf maps everywhere, latent 128, WGAN-GP (lambda 10, target 1) by double backprop, drift 0.001,
+  -- Adam(1e-3, 0, 0.99) (its state is reset once, at the first iteration, as a run's is).
   local sizes = { resolution = 32, channels = 3, latent = 128, fmapBase = nf * 32, fmapMax = nf, mbstdGroup = 4 }
   local G, D = pggan.Generator(sizes), pggan.Discriminator(sizes)
   local Gs = optim.EMA(G, { decay = 0.999 })
   local optG = optim.Adam(G:parameters(), { lr = 1e-3, betas = { 0, 0.99 }, eps = 1e-8 })
   local optD = optim.Adam(D:parameters(), { lr = 1e-3, betas = { 0, 0.99 }, eps = 1e-8 })
   local x = tensor.randn(bs, 3, 32, 32)
-  local level, t, it = 4, 0.5, 0
+  -- one D step and one G step of PGGAN's recipe (scripts/lib/recipes/pggan.lua), held at lod 0.5
+  local step = pggan_recipe.Step { G = G, D = D, optG = optG, optD = optD, Gs = Gs, schedule = function() return 0.5 end,
+                                   opt = { batchSize = bs, resolution = 32 }, draw = { reals = function() return x end } }
+  local it = 0
   local function iteration()
     it = it + 1
-    local fake = tensor.noGrad(function() return G(tensor.randn(bs, 128), level, t) end)
-    optD:zeroGrad()
-    local dReal, dFake = D(x, level, t), D(fake, level, t)
-    -- Two backward passes into the same gradients: the real and fake graphs are freed before
-    -- the penalty's double-backprop graph is built (the sum, and so the step, is the same).
-    local lossD = gan.wassersteinD(dReal, dFake) + gan.driftPenalty(dReal, 0.001)
-    lossD:backward()
-    gan.gradientPenalty(D, x, fake, { lambda = 10, target = 1 }, level, t):backward()
-    optD:step()
-    local lossG = gan.wassersteinG(D(G(tensor.randn(bs, 128), level, t), level, t))
-    optG:zeroGrad(); lossG:backward(); optG:step()
-    Gs:update(G, it)
+    step:advance(1)
+    step:updateD(it)
+    step:updateG(it)
   end
   return iteration, G:numParameters() + D:numParameters()
 end

@@ -117,12 +117,19 @@ end
 -- Returns the options table and the set of names given explicitly (on the command line or in
 -- a config file). --help prints the options and exits 0.
 function M.parse(args, spec, description)
-  local defaults, order, names = {}, {}, {}
+  local defaults, order, names, renamed = {}, {}, {}, M.aliases(spec)
   for _, o in ipairs(spec) do
     assert(type(o[1]) == "string" and o[2] ~= nil, "each option needs a name and a default")
     defaults[o[1]] = o[2]
     order[#order + 1] = o[1]
     names[#names + 1] = o[1]
+  end
+  -- An old name (a spec entry's `aliases`) still works, with a notice naming the new one.
+  local function current(name, where)
+    local new = renamed[name]
+    if not new then return name end
+    io.stderr:write(("note: %s is now --%s\n"):format(where and ("'" .. name .. "' in " .. where) or ("--" .. name), new))
+    return new
   end
   local opt = {}
   for k, v in pairs(defaults) do opt[k] = type(v) == "table" and table.move(v, 1, #v, 1, {}) or v end
@@ -143,6 +150,7 @@ function M.parse(args, spec, description)
     local key, value = a:match("^%-%-([%w_%-]+)=(.*)$")
     if not key then key = a:match("^%-%-([%w_%-]+)$") end
     if not key then error(("unexpected argument '%s' (options look like --name=value)"):format(a), 0) end
+    key = current(key)
     if key == "config" then
       if not value then i = i + 1; value = args[i] end
       if not value then error("--config expects a file name", 0) end
@@ -152,7 +160,8 @@ function M.parse(args, spec, description)
       local ok, result = pcall(chunk)
       if not ok then error(("error in config file %s: %s"):format(value, tostring(result)), 0) end
       local t = type(result) == "table" and result or env
-      for k, v in pairs(t) do
+      for k0, v in pairs(t) do
+        local k = type(k0) == "string" and current(k0, value) or k0
         if defaults[k] == nil then
           local hint = type(k) == "string" and M.closest(k, names)
           error(("unknown option '%s' in %s%s"):format(tostring(k), value, hint and (" (did you mean '" .. hint .. "'?)") or ""), 0)
@@ -182,6 +191,13 @@ function M.parse(args, spec, description)
   for k in pairs(fromConfig) do given[k] = true end
   M.validate(opt, spec)
   return setmetatable(opt, { __index = function(_, k) error(("no option named '%s'"):format(tostring(k)), 2) end }), given
+end
+
+--- Old option names and what they are now: { oldName = newName } from the spec's `aliases`.
+function M.aliases(spec)
+  local map = {}
+  for _, o in ipairs(spec) do for _, a in ipairs(o.aliases or {}) do map[a] = o[1] end end
+  return map
 end
 
 --- Checks every value against what its spec entry declares besides the type: oneOf = {...}

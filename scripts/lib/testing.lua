@@ -106,7 +106,9 @@ function M.finish(name)
   name = name or (arg and arg[0]) or "tests"
   for _, f in ipairs(failures) do io.stderr:write("FAIL ", f, "\n") end
   print(("%s: %d passed, %d failed"):format(name, passed, #failures))
-  os.exit(#failures == 0 and 0 or 1)
+  -- a suite that ran no test checked nothing: that is a failure too (a test list emptied by mistake)
+  if passed + #failures == 0 then io.stderr:write(("%s: no test ran\n"):format(name)) end
+  os.exit((#failures == 0 and passed > 0) and 0 or 1)
 end
 
 return M

@@ -2,17 +2,20 @@
 -- checkpoint must carry: spectral norm (u, v buffers), conditional batch norm (running
 -- statistics), Adam moments, an EMA of G, a data loader's position and the global stream.
 -- Used by the checkpoint tests to check that resuming is bit-exact.
+local recipe = require("recipes.biggan")
+
 local M = {}
 
 local G = nn.Module:extend("TinyG")
 function G:init(nz, ch, classes)
-  self.nz, self.ch = nz, ch
+  self.nz, self.ch, self.dimZ, self.numClasses = nz, ch, nz, classes
   self.fc = nn.SpectralNorm(nn.Linear(nz, ch * 16), { eps = 1e-8 })
   self.bn1 = nn.ConditionalBatchNorm2d(ch, { numClasses = classes })
   self.conv1 = nn.SpectralNorm(nn.Conv2d(ch, ch, 3, { padding = 1 }), { eps = 1e-8 })
   self.bn2 = nn.ConditionalBatchNorm2d(ch, { numClasses = classes })
   self.out = nn.SpectralNorm(nn.Conv2d(ch, 1, 3, { padding = 1 }), { eps = 1e-8 })
 end
+function G:embed(y) return y end         -- the class labels go to the conditional BNs as they are
 function G:forward(z, y)
   local h = self.fc(z):view(z:size(1), self.ch, 4, 4)
   h = self.conv1(self.bn1(h, y):relu():upsampleNearest(2))
@@ -45,23 +48,15 @@ function M.build(seed)
   return run
 end
 
---- Iterations `from`..`to`: (1) update D (hinge + R1), (2) update G (hinge + ortho), EMA.
+--- `iters` more iterations of BigGAN's recipe (scripts/lib/recipes/biggan.lua): (1) update D
+-- (hinge + R1), (2) update G (hinge + orthogonal regularization), EMA.
 function M.train(run, iters)
+  run.step = run.step or recipe.Step { G = run.G, D = run.D, optG = run.optG, optD = run.optD, ema = run.ema, batch = 16,
+    numClasses = 10, opt = { numDSteps = 1, DR1Gamma = 1 }, draw = { reals = function() return run.loader:next() end } }
   for _ = 1, iters do
     run.iter = run.iter + 1
-    local real, y = run.loader:next()
-    run.optD:zeroGrad()
-    local z, yf = tensor.randn(16, 16), tensor.randint(1, 10, 16)
-    local fake = tensor.noGrad(function() return run.G(z, yf) end)
-    local lossD = gan.hingeD(run.D(real, y), run.D(fake, yf)) + gan.r1Penalty(run.D, real, { gamma = 1 }, y)
-    lossD:backward()
-    run.optD:step()
-    run.optG:zeroGrad()
-    local z2, y2 = tensor.randn(16, 16), tensor.randint(1, 10, 16)
-    gan.hingeG(run.D(run.G(z2, y2), y2)):backward()
-    gan.addOrthoGrad(run.G, 1e-4)
-    run.optG:step()
-    run.ema:update(run.G, run.iter)
+    run.step:updateD(run.iter)
+    run.step:updateG(run.iter)
   end
 end
 

@@ -7,6 +7,7 @@
 local T = require("testing")
 local fixtures = require("fixtures")
 local biggan = require("models.biggan")
+local recipe = require("recipes.biggan")
 local f = fixtures.load("biggan")
 
 local atol, rtol = 1e-5, 1e-4   -- forward values and parameters after one step (float32)
@@ -58,29 +59,29 @@ T.test("one D step and one G step match PyTorch", function()
   local optD = optim.Adam(D:parameters(), { lr = 2e-4, betas = { 0, 0.999 }, eps = 1e-8 })
   local ema = optim.EMA(G, { decay = 0.9, startIter = 0 })
   local labels = function(t) return t + 1 end           -- the fixture's classes are 0-based
-  local bs = 4
-  -- (1) D step
-  optD:zeroGrad()
-  local yD, yReal = labels(f["in.yD"]), labels(f["in.yReal"])
-  local fake = tensor.noGrad(function() return G(f["in.zD"], G:embed(yD)) end)
-  T.close(fake, f["out.fake"], atol, rtol, "G output")
-  local out = D(tensor.cat({ fake, f["in.real"] }, 1), tensor.cat({ yD, yReal }, 1))
-  T.close(out, f["out.dOut"], atol, rtol, "D output")
-  local lossD = gan.hingeD(out:narrow(1, bs + 1, bs), out:narrow(1, 1, bs))
-  T.close(lossD, f["out.lossD"]:view({}), atol, rtol, "D loss")
-  lossD:backward()
-  compareGrads(D, "Dgrad", "D step")
-  optD:step()
-  -- (2) G step
-  optG:zeroGrad()
-  local yG = labels(f["in.yG"])
-  local lossG = gan.hingeG(D(G(f["in.zG"], G:embed(yG)), yG))
-  T.close(lossG, f["out.lossG"]:view({}), atol, rtol, "G loss")
-  lossG:backward()
-  gan.addOrthoGrad(G, 1e-4, { exclude = biggan.orthoExclude(G) })
-  compareGrads(G, "Ggrad", "G step (with orthogonal regularization)")
-  optG:step()
-  ema:update(G, 1)
+  local yD, yReal, yG = labels(f["in.yD"]), labels(f["in.yReal"]), labels(f["in.yG"])
+  -- the recipe biggan.lua runs (scripts/lib/recipes/biggan.lua), one D step, on the fixture's inputs
+  local phase = "D"
+  local expected = {
+    fake = function(v) T.close(v, f["out.fake"], atol, rtol, "G output") end,
+    dOut = function(v) T.close(v, f["out.dOut"], atol, rtol, "D output") end,
+    lossD = function(v) T.close(v, f["out.lossD"]:view({}), atol, rtol, "D loss") end,
+    gradsD = function() compareGrads(D, "Dgrad", "D step") end,
+    lossG = function(v) T.close(v, f["out.lossG"]:view({}), atol, rtol, "G loss") end,
+    gradsG = function() compareGrads(G, "Ggrad", "G step (with orthogonal regularization)") end,
+  }
+  local seen = {}
+  local step = recipe.Step { G = G, D = D, optG = optG, optD = optD, ema = ema, batch = 4, opt = { numDSteps = 1 },
+    draw = {
+      reals = function() return f["in.real"], yReal end,
+      noise = function() return phase == "D" and f["in.zD"] or f["in.zG"] end,
+      labels = function() return phase == "D" and yD or yG end,
+    },
+    observe = function(what, v) seen[what] = true; expected[what](v) end }
+  step:updateD(1)                                         -- (1) D step
+  phase = "G"
+  step:updateG(1)                                         -- (2) G step and the EMA
+  for what in pairs(expected) do T.check(seen[what], "the step reported " .. what) end
   local G0, D0 = fixtures.prefixed(f, "G0"), fixtures.prefixed(f, "D0")
   local emaStart = {}
   for k, v in pairs(G0) do emaStart[k] = v * 0.9 + f["G1." .. k] * 0.1 end

@@ -229,6 +229,7 @@ end
 
 --- The parameters orthogonal regularization skips in G: the shared embedding (as the reference).
 function M.orthoExclude(G) return G.shared end
+function Generator:orthoExclude() return self.shared end
 
 --- G and D from a training script's options (scripts/biggan.lua's spec) and the data's
 -- `channels` and `numClasses`: one place that maps options to constructors, shared by the
@@ -240,6 +241,22 @@ function M.fromOptions(o, channels, numClasses)
   local D = M.Discriminator { resolution = o.resolution, ch = o.ch, numClasses = numClasses, attention = o.DAttn,
     snEps = o.snEps, init = o.init, inChannels = channels }
   return G, D
+end
+
+--- The generator a checkpoint of scripts/biggan.lua holds (the model protocol of
+-- training.loadGenerator): G built from the run's options (BigGAN-deep's with --arch=deep), the
+-- state to load (the EMA's unless asked for G's), and how to sample and embed labels.
+function M.fromCheckpoint(state, channels, opts)
+  local o, meta = state.opt, state.meta or {}
+  local G = (o.arch == "deep" and require("models.biggan_deep") or M).fromOptions(o, channels, meta.numClasses)
+  local useEMA = opts.ema ~= false and type(state.ema) == "table" and state.ema.__ema
+  return {
+    G = G, dimZ = G.dimZ, numClasses = meta.numClasses, ema = useEMA and true or false,
+    weights = useEMA and state.ema.model.stateDict or state.G.stateDict,
+    sample = function(z, labels) return G(z, G:embed(labels)) end,
+    embed = function(labels) return G:embed(labels) end,
+    sampleEmbedded = function(z, e) return G(z, e) end,
+  }
 end
 
 -- A BigGAN-PyTorch G state name -> luagan's: output_layer.0 (bn) -> output_bn, output_layer.2

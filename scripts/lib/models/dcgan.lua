@@ -49,6 +49,14 @@ function M.init(model)
   end)
 end
 
+--- The generator a checkpoint of scripts/dcgan.lua holds (the model protocol of
+-- training.loadGenerator): G and its state (dcgan.lua keeps no EMA), sampled as G(z).
+function M.fromCheckpoint(state, channels)
+  local G = M.fromOptions(state.opt, channels)
+  return { G = G, dimZ = state.opt.nz, numClasses = 0, ema = false, weights = state.G.stateDict,
+           sample = function(z) return G(z) end }
+end
+
 --- G and D from scripts/dcgan.lua's options and the data's `channels` (shared with
 -- training.loadGenerator).
 function M.fromOptions(o, channels)

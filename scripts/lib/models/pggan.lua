@@ -123,6 +123,16 @@ function Discriminator:forward(x, level, t)
   return self.dense1(h)
 end
 
+--- The side in pixels of the images at a level: 4 at level 1, doubling with each level.
+function M.resolutionOf(level) return 4 << (level - 1) end
+
+--- The level to run and the fade weight t = lod - floor(lod) of the previous level, for a
+-- level of detail lod (0 = the final resolution).
+function M.levelOf(lod, resolution)
+  local R = math.floor(math.log(resolution, 2) + 0.5)
+  return (R - 2 - math.floor(lod)) + 1, lod - math.floor(lod)
+end
+
 --- The lod schedule (train.py TrainingSchedule): after `kimg` thousand real images, with
 -- stabilise and fade lengths trainKimg / transKimg and growth from 4x4 to the final
 -- resolution, returns lod (0 = final resolution), the level to run (1 = 4x4) and the fade
@@ -135,17 +145,44 @@ function M.schedule(kimg, o)
   local lod = R - 2 - phaseIdx
   if o.transKimg > 0 then lod = lod - math.max(phaseKimg - o.trainKimg, 0) / o.transKimg end
   lod = math.max(lod, 0)
-  local level = (R - 2 - math.floor(lod)) + 1
-  return lod, level, lod - math.floor(lod)
+  return lod, M.levelOf(lod, o.resolution)
 end
 
 --- Reals at a level with the fade: x·(1 - t) + upsample(avgpool(x))·t (process_reals), from
 -- images at the final resolution box-downscaled to the level's.
 function M.realsAt(x, level, t, resolution)
-  local size = 4 * 2 ^ (level - 1)
+  local size = M.resolutionOf(level)
   if size < resolution then x = x:avgPool2d(resolution // size) end
   if t > 0 then x = x * (1 - t) + x:avgPool2d(2):upsampleNearest(2) * t end
   return x
+end
+
+--- PGGAN's sampling rule: G's images at (level, t), shown at the final resolution (nearest
+-- upsampling of a lower level) and clipped to [-1, 1] as the reference's uint8 conversion does
+-- (G has no tanh).
+function M.sampleAt(G, z, level, t, resolution)
+  local x = G(z, level, t)
+  if x:size(3) < resolution then x = x:upsampleNearest(resolution // x:size(3)) end
+  return x:clamp(-1, 1)
+end
+
+--- The generator a checkpoint of scripts/pggan.lua holds (the model protocol of
+-- training.loadGenerator): G built from the run's options, the state to load (Gs's unless
+-- asked for G's), and sample(z) at the level and fade the run had reached.
+function M.fromCheckpoint(state, channels, opts)
+  local o, s = state.opt, state.schedule
+  local G = M.fromOptions(o, channels)
+  local useEMA = opts.ema ~= false and type(state.Gs) == "table" and state.Gs.__ema
+  return {
+    G = G, dimZ = o.latent, numClasses = 0, lod = s.lod, level = s.level, t = s.t, ema = useEMA and true or false,
+    weights = useEMA and state.Gs.model.stateDict or state.G.stateDict,
+    sample = function(z) return M.sampleAt(G, z, s.level, s.t, o.resolution) end,
+    describe = function()
+      local size = M.resolutionOf(s.level)
+      return s.lod > 0 and ("a %dx%d PGGAN generator%s (lod %.2f): its samples are upsampled to %dx%d"):format(size, size,
+        s.t > 0 and (", fading in from %dx%d"):format(size // 2, size // 2) or "", s.lod, o.resolution, o.resolution) or nil
+    end,
+  }
 end
 
 --- G and D from scripts/pggan.lua's options and the data's `channels` (shared with

@@ -5,6 +5,8 @@
 -- process with batch B against 2 ranks with B/2 each.
 --   [mpirun -n 2] luagan scripts/tests/dist/biggan_steps.lua OUT
 local biggan = require("models.biggan")
+local training = require("training")
+local recipe = require("recipes.biggan")
 local out = assert(arg[1], "usage: biggan_steps.lua OUT")
 local B, steps, classes = 8, 5, 4
 local f64 = { dtype = "float64" }
@@ -22,37 +24,31 @@ local optD = optim.Adam(D:parameters(), { lr = 4e-3, betas = { 0, 0.999 }, eps =
 local ema = optim.EMA(G, { decay = 0.9, startIter = 0 })
 -- Gradients averaged while backward runs, in buckets of 4 KB (a few parameters each), so
 -- that most start before backward ends (checked below).
-local averageD = dist.GradientAverager(D:parameters(), { bucketMB = 1 / 256 })
-local averageG = dist.GradientAverager(G:parameters(), { bucketMB = 1 / 256 })
+training.bucketMB = 1 / 256
 local share = dist.shard(B)
 local function mine(t) return t:indexSelect(1, share) end
 
-for step = 1, steps do
-  tensor.manualSeed(1000 + step)           -- the global batch, the same on every rank
-  local real, realY = tensor.rand(B, 1, 32, 32, f64) * 2 - 1, tensor.randint(1, classes, B)
-  local z, fakeY = tensor.randn(B, 16, f64), tensor.randint(1, classes, B)
-  local z2, fakeY2 = tensor.randn(B, 16, f64), tensor.randint(1, classes, B)
+-- BigGAN's step as biggan.lua takes it (scripts/lib/recipes/biggan.lua), one D step, on this
+-- rank's share of a global batch drawn the same on every rank
+local batch = {}
+local step = recipe.Step { G = G, D = D, optG = optG, optD = optD, ema = ema, batch = #share, opt = { numDSteps = 1 },
+  draw = {
+    reals = function() return mine(batch.real), mine(batch.realY) end,
+    noise = function() return mine(batch.phase == "D" and batch.z or batch.z2) end,
+    labels = function() return mine(batch.phase == "D" and batch.fakeY or batch.fakeY2) end,
+  } }
+for iter = 1, steps do
+  tensor.manualSeed(1000 + iter)           -- the global batch, the same on every rank
+  batch.real, batch.realY = tensor.rand(B, 1, 32, 32, f64) * 2 - 1, tensor.randint(1, classes, B)
+  batch.z, batch.fakeY = tensor.randn(B, 16, f64), tensor.randint(1, classes, B)
+  batch.z2, batch.fakeY2 = tensor.randn(B, 16, f64), tensor.randint(1, classes, B)
   G:train(); D:train()
-  -- (1) update D on this rank's share, gradients averaged over ranks
-  optD:zeroGrad()
-  local fake = tensor.noGrad(function() return G(mine(z), G:embed(mine(fakeY))) end)
-  local n = #share
-  local dOut = D(tensor.cat({ fake, mine(real) }, 1), tensor.cat({ mine(fakeY), mine(realY) }, 1))
-  averageD:arm()     -- buckets start their all-reduce while backward runs
-  gan.hingeD(dOut:narrow(1, n + 1, n), dOut:narrow(1, 1, n)):backward()
-  assert(averageD:finish(), "D's averager was armed")
-  optD:step()
-  -- (2) update G
-  optG:zeroGrad()
-  D:requiresGrad(false)
-  averageG:arm()
-  gan.hingeG(D(G(mine(z2), G:embed(mine(fakeY2))), mine(fakeY2))):backward()
-  D:requiresGrad(true)
-  assert(averageG:finish(), "G's averager was armed")
-  gan.addOrthoGrad(G, 1e-4, { exclude = biggan.orthoExclude(G) })
-  optG:step()
-  ema:update(G, step)
+  batch.phase = "D"
+  step:updateD(iter)      -- (1) update D on this rank's share, gradients averaged over ranks
+  batch.phase = "G"
+  step:updateG(iter)      -- (2) update G
 end
+local averageD, averageG = training.averager(D), training.averager(G)
 dist.checkReplicas({ G, D, ema.model }, "BigGAN")
 if dist.size() > 1 then
   -- every bucket but the one holding the first layers starts before backward ends

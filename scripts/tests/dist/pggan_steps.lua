@@ -5,6 +5,7 @@
 -- ranks. Writes <out>-rank<r>.safetensors as biggan_steps.lua.
 --   [mpirun -n 2] luagan scripts/tests/dist/pggan_steps.lua OUT
 local pggan = require("models.pggan")
+local recipe = require("recipes.pggan")
 local out = assert(arg[1], "usage: pggan_steps.lua OUT")
 local B, steps, level, t = 8, 5, 4, 0.5
 local f64 = { dtype = "float64" }
@@ -18,27 +19,24 @@ local optD = optim.Adam(D:parameters(), { lr = 1e-3, betas = { 0, 0.99 }, eps = 
 local share = dist.shard(B)
 local function mine(x) return x:indexSelect(1, share) end
 
-for step = 1, steps do
-  tensor.manualSeed(2000 + step)           -- the global batch, the same on every rank
-  local real = pggan.realsAt(tensor.rand(B, 3, 32, 32, f64) * 2 - 1, level, t, 32)
-  local z, z2, u = tensor.randn(B, 16, f64), tensor.randn(B, 16, f64), tensor.rand(B, 1, 1, 1, f64)
-  -- (1) update D: WGAN-GP with drift on this rank's share
-  local fake = tensor.noGrad(function() return G(mine(z), level, t) end)
-  optD:zeroGrad()
-  local dReal, dFake = D(mine(real), level, t), D(fake, level, t)
-  local lossD = gan.wassersteinD(dReal, dFake) + gan.driftPenalty(dReal, 0.001)
-  lossD:backward()
-  gan.gradientPenalty(D, mine(real), fake, { lambda = 10, target = 1, u = mine(u) }, level, t):backward()
-  dist.averageGradients(D:parameters())
-  optD:step()
-  -- (2) update G
-  optG:zeroGrad()
-  D:requiresGrad(false)
-  gan.wassersteinG(D(G(mine(z2), level, t), level, t)):backward()
-  D:requiresGrad(true)
-  dist.averageGradients(G:parameters())
-  optG:step()
-  Gs:update(G, step)
+-- PGGAN's step as pggan.lua takes it (scripts/lib/recipes/pggan.lua), held at lod 0.5, on this
+-- rank's share of a global batch drawn the same on every rank
+local batch = {}
+local step = recipe.Step { G = G, D = D, optG = optG, optD = optD, Gs = Gs, opt = { batchSize = B, resolution = 32 },
+  schedule = function() return 1 - t end, share = function() return #share end,
+  draw = {
+    reals = function() return mine(batch.real) end,
+    noise = function() batch.draws = batch.draws + 1; return mine(batch.draws == 1 and batch.z or batch.z2) end,
+    uniform = function() return mine(batch.u) end,
+  } }
+for iter = 1, steps do
+  tensor.manualSeed(2000 + iter)           -- the global batch, the same on every rank
+  batch.real = tensor.rand(B, 3, 32, 32, f64) * 2 - 1
+  batch.z, batch.z2, batch.u = tensor.randn(B, 16, f64), tensor.randn(B, 16, f64), tensor.rand(B, 1, 1, 1, f64)
+  batch.draws = 0
+  step:advance(iter)
+  step:updateD(iter)      -- (1) update D: WGAN-GP with drift on this rank's share, then Gs
+  step:updateG(iter)      -- (2) update G
 end
 dist.checkReplicas({ G, D, Gs.model }, "PGGAN")
 

@@ -1,0 +1,101 @@
+-- training/cli.lua: the options every training script shares, and the start of a run (--resume, the run folder).
+-- Part of scripts/lib/training.lua (require("training")), which loads every part into one table.
+local M = require("training")
+local options = require("options")
+
+--- Options every training script has, appended to the script's own (defaults per script).
+function M.commonSpec(d)
+  return {
+    { "dataset", d.dataset or "fashion-mnist", "fashion-mnist, mnist, cifar10, or a folder of class subfolders of PNGs" },
+    { "dataRoot", "", "where the data set's files are (default: the Debian package for (fashion-)mnist; folder/zip: the folder or zip)" },
+    { "channels", d.channels or 3, "image channels for folder and zip data sets (1 or 3)", oneOf = { 1, 3 } },
+    { "fit", "crop", "how folder and zip images become square: crop (central square), pad (black borders) or stretch",
+      oneOf = { "crop", "pad", "stretch" } },
+    { "perClass", 0, "train on this many images per class, drawn with the seed (0: all; 600 = 10% of Fashion-MNIST)", min = 0 },
+    { "resolution", d.resolution or 32, "image size (28 px data sets are padded to 32)" },
+    { "iters", d.iters, "training iterations (G steps)" },
+    { "minutes", d.minutes or 0.0, "train for this wall-clock budget instead of --iters (0: use --iters)", min = 0 },
+    { "sampleEvery", d.sampleEvery or 500, "iterations between sample sheets" },
+    { "saveEvery", d.saveEvery or 1000, "iterations between checkpoints" },
+    { "evalEvery", d.evalEvery or 2000, "iterations between FID/accuracy evaluations (0: never; Fashion-MNIST only)" },
+    { "evalSamples", d.evalSamples or 2000, "samples per evaluation" },
+    { "logEvery", d.logEvery or 10, "iterations between log lines" },
+    { "svEvery", d.svEvery or 100, "iterations between top-3 singular values of every weight (0: never)" },
+    { "keep", d.keep or 3, "checkpoints kept", min = 1 },
+    { "onCollapse", d.onCollapse or "warn",
+      "when D dies or G's spectra explode: warn, stop, or rollback (to the last good checkpoint, fresh seed)",
+      oneOf = { "warn", "stop", "rollback" } },
+    { "collapsePatience", d.collapsePatience or 50, "iterations of constant D outputs that mean D is dead", min = 1 },
+    { "collapseGrowth", d.collapseGrowth or 4.0, "growth of G's first-layer sigma_0 within 5 svEvery records that means it exploded",
+      min = 1 },
+    { "collapseRetries", d.collapseRetries or 3, "rollbacks before a run that keeps collapsing stops", min = 0 },
+    { "seed", d.seed or 1, "random seed" },
+    { "threads", d.threads or 0, "worker threads (0: all cores)" },
+    { "out", d.out, "run folder" },
+    { "resume", "", "continue the run saved in this folder (its options, unless given again)" },
+    { "quiet", false, "no progress bar" },
+    { "tensorboard", true, "also write TensorBoard event files (scalars, sample sheets) to <out>/tb" },
+    { "crossReplicaBN", false, "under mpirun: BatchNorm statistics over every rank's share of the batch (BigGAN's; off: each rank's own)" },
+    { "checkReplicasEvery", d.checkReplicasEvery or 100, "under mpirun: iterations between checksums that the ranks' models are identical",
+      min = 1 },
+  }
+end
+
+-- The option specs given, one after another, as one list.
+function M.concat(...)
+  local out = {}
+  for _, spec in ipairs { ... } do
+    for _, x in ipairs(spec) do out[#out + 1] = x end
+  end
+  return out
+end
+
+--- Parses the command line (spec = the script's options ++ commonSpec), restores the saved
+-- options when resuming (options given again override them), seeds the generator, sets the
+-- thread count, creates the run folder and prints the effective options. Returns opt and the
+-- saved state (nil unless resuming).
+function M.start(spec, description)
+  local opt, given = options.cli(arg, spec, description)
+  M.rank, M.ranks = dist.rank(), dist.size()
+  if M.rank > 0 then opt.quiet = true end                   -- rank 0 speaks and writes for the run
+  local saved
+  if opt.resume ~= "" then
+    local ok, s = pcall(ckpt.load, opt.resume .. "/ckpt")
+    if not ok then
+      io.stderr:write(("%s: cannot resume from %s: %s\n"):format(arg[0], opt.resume, tostring(s)))
+      os.exit(2)
+    end
+    saved = s
+    local resume = opt.resume
+    local renamed = options.aliases(spec)    -- a checkpoint from before an option was renamed
+    for k, v in pairs(s.opt or {}) do
+      k = renamed[k] or k
+      if rawget(opt, k) ~= nil and not given[k] then opt[k] = v end
+    end
+    opt.resume = resume
+    if not given.out then opt.out = resume end
+  end
+  if opt.out == "" then io.stderr:write(arg[0] .. ": --out must name a folder\n"); os.exit(2) end
+  -- A new run never writes into an old one (its log and checkpoints would interleave).
+  local old = not saved and io.open(opt.out .. "/log.jsonl", "r")
+  if old then
+    old:close()
+    io.stderr:write(("%s: %s already holds a run: continue it with --resume=%s, or choose another --out\n")
+      :format(arg[0], opt.out, opt.out))
+    os.exit(2)
+  end
+  if opt.threads > 0 then tensor.setNumThreads(opt.threads) end
+  if M.ranks > 1 and opt.batchSize and opt.batchSize % M.ranks ~= 0 then
+    error(("--batchSize=%d is the global batch: it must be a multiple of the %d ranks"):format(opt.batchSize, M.ranks), 0)
+  end
+  tensor.manualSeed(opt.seed)                               -- the same initial models on every rank
+  local text = options.describe(opt, spec)
+  if M.rank == 0 then
+    paths.mkdir(opt.out .. "/samples")
+    local f = io.open(opt.out .. "/options.txt", "w")
+    if f then f:write(text, "\n"); f:close() end
+  end
+  if not opt.quiet then print(description .. (saved and (" (resuming at iteration %d)"):format(saved.iter) or "")); print(text) end
+  return opt, saved
+end
+

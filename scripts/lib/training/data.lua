@@ -1,0 +1,45 @@
+-- training/data.lua: the data set a training script names, as a loader of images in [-1, 1].
+-- Part of scripts/lib/training.lua (require("training")), which loads every part into one table.
+local M = require("training")
+
+--- The training set as the scripts see it: images in [-1, 1] at opt.resolution.
+-- Returns the dataset, a loader over it, its channel count and class count.
+function M.data(opt, batchSize)
+  local ds
+  local name = opt.dataset
+  local root = opt.dataRoot ~= "" and opt.dataRoot or nil
+  if name == "fashion-mnist" then ds = data.fashionMNIST { split = "train", root = root }
+  elseif name == "mnist" then ds = data.mnist { split = "train", root = root }
+  elseif name == "cifar10" then
+    if not root then error("--dataset=cifar10 needs --dataRoot (the folder of the CIFAR-10 binary batches)", 0) end
+    ds = data.cifar10 { split = "train", root = root }
+  else
+    -- folder / zip: --dataRoot names it (a folder path as --dataset also works); prepared
+    -- pixels are cached in runs/cache so later runs do not decode the images again.
+    local prep = { size = opt.resolution, channels = opt.channels, fit = opt.fit, cache = "runs/cache" }
+    if name == "zip" then
+      if not root then error("--dataset=zip needs --dataRoot (the zip, e.g. one made by stylegan2-ada's dataset_tool)", 0) end
+      ds = data.zipDataset(root, prep)
+    else
+      if name == "folder" and not root then error("--dataset=folder needs --dataRoot (a folder of class sub-folders or of images)", 0) end
+      ds = data.imageFolder(name == "folder" and root or name, prep)
+    end
+  end
+  if opt.perClass > 0 then ds = ds:subset(opt.perClass, opt.seed) end
+  local transform = {}
+  local size = ds.images:size(3)
+  if size == 28 then
+    if opt.resolution ~= 32 then error(("%s images are 28x28: train them at --resolution=32 (padded)"):format(name), 0) end
+    transform[#transform + 1] = data.pad(2)
+  elseif size ~= opt.resolution then
+    if size % opt.resolution ~= 0 then
+      error(("%s images are %dx%d, not a multiple of --resolution=%d"):format(name, size, size, opt.resolution), 0)
+    end
+    transform[#transform + 1] = data.downscale(size // opt.resolution)
+  end
+  transform[#transform + 1] = data.scale(-1, 1)
+  -- batchSize is the global batch; under mpirun each rank's loader yields its share of it
+  local loader = data.Loader(ds, { batchSize = batchSize, seed = opt.seed, dropLast = true, transform = transform,
+                                   rank = dist.rank(), ranks = dist.size() })
+  return ds, loader, ds.images:size(2), ds.numClasses
+end
