@@ -31,8 +31,11 @@ let package = Package(
     .target(name: "CPUFeatures"),
     // luagan's own vector kernels, compiled per instruction set and chosen by CPUID.
     .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3"], .when(configuration: .release))]),
+    // The machine and its files: CPU features and the BLAS core, kernel level, memory limits,
+    // files written atomically, JSON, the error type and checked size arithmetic.
+    .target(name: "Host", dependencies: ["COpenBLAS", "CPUFeatures", "CKernels"]),
     // Tensors, kernels and autograd. Knows nothing of Lua.
-    .target(name: "Tensor", dependencies: ["COpenBLAS", "CPUFeatures", "CKernels"], swiftSettings: fast("Tensor")),
+    .target(name: "Tensor", dependencies: ["Host", "COpenBLAS", "CPUFeatures", "CKernels"], swiftSettings: fast("Tensor")),
     // Modules, layers, initializers and optimizers. Knows nothing of Lua.
     .target(name: "Layers", dependencies: ["Tensor"], swiftSettings: fast("Layers")),
     // PNG and JPEG in and out, sample sheets, resizing, line plots and their font. Knows nothing of Lua.

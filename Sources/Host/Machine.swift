@@ -112,20 +112,6 @@ public enum BLASCore {
   }
 }
 
-/// What runs: the CPU, its ISA level, the BLAS core and who chose it, and the thread count.
-public enum Machine {
-  public static var summary: String {
-    let cpu = CPU.current
-    return """
-      CPU: \(cpu.brand.isEmpty ? "unknown" : cpu.brand) (\(cpu.vendor), family \(cpu.family) model \(cpu.model)), \(cpu.isaDescription)
-      BLAS: OpenBLAS \(BLASCore.current) kernels (best for this CPU: \(BLASCore.best(for: cpu)); chosen by \(BLASCore.chosenBy))
-      OpenBLAS build: \(Parallel.blasDescription)
-      luagan kernels: \(SIMDKernels.name)
-      threads: \(Parallel.threads)
-      """
-  }
-}
-
 /// luagan's own vector kernels (Sources/CKernels) come in baseline, AVX2 + FMA and AVX-512
 /// builds; the best one this CPU supports runs, chosen from CPUID as the BLAS core is.
 /// LUAGAN_SIMD=base, avx2 or avx512 forces one (never more than the CPU supports).
@@ -133,7 +119,7 @@ public enum SIMDKernels {
   /// The ISA level in use: 1 baseline, 3 AVX2 + FMA, 4 AVX-512.
   public static var level: Int { _ = selected; return Int(lg_kernels_level()) }
 
-  static let selected: Int = {
+  public static let selected: Int = {
     let cpu = CPU.current.isaLevel
     let forced: Int? = ["base": 1, "avx2": 3, "avx512": 4][ProcessInfo.processInfo.environment["LUAGAN_SIMD"] ?? ""]
     return Int(lg_kernels_select(Int32(Swift.min(forced ?? cpu, cpu))))

@@ -12,9 +12,11 @@ public func readRegularFile(_ path: String, what: String, limit: Int = MemoryAcc
   guard stat(path, &st) == 0 else { throw TensorError("\(what): no such file '\(path)'") }
   guard (st.st_mode & S_IFMT) == S_IFREG else { throw TensorError("\(what): '\(path)' is not a regular file") }
   let size = Int(st.st_size)
-  guard size <= limit else { throw TensorError("\(what): '\(path)' is \(Storage.humanBytes(size)), more than the limit of \(Storage.humanBytes(limit))") }
+  guard size <= limit else {
+    throw TensorError("\(what): '\(path)' is \(Memory.humanBytes(size)), more than the limit of \(Memory.humanBytes(limit))")
+  }
   // `copies`: how many copies of the bytes the caller will hold at once (a decode, a string)
-  try Storage.checkAllocatable(count: size, elementBytes: Swift.max(1, copies), what: "the contents of '\(path)'")
+  try Memory.checkAllocatable(count: size, elementBytes: Swift.max(1, copies), what: "the contents of '\(path)'")
   let fd = open(path, O_RDONLY)
   guard fd >= 0 else { throw TensorError("\(what): cannot open '\(path)': \(String(cString: strerror(errno)))") }
   defer { close(fd) }
@@ -63,8 +65,8 @@ public func writeAtomically(to path: String, size: Int,
   if statvfs(dir.isEmpty ? "." : dir, &fs) == 0 {
     let (free, overflow) = Int(fs.f_bavail).multipliedReportingOverflow(by: Int(fs.f_frsize))
     if !overflow && size > free {
-      let needs = Storage.humanBytes(size)
-      throw TensorError("cannot write '\(path)': it needs \(needs), its file system has \(Storage.humanBytes(free)) free")
+      let needs = Memory.humanBytes(size)
+      throw TensorError("cannot write '\(path)': it needs \(needs), its file system has \(Memory.humanBytes(free)) free")
     }
   }
   let tmp = path + ".tmp-\(getpid())"

@@ -107,7 +107,7 @@ public indirect enum JSON: Equatable, Sendable {
   public static func parse(_ bytes: some Collection<UInt8>, name: String = "JSON") throws -> JSON {
     // Each value becomes a tree node of about 40 bytes however short its text ("0,"), and the
     // caller then builds its own values from the tree: refused up front when that cannot fit.
-    try Storage.checkAllocatable(count: bytes.count, elementBytes: 64, what: "the values of \(name)")
+    try Memory.checkAllocatable(count: bytes.count, elementBytes: 64, what: "the values of \(name)")
     var p = Parser(bytes: Array(bytes), name: name)
     let v = try p.value(depth: 0)
     p.skipSpace()
@@ -234,7 +234,8 @@ public indirect enum JSON: Equatable, Sendable {
         case UInt8(ascii: "t"): out.append(0x09)
         case UInt8(ascii: "u"):
           var code = try hex4()
-          if (0xD800..<0xDC00).contains(code), pos + 1 < bytes.count, bytes[pos] == UInt8(ascii: "\\"), bytes[pos + 1] == UInt8(ascii: "u") {
+          if (0xD800..<0xDC00).contains(code), pos + 1 < bytes.count, bytes[pos] == UInt8(ascii: "\\"),
+             bytes[pos + 1] == UInt8(ascii: "u") {
             pos += 2
             let low = try hex4()
             guard (0xDC00..<0xE000).contains(low) else { throw fail("bad surrogate pair") }
