@@ -303,8 +303,10 @@ enum TensorLib {
       let (p, o) = acc.0.multipliedReportingOverflow(by: Swift.max(d, 1)); return (p, acc.1 || o)
     }
     let (cells, o2) = x.numel.multipliedReportingOverflow(by: 16)
-    guard !o1, !o2, !tables.multipliedReportingOverflow(by: 56).overflow else { throw c.error("a tensor of shape \(formatShape(x.shape)) is too large for Lua tables") }
-    try c.reserveHeap(cells + tables * 56)
+    let (tableBytes, o3) = tables.multipliedReportingOverflow(by: 56)
+    let (total, o4) = cells.addingReportingOverflow(tableBytes)
+    guard !o1, !o2, !o3, !o4 else { throw c.error("a tensor of shape \(formatShape(x.shape)) is too large for Lua tables") }
+    try c.reserveHeap(total)
     try c.reserve(x.rank + 4)
     let v = try x.toArray()
     if x.rank == 0 { c.push(v.first ?? 0); return }

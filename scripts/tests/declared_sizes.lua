@@ -305,6 +305,14 @@ T.test("more than 64 dimensions is an error; many small dimensions print as a sh
   check(#text < 2000, "printed as its shape")
 end)
 
+T.test("totable, log.series and metrics.extract of huge views fail at once", function()
+  checkError("too large for Lua tables", function() return tensor.zeros(1):expand(1 << 59):totable() end)
+  checkError("list of log records", function() return log.series(tensor.zeros(1):expand(1 << 27, 2), "x") end)
+  checkError("cannot allocate", function()
+    return metrics.extract(function(x) return x:flatten(2) end, tensor.zeros(1, 1, 1, 1):expand(1 << 30, 1, 4, 4))
+  end)
+end)
+
 T.test("metrics, gradcheck and split of expanded views are checked first", function()
   local e = tensor.zeros(1, 1):expand(2, 1 << 20)
   checkError("cannot allocate", function() return metrics.featureStats(e) end)

@@ -24,12 +24,38 @@ local function stateTensors(modules, fn)
   return out
 end
 
+-- Before a helper makes one collective per tensor, the ranks compare their lists (count and a
+-- hash of shapes and dtypes): lists that differ, or a rank whose arguments were refused, are an
+-- error on every rank, never ranks that fall out of step (a prefix of one list would pair up
+-- silently). `ok, list` are a pcall's results: list is the error when ok is false.
+local function agreeList(fn, ok, list)
+  local count, hash = -1, 0
+  if ok then
+    count = #list
+    for _, t in ipairs(list) do
+      for _, n in ipairs(t:shape()) do hash = (hash * 31 + n) & 0xFFFFFFFFFF end   -- 40 bits: exact as a float64
+      hash = (hash * 7 + (t:dtype() == "float64" and 2 or 1)) & 0xFFFFFFFFFF
+    end
+  end
+  local all = dist.allGather(tensor.new({ count, hash }, { dtype = "float64" }):view(1, 2))
+  if not ok then error(list, 0) end
+  for r = 1, all:size(1) do
+    if all[r][1] < 0 then error(("%s: rank %d's arguments were refused"):format(fn, r - 1), 3) end
+    if all[r][1] ~= all[1][1] or all[r][2] ~= all[1][2] then
+      error(("%s: the ranks' tensor lists differ (rank 0: %d tensors, rank %d: %d; or their shapes differ)")
+        :format(fn, math.tointeger(all[1][1]), r - 1, math.tointeger(all[r][1])), 3)
+    end
+  end
+  return list
+end
+
 --- dist.broadcastModules(modules[, root]): every parameter and buffer of the modules (a module
 -- or a list) copied from rank root (0) to all ranks, as at the start of a data-parallel run.
 function dist.broadcastModules(modules, root)
   if dist.size() == 1 then return end
+  local list = agreeList("dist.broadcastModules", pcall(stateTensors, modules, "dist.broadcastModules"))
   tensor.noGrad(function()
-    for _, t in ipairs(stateTensors(modules, "dist.broadcastModules")) do dist.broadcast(t, root or 0) end
+    for _, t in ipairs(list) do dist.broadcast(t, root or 0) end
   end)
 end
 
@@ -40,6 +66,12 @@ end
 function dist.averageGradients(params, opts)
   if type(params) ~= "table" then argError("dist.averageGradients", 1, "list of tensors", type(params)) end
   if dist.size() == 1 then return end
+  agreeList("dist.averageGradients", pcall(function()
+    for i, p in ipairs(params) do
+      if not tensor.isTensor(p) then argError("dist.averageGradients", 1, "list of tensors", ("%s at [%d]"):format(type(p), i)) end
+    end
+    return params
+  end))
   local limit = math.floor((opts and opts.bucketMB or 25) * 2 ^ 20)
   local bucket, bytes = {}, 0
   local function flush()
@@ -72,6 +104,7 @@ end
 -- naming the first tensor that differs when the replicas have drifted apart.
 function dist.checkReplicas(modules, what)
   if dist.size() == 1 then return true end
+  agreeList("dist.checkReplicas", pcall(stateTensors, modules, "dist.checkReplicas"))
   local sums, names = {}, {}
   if nn.isModule(modules) then modules = { modules } end
   tensor.noGrad(function()

@@ -65,6 +65,9 @@ end
 
 --- log.series(records, name): the iterations and values of one scalar, for plot.lines.
 function log.series(records, name)
+  if type(records) ~= "table" then
+    error(("bad argument #1 to 'series' (list of log records expected, got %s)"):format(type(records)), 2)
+  end
   local xs, ys = {}, {}
   for _, r in ipairs(records) do
     if type(r[name]) == "number" then xs[#xs + 1] = r.iter; ys[#ys + 1] = r[name] end
@@ -113,11 +116,14 @@ function Progress:line(iter, scalars, spent)
   else
     frac = iter / self.total
     eta, count = rate > 0 and (self.total - iter) / rate or math.huge, ("%d/%d"):format(iter, self.total)
+    -- bar.remaining: the caller's own estimate (iterations that grow dearer as the run goes on)
+    if type(self.remaining) == "number" and self.remaining >= 0 then eta = self.remaining end
   end
   frac = math.min(1, math.max(0, frac))
   local fill = math.floor(frac * self.width + 0.5)
   local parts = { ("%s [%s%s] %3d%% %.2f it/s %s %s"):format(count, ("="):rep(fill), (" "):rep(self.width - fill),
     math.floor(frac * 100), rate, self.budget and "left" or "ETA", duration(eta)) }
+  if type(self.status) == "string" then parts[#parts + 1] = self.status end   -- bar.status: where the run is
   local keys = {}
   for k in pairs(scalars or {}) do keys[#keys + 1] = k end
   table.sort(keys)

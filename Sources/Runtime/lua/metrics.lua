@@ -64,18 +64,23 @@ function metrics.extract(net, images, opts)
   if math.type(batchSize) ~= "integer" or batchSize < 1 then
     error(("metrics.extract: option 'batchSize' must be a positive integer, got %s"):format(tostring(batchSize)), 2)
   end
-  local parts = {}
+  -- The results are allocated whole after the first batch (checked allocations), so a count
+  -- that cannot fit (an expanded view of 2^30 images) fails at once, not after hours of batches.
+  local results = {}
   tensor.noGrad(function()
     for i = 1, count, batchSize do
       local n = math.min(batchSize, count - i + 1)
       local outs = table.pack(net(batchOf(i, n)))
       for k = 1, outs.n do
-        parts[k] = parts[k] or {}
-        parts[k][#parts[k] + 1] = outs[k]:detach()
+        local o = outs[k]:detach()
+        if i == 1 then
+          local shape = o:shape()
+          shape[1] = count
+          results[k] = tensor.zeros(shape, { dtype = o:dtype() })
+        end
+        results[k]:narrow(1, i, n):copy(o)
       end
     end
   end)
-  local results = {}
-  for k = 1, #parts do results[k] = tensor.cat(parts[k], 1) end
   return table.unpack(results)
 end

@@ -283,7 +283,7 @@ extension Tensor {
     let d = try normalizedDim(dim, "split")
     guard size > 0 else { throw TensorError("split: size must be positive, got \(size)") }
     let pieces = shape[d] / size + (shape[d] % size == 0 ? 0 : 1)
-    guard pieces <= 1 << 24 else { throw TensorError("split: \(pieces) pieces are too many (at most 2^24)") }
+    guard pieces <= 1 << 20 else { throw TensorError("split: \(pieces) pieces are too many (at most 2^20)") }
     // each piece is a view object, and a Lua value once returned (about 1 KB with its graph node)
     try Storage.checkAllocatable(count: pieces, elementBytes: 1024, what: "split's \(pieces) pieces")
     return try stride(from: 0, to: shape[d], by: size).map { try narrow(dim: d, start: $0, length: Swift.min(size, shape[d] - $0)) }

@@ -5,6 +5,9 @@ public enum ReplicaGroup {
   /// Sums `values` element-wise over every replica, in place, in the same order on all of them.
   /// A collective: every replica must make the same calls in the same order.
   nonisolated(unsafe) public static var allReduceSum: ((inout [Double]) throws -> Void)?
+  /// Tells the other replicas that this one cannot make its all-reduce (its values could not be
+  /// read): they fail too, instead of waiting for it.
+  nonisolated(unsafe) public static var cannotReduce: (() throws -> Void)?
   /// How many replicas take part (1: a single process).
   nonisolated(unsafe) public static var count = 1
 }
@@ -16,7 +19,11 @@ extension Tensor {
   /// BatchNorm under R1). Values travel as float64. Reference:
   /// torch.distributed.nn.functional.all_reduce (ReduceOp.SUM).
   public func replicaSum() throws -> Tensor {
-    var values = try toArray()
+    var values: [Double]
+    do { values = try toArray() } catch {
+      try ReplicaGroup.cannotReduce?()
+      throw error
+    }
     if let reduce = ReplicaGroup.allReduceSum { try reduce(&values) }
     let out = try Tensor.from(values, shape: shape, dtype: dtype)
     return record("replicaSum", out, [self]) { g, _ in [try g.replicaSum()] }  // d(Σ_r x_r)/dx_r = 1: sum the gradients

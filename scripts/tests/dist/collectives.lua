@@ -84,6 +84,17 @@ T.test("averagers whose buckets differ between ranks fail on every rank, then wo
   local alone = dist.GradientAverager({ tensor.zeros(3):requiresGrad(true) })
   if r == 0 then T.checkError("barrier", alone.arm, alone) else T.checkError("GradientAverager:arm", dist.barrier) end
   T.checkError("at most 8 dims", dist.allReduce, r == 0 and tensor.zeros(1, 1, 1, 1, 1, 1, 1, 1, 1) or tensor.zeros(2))
+  -- a rank whose own arguments are refused fails every rank, after the exchange, not before it
+  T.checkError(r == 0 and "luagan.Tensor expected" or "rank 0 could not make this call", dist.allGather, r == 0 and 3 or tensor.ones(2))
+  T.checkError(r == 1 and "root must be a rank" or "rank 1 could not make this call", dist.broadcast, tensor.ones(2), r == 1 and 7 or 0)
+  T.checkError(r == 0 and "bucketMB" or "rank 0 could not make this call", dist.GradientAverager, { tensor.ones(2) },
+    { bucketMB = r == 0 and 0 or 1 })
+  T.checkError("", function() return tensor.zeros(1):expand(1 << 41):replicaSum() end)           -- every rank refuses it
+  T.checkError("replicaSum", function() return tensor.ones(r == 0 and 3 or 4):replicaSum() end)   -- sizes differ
+  -- the helpers compare their tensor lists first: a prefix of a list does not pair up silently
+  local m = r == 0 and nn.Linear(3, 4) or nn.Sequential(nn.Linear(3, 4), nn.BatchNorm2d(4))
+  T.checkError("tensor lists differ", dist.broadcastModules, m)
+  T.checkError("tensor lists differ", dist.checkReplicas, m)
   local same = dist.GradientAverager({ tensor.ones(4):requiresGrad(true) })
   same:arm()
   T.check(same:finish(), "an averager the ranks agree on still works")
