@@ -148,7 +148,11 @@ open class Optimizer {
 /// Adam (Kingma & Ba 2015) exactly as torch.optim.Adam (amsgrad off): weight decay added to the
 /// gradient, bias-corrected moments, eps added after dividing √v by √(1-β2ᵗ).
 public final class Adam: Optimizer {
-  public override class var defaults: [String: Double] { ["lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weightDecay": 0] }
+  /// epsilonHat = 1: eps added to √v before the bias correction, as TensorFlow's Adam (its
+  /// "epsilon hat", which PGGAN's official code trains with); 0: after it, as PyTorch's.
+  public override class var defaults: [String: Double] {
+    ["lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weightDecay": 0, "epsilonHat": 0]
+  }
   public override class var stateTensorNames: [String] { ["exp_avg", "exp_avg_sq"] }
   public init(groups: [Group]) throws { try super.init(typeName: "Adam", groups: groups) }
 
@@ -169,7 +173,8 @@ public final class Adam: Optimizer {
     }
     guard let m = s.tensors["exp_avg"], let v = s.tensors["exp_avg_sq"] else { return }
     try Tensor.adamStep(param: p, grad: g, expAvg: m, expAvgSq: v, step: s.step,
-                        lr: o["lr"]!, beta1: o["beta1"]!, beta2: o["beta2"]!, eps: o["eps"]!, weightDecay: o["weightDecay"]!)
+                        lr: o["lr"]!, beta1: o["beta1"]!, beta2: o["beta2"]!, eps: o["eps"]!, weightDecay: o["weightDecay"]!,
+                        epsilonHat: (o["epsilonHat"] ?? 0) != 0)
   }
 }
 

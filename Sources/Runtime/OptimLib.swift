@@ -44,6 +44,7 @@ enum OptimLib {
     if let wd = try o.number("weightDecay") { out["weightDecay"] = wd }
     if adam {
       if let e = try o.number("eps") { out["eps"] = e }
+      if let h = try o.bool("epsilonHat") { out["epsilonHat"] = h ? 1 : 0 }
       if o.has("betas") {
         lua_pushstring(o.L, "betas")
         lua_rawget(o.L, o.index)
@@ -200,7 +201,7 @@ enum OptimLib {
     for (gi, g) in o.groups.enumerated() {
       lua_createtable(c.L, 0, 6)
       for (k, v) in g.options.sorted(by: { $0.key < $1.key }) where !(isAdam && k.hasPrefix("beta")) {
-        if k == "nesterov" { c.push(v != 0) } else { c.push(v) }
+        if k == "nesterov" || k == "epsilonHat" { c.push(v != 0) } else { c.push(v) }
         c.setField(-1, k)
       }
       if isAdam {
@@ -286,7 +287,7 @@ enum OptimLib {
           if key == "betas", lua_type(c.L, -1) == LUA_TTABLE {
             lua_rawgeti(c.L, -1, 1); opts["beta1"] = lua_tonumberx(c.L, -1, nil); lg_pop(c.L, 1)
             lua_rawgeti(c.L, -1, 2); opts["beta2"] = lua_tonumberx(c.L, -1, nil); lg_pop(c.L, 1)
-          } else if key == "nesterov", lua_type(c.L, -1) == LUA_TBOOLEAN {
+          } else if key == "nesterov" || key == "epsilonHat", lua_type(c.L, -1) == LUA_TBOOLEAN {
             opts[key] = lua_toboolean(c.L, -1) != 0 ? 1 : 0
           } else if key != "params", lua_type(c.L, -1) == LUA_TNUMBER {
             opts[key] = lua_tonumberx(c.L, -1, nil)

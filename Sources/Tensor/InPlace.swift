@@ -83,8 +83,10 @@ extension Tensor {
   /// match PyTorch's:
   ///   g ← g + wd·p;  m ← lerp(m, g, 1-β1);  v ← v·β2 + (1-β2)·g·g
   ///   p ← p - (lr/(1-β1ᵗ)) · m / (√v/√(1-β2ᵗ) + eps)
+  /// With `epsilonHat`, TensorFlow's form: p ← p - (lr·√(1-β2ᵗ)/(1-β1ᵗ)) · m / (√v + eps).
   public static func adamStep(param p: Tensor, grad g: Tensor, expAvg m: Tensor, expAvgSq v: Tensor, step t: Int,
-                              lr: Double, beta1: Double, beta2: Double, eps: Double, weightDecay: Double) throws {
+                              lr: Double, beta1: Double, beta2: Double, eps: Double, weightDecay: Double,
+                              epsilonHat: Bool = false) throws {
     guard p.isContiguous, m.isContiguous, v.isContiguous, p.shape == g.shape, m.shape == p.shape, v.shape == p.shape,
           m.dtype == p.dtype, v.dtype == p.dtype else {
       throw TensorError("adam: parameter, gradient and state shapes differ (\(formatShape(p.shape)), \(formatShape(g.shape)))")
@@ -103,7 +105,7 @@ extension Tensor {
           // torch.lerp: start + w·(end - start) for w < 0.5, else end - (end - start)·(1 - w)
           let mi = w1 < 0.5 ? pm[i] + w1 * (gi - pm[i]) : gi - (gi - pm[i]) * (1 - w1)
           let vi = pv[i] * b2 + w2 * gi * gi
-          let denom = T.sqrt(vi) / b2s + ep
+          let denom = epsilonHat ? (T.sqrt(vi) + ep) / b2s : T.sqrt(vi) / b2s + ep
           pp[i] = pp[i] + ss * mi / denom
           pm[i] = mi
           pv[i] = vi

@@ -7,7 +7,7 @@ final class ScriptTests: XCTestCase {
                        "fixtures_optim", "fixtures_gan", "fixtures_exchange", "nn_modules", "misuse_nn", "gan2d",
                        "option_parsing", "images", "file_formats", "datasets", "checkpoints", "logs_plots", "tensorboard", "misuse_io",
                        "metrics", "fixtures_metrics", "inception_net", "fixtures_biggan", "domain_metrics", "threads", "never_crash",
-                       "training_run", "small_data", "pth_files", "biggan_pytorch", "biggan_deep", "declared_sizes"]
+                       "training_run", "small_data", "pth_files", "biggan_pytorch", "biggan_deep", "declared_sizes", "pggan_recipe"]
 
   func testEveryScriptIsListed() throws {
     let dir = Luagan.root.appendingPathComponent("scripts/tests")
@@ -48,6 +48,7 @@ final class ScriptTests: XCTestCase {
   func testDomainClassifierAndMetricsOnRealData() throws { try Luagan.runTestScript("domain_metrics") }
   func testSameBitsForAnyThreadCount() throws { try Luagan.runTestScript("threads") }
   func testDeclaredSizesAreBoundedBeforeAllocating() throws { try Luagan.runTestScript("declared_sizes") }
+  func testPGGANSchedulesPhasesSwitchesAndCoverage() throws { try Luagan.runTestScript("pggan_recipe") }
 
   /// The allocation cases under a 4 GiB address-space limit (prlimit --as), where the machine's
   /// free memory says yes and the process's own limit says no: each must be a Lua error.

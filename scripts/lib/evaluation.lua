@@ -136,7 +136,9 @@ function M.metricsOf(images, labels, ref, opts)
   opts = opts or {}
   local n = images:size(1)
   local want = {}
-  for _, m in ipairs(opts.which or { "fid", "kid", "pr", "is", "accuracy", "swd", "msssim", "inception" }) do want[m] = true end
+  for _, m in ipairs(opts.which or { "fid", "kid", "pr", "is", "accuracy", "coverage", "swd", "msssim", "inception" }) do
+    want[m] = true
+  end
   local r = { n = n, split = ref.split, referenceN = ref.images:size(1) }
   local t0 = tensor.clock()
   local feats, logits = M.classify(ref.classifier, images)
@@ -155,13 +157,27 @@ function M.metricsOf(images, labels, ref, opts)
   if want.accuracy and labels then
     r.accuracy = logits:argmax(2):view(-1):eq(labels:view(-1)):mean():item()
   end
+  if want.coverage then
+    -- mode coverage: the classifier's class histogram of the samples; a class is covered when
+    -- it holds at least 1% of them; KL(histogram || uniform) in nats (0: every class equally)
+    local classes = logits:size(2)
+    local predicted = logits:argmax(2):view(-1)
+    local counts, covered, kl = {}, 0, 0
+    for c = 1, classes do
+      counts[c] = predicted:eq(c):sum():item()
+      local p = counts[c] / n
+      if p >= 0.01 then covered = covered + 1 end
+      if p > 0 then kl = kl + p * math.log(p * classes) end
+    end
+    r.classCounts, r.classesCovered, r.coverageKL, r.classes = counts, covered, kl, classes
+  end
   if want.swd then
     local m = math.min(n, ref.images:size(1), opts.swdImages or n)
     local s = metrics.swd(ref.images:narrow(1, 1, m), images:narrow(1, 1, m), { seed = opts.seed or 2020 })
     r.swd, r.swdLevels, r.swdResolutions, r.swdImages = s.average, s.values, s.resolutions, m
   end
   if want.msssim then
-    local pairs = math.min(n, opts.msssimImages or 2000) // 2 * 2
+    local pairs = math.min(n, opts.msssimImages or 10000) // 2 * 2
     r.msssim = metrics.msssimDiversity(images:narrow(1, 1, pairs))
     r.msssimReal = metrics.msssimDiversity(ref.images:narrow(1, 1, math.min(pairs, ref.images:size(1) // 2 * 2)))
     r.msssimPairs = pairs // 2
@@ -195,6 +211,12 @@ function M.format(r)
   row("recall", r.recall and ("%.4f"):format(r.recall))
   row("IS (domain)", r.is and ("%.3f ± %.3f"):format(r.is, r.isStd), "classifier softmax, 10 splits")
   row("class accuracy", r.accuracy and ("%.2f%%"):format(100 * r.accuracy), "classifier on the intended labels")
+  if r.classCounts then
+    local shares = {}
+    for c, k in ipairs(r.classCounts) do shares[c] = ("%.1f"):format(100 * k / r.n) end
+    row("classes covered", ("%d/%d"):format(r.classesCovered, r.classes), "a class counts at >= 1% of the samples")
+    row("KL(hist || uniform)", ("%.4f"):format(r.coverageKL), "class % " .. table.concat(shares, " "))
+  end
   if r.swd then
     local per = {}
     for i, v in ipairs(r.swdLevels) do per[i] = ("%d: %.2f"):format(r.swdResolutions[i], v) end

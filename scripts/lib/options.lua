@@ -132,7 +132,8 @@ function M.parse(args, spec, description)
     return new
   end
   local opt = {}
-  for k, v in pairs(defaults) do opt[k] = type(v) == "table" and table.move(v, 1, #v, 1, {}) or v end
+  local function copy(t) local c = {} for key, val in pairs(t) do c[key] = val end return c end   -- lists and dicts
+  for k, v in pairs(defaults) do opt[k] = type(v) == "table" and copy(v) or v end
 
   local function unknown(name)
     local hint = M.closest(name, names)

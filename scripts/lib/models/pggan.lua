@@ -15,8 +15,25 @@ local sqrt2 = math.sqrt(2)
 --- Feature maps at a stage: min(floor(fmapBase / 2^(stage·decay)), fmapMax).
 function M.nf(o, stage) return math.min(math.floor(o.fmapBase / 2 ^ (stage * o.fmapDecay)), o.fmapMax) end
 
-local function conv(cin, cout, k, gain)
-  return nn.Conv2d(cin, cout, k, { padding = k // 2, equalized = true, gain = gain or sqrt2 })
+-- Equalized learning rate (the paper's): N(0, 1) parameters scaled by gain/√fan_in at run time.
+-- Without it (PGGAN's Table 1 rows a-e), ordinary He init N(0, gain²/fan_in) and zero biases.
+local function heInit(m, gain, fanIn)
+  tensor.noGrad(function()
+    nn.init.normal(m.weight, 0, gain / math.sqrt(fanIn))
+    if m.bias then nn.init.zeros(m.bias) end
+  end)
+  return m
+end
+
+local function conv(o, cin, cout, k, gain)
+  gain = gain or sqrt2
+  if o.equalized then return nn.Conv2d(cin, cout, k, { padding = k // 2, equalized = true, gain = gain }) end
+  return heInit(nn.Conv2d(cin, cout, k, { padding = k // 2 }), gain, cin * k * k)
+end
+
+local function linear(o, cin, cout, gain, bias)
+  if o.equalized then return nn.Linear(cin, cout, { bias = bias, equalized = true, gain = gain }) end
+  return heInit(nn.Linear(cin, cout, { bias = bias }), gain, cin)
 end
 
 local function defaults(o, d)
@@ -30,28 +47,29 @@ local function defaults(o, d)
 end
 
 local defaultOptions = { resolution = 32, channels = 3, latent = 128, fmapBase = 4096, fmapDecay = 1.0, fmapMax = 128,
-                         mbstdGroup = 4 }
+                         mbstdGroup = 4, equalized = true, pixelnorm = true }
 
 --- The generator. Options: resolution (32), channels (3), latent (128), fmapBase (4096),
--- fmapDecay (1), fmapMax (128) — the paper's CIFAR-10 sizes.
+-- fmapDecay (1), fmapMax (128) — the paper's CIFAR-10 sizes; equalized (true: the equalized
+-- learning rate) and pixelnorm (true), which PGGAN's Table 1 switches off.
 local Generator = nn.Module:extend("PGGAN.Generator")
 M.Generator = Generator
 function Generator:init(o)
   o = defaults(o, defaultOptions)
   self.options = o
   local nf1 = M.nf(o, 1)
-  self.pixelnorm = nn.PixelNorm()
+  self.pixelnorm = o.pixelnorm and nn.PixelNorm() or nn.Identity()
   -- 4x4: dense latent -> nf(1)·16 with gain √2/4 (the Theano 4x4 "full" conv), then one bias
   -- per channel after the reshape, lrelu, pixelnorm; then conv3x3.
-  self.dense = nn.Linear(o.latent, nf1 * 16, { bias = false, equalized = true, gain = sqrt2 / 4 })
+  self.dense = linear(o, o.latent, nf1 * 16, sqrt2 / 4, false)
   self.dense_bias = tensor.zeros(nf1):requiresGrad(true)
-  self.conv4 = conv(nf1, nf1, 3)
+  self.conv4 = conv(o, nf1, nf1, 3)
   self.blocks = nn.ModuleList()     -- level l >= 2 (8x8 and up): upsample, conv3x3, conv3x3
-  self.toRGB = nn.ModuleList { conv(nf1, o.channels, 1, 1) }
+  self.toRGB = nn.ModuleList { conv(o, nf1, o.channels, 1, 1) }
   for level = 2, o.levels do
     local cin, cout = M.nf(o, level - 1), M.nf(o, level)
-    self.blocks:add(nn.Sequential(conv(cin, cout, 3), conv(cout, cout, 3)))
-    self.toRGB:add(conv(cout, o.channels, 1, 1))
+    self.blocks:add(nn.Sequential(conv(o, cin, cout, 3), conv(o, cout, cout, 3)))
+    self.toRGB:add(conv(o, cout, o.channels, 1, 1))
   end
 end
 
@@ -84,7 +102,7 @@ function Generator:forward(z, level, t)
 end
 
 --- The discriminator. Options as the generator's, plus mbstdGroup (4, TF's default; the
--- paper's runs used the whole minibatch).
+-- paper's runs used the whole minibatch; 0: no minibatch stddev layer, Table 1's rows a-d).
 local Discriminator = nn.Module:extend("PGGAN.Discriminator")
 M.Discriminator = Discriminator
 function Discriminator:init(o)
@@ -93,14 +111,15 @@ function Discriminator:init(o)
   local nf0, nf1 = M.nf(o, 0), M.nf(o, 1)
   self.fromRGB = nn.ModuleList()
   self.blocks = nn.ModuleList()    -- level l >= 2: conv3x3 nf(l) -> nf(l), conv3x3 -> nf(l-1), avgpool
-  for level = 1, o.levels do self.fromRGB:add(conv(o.channels, M.nf(o, level), 1)) end
+  for level = 1, o.levels do self.fromRGB:add(conv(o, o.channels, M.nf(o, level), 1)) end
   for level = 2, o.levels do
-    self.blocks:add(nn.Sequential(conv(M.nf(o, level), M.nf(o, level), 3), conv(M.nf(o, level), M.nf(o, level - 1), 3)))
+    self.blocks:add(nn.Sequential(conv(o, M.nf(o, level), M.nf(o, level), 3), conv(o, M.nf(o, level), M.nf(o, level - 1), 3)))
   end
-  self.mbstd = nn.MinibatchStdDev(o.mbstdGroup)
-  self.conv4 = conv(nf1 + 1, nf1, 3)
-  self.dense0 = nn.Linear(nf1 * 16, nf0, { equalized = true, gain = sqrt2 })
-  self.dense1 = nn.Linear(nf0, 1, { equalized = true, gain = 1 })
+  local withMbstd = o.mbstdGroup > 0
+  self.mbstd = withMbstd and nn.MinibatchStdDev(o.mbstdGroup) or nn.Identity()
+  self.conv4 = conv(o, nf1 + (withMbstd and 1 or 0), nf1, 3)
+  self.dense0 = linear(o, nf1 * 16, nf0, sqrt2, true)
+  self.dense1 = linear(o, nf0, 1, 1, true)
 end
 
 function Discriminator:block(level, h)
@@ -189,7 +208,7 @@ end
 -- training.loadGenerator).
 function M.fromOptions(o, channels)
   local sizes = { resolution = o.resolution, channels = channels, latent = o.latent, fmapBase = o.fmapBase,
-                  fmapMax = o.fmapMax, mbstdGroup = o.mbstdGroup }
+                  fmapMax = o.fmapMax, mbstdGroup = o.mbstdGroup, equalized = o.equalized ~= false, pixelnorm = o.pixelnorm ~= false }
   return M.Generator(sizes), M.Discriminator(sizes)
 end
 

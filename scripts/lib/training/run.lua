@@ -23,6 +23,9 @@ M.RunMethods = Run      -- training/report.lua adds the reporting methods
 -- parts.firstLayer  the name of G's first layer's weight, whose sigma_0 the collapse watch
 --                 follows (default: G's first parameter with 2+ dims)
 -- parts.losses    names of the scalars plotted as losses
+-- parts.status()  a few words on where the run is, for the progress line (optional)
+-- parts.remaining(run)  seconds the rest of the run will take, when the iteration rate says
+--                 less than the script knows (optional)
 -- Then:  while run:next() do local iter = run.iter ... run:afterStep(scalars, dOut) end
 --        run:finish()
 -- With --minutes the run lasts that wall-clock budget (time spent saving, sampling and
@@ -127,6 +130,10 @@ function Run:log(iter, scalars)
   if self.bar then
     local shown = {}
     for k, v in pairs(scalars) do shown[k] = tensor.isTensor(v) and v:item() or v end
+    -- a script may say where the run is (PGGAN: its level and fade) and how long the rest takes
+    -- when iterations are not all alike (later levels cost more per image)
+    self.bar.status = self.parts.status and self.parts.status() or nil
+    self.bar.remaining = self.parts.remaining and self.parts.remaining(self) or nil
     self.bar:update(iter, shown, self.opt.minutes > 0 and self.elapsed or nil)
   end
 end
