@@ -354,4 +354,18 @@ T.test("double() and float() convert every parameter and buffer, and training ru
   for name, t in pairs(m:stateDict()) do check(t:dtype() == "float32", name) end
 end)
 
+T.test("double() and float() re-point the Lua fields that hold registered tensors", function()
+  local M = nn.Module:extend("WithBiasField")
+  function M:init() self.lin = nn.Linear(2, 2, { bias = false }); self.bias = tensor.zeros(2):requiresGrad(true) end
+  function M:forward(x) return self.lin(x) + self.bias end
+  local m = M():double()
+  T.check(m.bias:dtype() == "float64", "the field follows the conversion")
+  local opt = optim.SGD(m:parameters(), { lr = 1 })
+  m(tensor.ones(1, 2, { dtype = "float64" })):sum():backward()
+  opt:step()
+  T.check(m.bias[1] == -1 and m:stateDict().bias[1] == -1, "the optimizer stepped the tensor the forward uses")
+  m:float()
+  T.check(m.bias:dtype() == "float32" and m.bias[1] == -1, "and back")
+end)
+
 T.finish("nn_modules")

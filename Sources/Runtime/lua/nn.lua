@@ -96,8 +96,6 @@ end
 function Module:eval() S.train(self, false); return self end
 --- m:double(), m:float(): every parameter and buffer converted to float64 / float32 (as torch's
 -- .double() / .float()); make optimizers afterwards, since parameters become new tensors.
-function Module:double() S.convert(self, "float64"); return self end
-function Module:float() S.convert(self, "float32"); return self end
 function Module:zeroGrad() return S.zeroGrad(self) end
 --- m:requiresGrad(flag): turns gradient tracking of every parameter on or off (torch's
 -- requires_grad_). GAN scripts turn D's off for G's step, as BigGAN-PyTorch's toggle_grad does, so
@@ -151,6 +149,22 @@ local function mirror(src, dst)
     end
   end
 end
+
+-- After a conversion to another dtype the registered tensors are new ones: a Lua field that
+-- held one (PGGAN's G.dense_bias) must hold the new one too, or the forward would use the old
+-- tensor while the optimizer steps the new.
+local function repoint(m)
+  local uv = getuv(m)
+  for k, v in pairs(uv) do
+    if isModule(v) then repoint(v)
+    elseif tensor.isTensor(v) then rawset(uv, k, S.tensorNamed(m, k) or v) end
+  end
+  local names, kids = S.namedChildren(m)
+  for i, name in ipairs(names) do if uv[name] == nil then repoint(kids[i]) end end
+end
+
+function Module:double() S.convert(self, "float64"); repoint(self); return self end
+function Module:float() S.convert(self, "float32"); repoint(self); return self end
 
 --- A deep copy: cloned parameters and buffers, the same classes and Lua fields.
 function Module:clone()
