@@ -2,7 +2,7 @@
 # Both install missing system packages first and build in release mode.
 LUAGAN := .build/release/luagan
 
-.PHONY: all setup build demo demo-pggan test lint bench fuzz test-asan clean
+.PHONY: all setup build install demo demo-pggan test lint bench fuzz test-asan clean
 all: build
 
 setup:
@@ -10,6 +10,15 @@ setup:
 
 build: setup
 	swift build -c release
+
+# luagan on PATH: a link in $(PREFIX)/bin to this checkout's build, which finds its scripts
+# (scripts/, scripts/lib) next to itself; `luagan scripts/biggan.lua` then works from anywhere.
+PREFIX ?= $(if $(filter 0,$(shell id -u)),/usr/local,$(HOME)/.local)
+install: build
+	mkdir -p $(PREFIX)/bin
+	ln -sf $(CURDIR)/$(LUAGAN) $(PREFIX)/bin/luagan
+	@echo "installed $(PREFIX)/bin/luagan -> $(CURDIR)/$(LUAGAN)"; \
+	case ":$$PATH:" in *":$(PREFIX)/bin:"*) ;; *) echo "add it to PATH: export PATH=\"$(PREFIX)/bin:\$$PATH\"";; esac
 
 # The main job: BigGAN at 32x32 on Fashion-MNIST (scripts/configs/demo.lua, about 15 minutes
 # on 2 cores), then a class sheet, interpolations and a truncation sweep from its checkpoint.

@@ -68,6 +68,6 @@ let package = Package(
     .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
     .testTarget(name: "LayersTests", dependencies: ["Layers", "Tensor"]),
     .testTarget(name: "MetricsTests", dependencies: ["Metrics"]),
-    .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "Tensor"]),
+    .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "Tensor", "Media"]),
   ]
 )

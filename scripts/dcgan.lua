@@ -2,22 +2,25 @@
 -- small, fast baseline: options, the networks (scripts/lib/models/dcgan.lua), then per
 -- iteration (1) update D, (2) update G, with the non-saturating loss and Adam(2e-4, 0.5).
 --
---   luagan scripts/dcgan.lua [--iters=5000] [--ngf=64] [--out=runs/dcgan]
+-- The defaults are sized for a CPU (widths 32, batch 32, a 10-minute budget); dcgan.torch's
+-- are --ngf=64 --ndf=64 --batchSize=64.
+--   luagan scripts/dcgan.lua [--minutes=10] [--iters=5000] [--ngf=64] [--out=runs/dcgan]
 local training = require("training")
 local dcgan = require("models.dcgan")
 
 local spec = training.concat({
-  { "nz", 100, "latent size" },
-  { "ngf", 64, "G width" },
-  { "ndf", 64, "D width" },
-  { "batchSize", 64, "samples per step" },
-  { "lr", 2e-4, "Adam learning rate" },
-  { "beta1", 0.5, "Adam beta1" },
+  { "nz", 100, "latent size", min = 1, max = 4096 },
+  { "ngf", 32, "G width (dcgan.torch: 64)", min = 1, max = 2048 },
+  { "ndf", 32, "D width (dcgan.torch: 64)", min = 1, max = 2048 },
+  { "batchSize", 32, "samples per step (dcgan.torch: 64)", min = 1, max = 65536 },
+  { "lr", 2e-4, "Adam learning rate", min = 0, max = 100 },
+  { "beta1", 0.5, "Adam beta1", min = 0, max = 0.9999 },
 }, training.smallDataSpec(),
-  training.commonSpec { iters = 5000, out = "runs/dcgan", sampleEvery = 500, saveEvery = 1000, evalEvery = 0, svEvery = 0 })
+  training.commonSpec { iters = 1000000, minutes = 10.0, out = "runs/dcgan", sampleEvery = 250, saveEvery = 500, evalEvery = 0,
+                        svEvery = 0 })
 
 local opt, saved = training.start(spec, "DCGAN: transposed-conv generator, strided-conv discriminator.")
-local _, loader, channels = training.data(opt, opt.batchSize)
+local dataset, loader, channels = training.data(opt, opt.batchSize)
 if opt.resolution ~= 32 then io.stderr:write("dcgan.lua builds 32x32 networks: use --resolution=32\n"); os.exit(2) end
 local G, D = dcgan.fromOptions(opt, channels)
 local optG = optim.Adam(G:parameters(), { lr = opt.lr, betas = { opt.beta1, 0.999 } })
@@ -35,7 +38,7 @@ local aids = training.SmallData(opt, saved)
 local run = training.Run(opt, {
   objects = { G = G, D = D, optG = optG, optD = optD, loader = loader },
   crossReplica = { G, D },
-  info = { model = "dcgan", meta = { channels = channels } },
+  info = { model = "dcgan", meta = { channels = channels, classNames = dataset.classNames } },
   values = function() return { smallData = aids:state() } end,
   monitor = { G = G, D = D },
   sheet = function() return sample(sheetZ), 8 end,

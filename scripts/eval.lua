@@ -11,9 +11,9 @@ local evaluation = require("evaluation")
 
 local opt = options.cli(arg, {
   { "ckpt", "", "a run folder (its latest checkpoint) or a checkpoint folder" },
-  { "n", 10000, "samples to generate (the split has 10,000 test / 60,000 train images)" },
+  { "n", 10000, "samples to generate (the split has 10,000 test / 60,000 train images)", min = 2, max = 1000000 },
   { "split", "test", "Fashion-MNIST split to compare with: test or train" },
-  { "truncation", 0.0, "resample |z| above this (BigGAN's truncation trick; 0: no truncation)" },
+  { "truncation", 0.0, "resample |z| above this (BigGAN's truncation trick; 0: no truncation)", min = 0 },
   { "ema", true, "use the EMA generator when the checkpoint has one" },
   { "inception", "", "converted pytorch-fid Inception weights (see scripts/lib/inception.lua) for Inception FID/IS" },
   { "seed", 2020, "seed of the sample noise and labels" },

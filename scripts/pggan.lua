@@ -6,8 +6,10 @@
 -- so it reaches the final resolution whatever the CPU. The networks are in
 -- scripts/lib/models/pggan.lua, the step in scripts/lib/recipes/pggan.lua.
 --
---   luagan scripts/pggan.lua --config=scripts/configs/demo_pggan.lua        (make demo-pggan)
---   luagan scripts/pggan.lua [--trainKimg=60] [--transKimg=60] [--totalKimg=420] [--out=runs/pggan]
+--   luagan scripts/pggan.lua                                           (10 minutes on 2 cores)
+--   luagan scripts/pggan.lua --config=scripts/configs/demo_pggan.lua   (make demo-pggan: 15 minutes)
+--   luagan scripts/pggan.lua --growth=kimg --trainKimg=60 --transKimg=60 --totalKimg=420 [--out=runs/pggan]
+--   luagan scripts/pggan.lua --config=scripts/configs/pggan_paper.lua  (the paper's CIFAR-10 settings)
 local training = require("training")
 local pggan = require("models.pggan")
 local recipe = require("recipes.pggan")
@@ -42,9 +44,9 @@ end
 
 local spec = training.concat({
   { "latent", 128, "latent size", min = 1 },
-  { "fmapBase", 4096, "feature maps: min(fmapBase / 2^stage, fmapMax) (the paper's CIFAR-10 sizes)", min = 1 },
-  { "fmapMax", 128, "most feature maps in a layer", min = 1 },
-  { "growth", "kimg", "kimg: each level trainKimg then transKimg thousand images (the paper's); shares: --levelShares of the "
+  { "fmapBase", 1024, "feature maps: min(fmapBase / 2^stage, fmapMax) (the paper's CIFAR-10: 4096)", min = 1, max = 1 << 20 },
+  { "fmapMax", 32, "most feature maps in a layer (the paper's CIFAR-10: 128)", min = 1, max = 4096 },
+  { "growth", "shares", "kimg: each level trainKimg then transKimg thousand images (the paper's); shares: --levelShares of the "
     .. "run (its --minutes budget or --iters); none: the final resolution from the start (Table 1's first row)",
     oneOf = { "kimg", "shares", "none" } },
   { "trainKimg", 60.0, "thousands of real images to stabilise each level (paper: 800; CIFAR-10: 400)", min = 0 },
@@ -72,9 +74,18 @@ local spec = training.concat({
     min = 0, check = groupsDivide },
   { "GsBeta", 0.999, "Gs = EMA of G with this decay per step", min = 0, max = 1 },
   { "schedulePeriod", 4, "minibatches between schedule evaluations (minibatch_repeats)", min = 1 },
-}, training.commonSpec { iters = 0, out = "runs/pggan", sampleEvery = 500, saveEvery = 1000, evalEvery = 2000 })
+  -- sized for a CPU: a 10-minute budget grown by shares of it (the main job's recipe); the paper's
+  -- kimg schedule and sizes are --config=scripts/configs/pggan_paper.lua
+}, training.commonSpec { iters = 0, minutes = 10.0, out = "runs/pggan", sampleEvery = 250, saveEvery = 500, evalEvery = 0 })
 
-local opt, saved = training.start(spec, "PGGAN: progressive growing with equalized learning rate, pixelnorm and minibatch stddev.")
+local opt, saved = training.start(spec, "PGGAN: progressive growing with equalized learning rate, pixelnorm and minibatch stddev.", {
+  -- kimg lengths given on the command line mean the paper's schedule, whose totalKimg then
+  -- ends the run (unless --minutes or --iters is given too)
+  adjust = function(o, given)
+    if not given.growth and (given.trainKimg or given.transKimg or given.totalKimg) then o.growth = "kimg" end
+    if o.growth == "kimg" and not given.minutes and not given.iters then o.minutes = 0 end
+  end,
+})
 local resolutionOf = pggan.resolutionOf
 -- Under mpirun every minibatch is global: each rank takes an equal share, and minibatch stddev
 -- groups form within a rank's share (as PGGAN's code does per GPU).
@@ -148,7 +159,7 @@ end
 
 run = training.Run(opt, {
   objects = { G = G, D = D, optG = optG, optD = optD, Gs = Gs, loader = loader },
-  info = { model = "pggan", meta = { channels = channels } },
+  info = { model = "pggan", meta = { channels = channels, classNames = dataset.classNames } },
   values = function() return { schedule = step.state } end,
   restore = function(saved) step.state = saved.schedule end,
   monitor = { G = G, D = D },

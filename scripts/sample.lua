@@ -23,7 +23,7 @@ local opt, given = options.cli(arg, {
   { "batch", 16, "images per forward pass", min = 1 },
   { "out", "", "where to write (default: <run>/sample)" },
   { "truncations", { 0, 2, 1.5, 1, 0.75, 0.5, 0.25 }, "thresholds to sweep (0: no truncation)" },
-  { "n", 2000, "samples per threshold for FID and IS (0: sheets only)" },
+  { "n", 2000, "samples per threshold for FID and IS (0: sheets only)", min = 0, max = 1000000 },
   { "ema", true, "use the EMA generator when the checkpoint has one" },
   { "seed", 1, "seed of the noise" },
   { "standing", 0, "standing statistics: BatchNorm statistics averaged over this many batches before sampling at each "
@@ -79,9 +79,11 @@ for _, c in ipairs(sheetClasses) do
     usage(("--classes: 1-based classes in 1..%d expected, got %s"):format(g.numClasses, tostring(c)))
   end
 end
-local function save(name, images, nrow)
+-- A class's name (the data set's, stored in the checkpoint) or its number.
+local function className(c) return g.classNames and g.classNames[c] or ("class %d"):format(c) end
+local function save(name, images, nrow, labels)
   local path = ("%s/%s.png"):format(out, name)
-  image.save(path, image.grid(images, { nrow = nrow, padding = 2, padValue = 1 }), { range = { -1, 1 } })
+  image.save(path, image.grid(images, { nrow = nrow, padding = 2, padValue = 1, rowLabels = labels }), { range = { -1, 1 } })
   print("wrote " .. path)
 end
 local function lerp(a, b, steps)   -- rows: a -> b in `steps` columns
@@ -96,9 +98,12 @@ local function sheet(truncation)
   if opt.standing > 0 then g.standing(opt.standing, truncation) end
   local z = noise(rowsOfClasses * 10, truncation)
   if g.numClasses == 0 then return generate(z, nil, truncation), 10 end
-  local y = {}
-  for _, c in ipairs(sheetClasses) do for _ = 1, 10 do y[#y + 1] = c end end
-  return generate(z, tensor.new(y), truncation), 10
+  local y, names = {}, {}
+  for r, c in ipairs(sheetClasses) do
+    names[r] = className(c)
+    for _ = 1, 10 do y[#y + 1] = c end
+  end
+  return generate(z, tensor.new(y), truncation), 10, names
 end
 save("classes", sheet(0))
 
@@ -106,25 +111,30 @@ save("classes", sheet(0))
 local rows, steps = 8, 10
 local zs = lerp(noise(rows, 0), noise(rows, 0), steps):view(rows * steps, g.dimZ)
 if g.numClasses > 0 then
-  local y = {}
-  for r = 1, rows do for _ = 1, steps do y[#y + 1] = sheetClasses[(r - 1) % #sheetClasses + 1] end end
-  save("interp_z", generate(zs, tensor.new(y)), steps)
+  local y, names = {}, {}
+  for r = 1, rows do
+    local c = sheetClasses[(r - 1) % #sheetClasses + 1]
+    names[r] = className(c)
+    for _ = 1, steps do y[#y + 1] = c end
+  end
+  save("interp_z", generate(zs, tensor.new(y)), steps, names)
 else
   save("interp_z", generate(zs), steps)
 end
 
 -- Interpolation between classes through the shared embedding (BigGAN with shared = true).
 if g.embed and g.opt.shared then
-  local from, to = {}, {}
+  local from, to, names = {}, {}, {}
   for r = 1, rows do
     from[r] = sheetClasses[(r - 1) % #sheetClasses + 1]; to[r] = sheetClasses[r % #sheetClasses + 1]
+    names[r] = className(from[r]) .. " > " .. className(to[r])
   end
   local e = lerp(g.embed(tensor.new(from)), g.embed(tensor.new(to)), steps):reshape(rows * steps, -1)
   local z = noise(rows, 0):unsqueeze(2):expand(rows, steps, g.dimZ):reshape(rows * steps, g.dimZ)
   if g.prepare then g.prepare(0) end
   save("interp_class", batched(rows * steps, function(from, count)
     return g.sampleEmbedded(z:narrow(1, from, count), e:narrow(1, from, count))
-  end), steps)
+  end), steps, names)
 end
 
 -- Truncation sweep: a sheet per threshold, and FID / IS under the domain classifier.
@@ -165,9 +175,9 @@ if #results > 0 then
   local untruncated = best(function(r) return r.truncation > 0 and 1 or 0 end)
   local table2 = {
     { point = "untruncated", row = untruncated.truncation == 0 and untruncated or nil },
-    { point = "best FID", row = best(function(r) return r.fid end) },
-    { point = ("validation IS (%.2f)"):format(dataIS), row = best(function(r) return math.abs(r.is - dataIS) end) },
-    { point = "max IS", row = best(function(r) return -r.is end) },
+    { point = "best FID", row = best(function(r) return r.fid end), tag = "F" },
+    { point = ("validation IS (%.2f)"):format(dataIS), row = best(function(r) return math.abs(r.is - dataIS) end), tag = "V" },
+    { point = "max IS", row = best(function(r) return -r.is end), tag = "M" },
   }
   print(("\nTable 2 (BigGAN) from this sweep, %d samples per point:"):format(opt.n))
   print("| point | truncation | FID | IS | class accuracy |")
@@ -178,13 +188,13 @@ if #results > 0 then
     print(("| %s | %s | %.2f | %.2f | %s |"):format(e.point, r.truncation > 0 and r.truncation or "none", r.fid, r.is,
       r.accuracy and ("%.1f%%"):format(100 * r.accuracy) or "-"))
     table2[i] = { point = e.point, truncation = r.truncation, fid = r.fid, is = r.is, accuracy = r.accuracy }
-    for k, x in ipairs(results) do       -- the plot names each Table 2 point beside its threshold
-      if x == r then labels[k] = labels[k] .. " (" .. e.point:gsub(" %(.*", "") .. ")" end
+    for k, x in ipairs(results) do       -- the plot tags each Table 2 point beside its threshold
+      if x == r and e.tag then labels[k] = labels[k] .. " " .. e.tag end
     end
   end
   plot.lines(out .. "/truncation.png", { { name = (g.ema and "EMA G" or "G") .. (" at iteration %d"):format(g.iter), x = xs, y = ys,
-    labels = labels } }, { title = ("truncation sweep, %d samples each"):format(opt.n), xlabel = "domain FID (lower is better)",
-    ylabel = "domain IS (higher is better)" })
+    labels = labels } }, { title = ("truncation sweep, %d samples each (F best FID, V test split's IS, M max IS)"):format(opt.n),
+    xlabel = "domain FID (lower is better)", ylabel = "domain IS (higher is better)" })
   local f = assert(io.open(out .. "/truncation.json", "w"))
   f:write(json.encode({ sweep = results, table2 = table2, validationIS = dataIS }, 2), "\n")
   f:close()

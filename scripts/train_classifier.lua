@@ -8,12 +8,12 @@ local options = require("options")
 local classifier = require("fmnist_classifier")
 
 local opt = options.cli(arg, {
-  { "epochs", 12, "passes over the 60,000 training images" },
-  { "batchSize", 128, "images per step" },
-  { "lr", 2e-3, "Adam learning rate (cosine-decayed to 0 over the run)" },
-  { "weightDecay", 5e-4, "L2 penalty on conv and linear weights (added to the gradient)" },
+  { "epochs", 12, "passes over the 60,000 training images", min = 1, max = 10000 },
+  { "batchSize", 128, "images per step", min = 1, max = 65536 },
+  { "lr", 2e-3, "Adam learning rate (cosine-decayed to 0 over the run)", min = 0, max = 1 },
+  { "weightDecay", 5e-4, "L2 penalty on conv and linear weights (added to the gradient)", min = 0, max = 1 },
   { "seed", 1, "random seed (initialisation and batch order)" },
-  { "limit", 0, "train on only this many batches per epoch (0: all; for quick checks)" },
+  { "limit", 0, "train on only this many batches per epoch (0: all; for quick checks)", min = 0 },
   { "out", classifier.weightsPath, "where to write the weights" },
 }, "Trains the Fashion-MNIST domain classifier.")
 

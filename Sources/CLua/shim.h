@@ -239,15 +239,25 @@ static inline int lg_pcall(lua_State *L, int narg, int nres) { return lg_pcallk(
 // MARK: - Ctrl-C: stop the script at the next Lua instruction, as lua.c does
 
 static lua_State *lg_sigstate = NULL;
+// A training run asks for graceful interrupts: the first Ctrl-C only sets a flag, which the
+// run reads between steps (it then saves a checkpoint and stops); the second stops at once.
+static volatile sig_atomic_t lg_graceful = 0, lg_interrupt_requested = 0;
 static inline void lg_stop_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
   lua_sethook(L, NULL, 0, 0);
   luaL_error(L, "interrupted!");
 }
 static inline void lg_on_sigint(int sig) {
-  signal(sig, SIG_DFL);  // a second Ctrl-C kills the process
+  if (lg_graceful && !lg_interrupt_requested) {   // the first of a run: noted, the step goes on
+    lg_interrupt_requested = 1;
+    signal(sig, lg_on_sigint);
+    return;
+  }
+  signal(sig, SIG_DFL);  // the next Ctrl-C kills the process
   if (lg_sigstate) lua_sethook(lg_sigstate, lg_stop_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
 }
+static inline void lg_set_graceful_interrupts(int on) { lg_graceful = on; if (!on) lg_interrupt_requested = 0; }
+static inline int lg_interrupt_was_requested(void) { return lg_interrupt_requested; }
 static inline void lg_catch_sigint(lua_State *L) { lg_sigstate = L; signal(SIGINT, lg_on_sigint); }
 static inline void lg_release_sigint(void) { signal(SIGINT, SIG_DFL); lg_sigstate = NULL; }
 

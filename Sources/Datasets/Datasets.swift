@@ -11,6 +11,8 @@ public final class Dataset {
   public let pixels: [UInt8]
   public let labels: [Int]
   public let classNames: [String]
+  /// Files left out when the set was prepared because they could not be read, each with why.
+  public var skipped: [String] = []
   private var cachedImages: Tensor?
 
   public init(name: String, count: Int, channels: Int, height: Int, width: Int, pixels: [UInt8], labels: [Int], classNames: [String]) throws {

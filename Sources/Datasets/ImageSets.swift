@@ -12,11 +12,14 @@ public struct ImagePreparation: Sendable {
     case stretch   // resized as it is, aspect ratio lost
   }
   public let size: Int, channels: Int, fit: Fit
+  /// Unreadable images (corrupt, truncated, not an image) are left out and named in the data
+  /// set's `skipped` list when true; an error when false.
+  public let skipUnreadable: Bool
 
-  public init(size: Int, channels: Int, fit: Fit, what: String) throws {
+  public init(size: Int, channels: Int, fit: Fit, skipUnreadable: Bool = true, what: String) throws {
     guard size > 0, size <= 4096 else { throw TensorError("\(what): size must be in 1..4096, got \(size)") }
     guard channels == 1 || channels == 3 else { throw TensorError("\(what): channels must be 1 or 3, got \(channels)") }
-    self.size = size; self.channels = channels; self.fit = fit
+    self.size = size; self.channels = channels; self.fit = fit; self.skipUnreadable = skipUnreadable
   }
 
   /// A decoded image (C, H, W) in [0, 1] as size×size 8-bit samples (C', size, size).
@@ -97,7 +100,7 @@ public enum ImageSets {
     guard !files.isEmpty else {
       throw TensorError("\(what): no PNG or JPEG files under '\(root)' (expected \(root)/<class>/*.png|jpg, or images in it)")
     }
-    var key = "folder|\(root)|\(prep.size)|\(prep.channels)|\(prep.fit.rawValue)"
+    var key = "folder|\(root)|\(prep.size)|\(prep.channels)|\(prep.fit.rawValue)|\(prep.skipUnreadable)"
     for (path, label) in files {
       var st = stat()
       _ = stat(path, &st)
@@ -151,6 +154,7 @@ public enum ImageSets {
     var st = stat()
     _ = stat(path, &st)
     let key = "zip|\(path)|\(st.st_size)|\(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec)|\(prep.size)|\(prep.channels)|\(prep.fit.rawValue)"
+      + "|\(prep.skipUnreadable)"
     return try cached(key: key, source: path, what: what, cacheDir: cacheDir) {
       try decodeAll(images.count, prep: prep, name: "data.zipDataset('\(path)')", classes: classes, progress: progress) { i in
         let bytes = try zip.read(images[i], limit: 1 << 30, what: what)
@@ -163,19 +167,28 @@ public enum ImageSets {
                         _ item: (Int) throws -> (Tensor, Int)) throws -> Dataset {
     let per = prep.channels * prep.size * prep.size
     try Storage.checkAllocatable(count: try Checked.mul(count, per, name), elementBytes: 1, what: "\(name)'s pixels")
-    var pixels = [UInt8](), labels = [Int]()
+    var pixels = [UInt8](), labels = [Int](), skipped = [String]()
     pixels.reserveCapacity(count * per)
     for i in 0..<count {
       let img: Tensor, label: Int
       do { (img, label) = try item(i) } catch let e as TensorError {
-        throw TensorError(e.message.hasPrefix("data.") ? e.message : "\(name.prefix { $0 != "(" }): \(e.message)")
+        let message = e.message.hasPrefix("data.") ? e.message : "\(name.prefix { $0 != "(" }): \(e.message)"
+        guard prep.skipUnreadable else { throw TensorError(message) }
+        skipped.append(e.message)
+        progress?(i + 1, count)
+        continue
       }
       pixels += try prep.prepare(img)
       labels.append(label)
       progress?(i + 1, count)
     }
-    return try Dataset(name: name, count: count, channels: prep.channels, height: prep.size, width: prep.size,
-                       pixels: pixels, labels: labels, classNames: classes)
+    guard !labels.isEmpty else {
+      throw TensorError("\(name.prefix { $0 != "(" }): none of the \(count) images could be read (the first: \(skipped.first ?? "?"))")
+    }
+    let ds = try Dataset(name: name, count: labels.count, channels: prep.channels, height: prep.size, width: prep.size,
+                         pixels: pixels, labels: labels, classNames: classes)
+    ds.skipped = skipped
+    return ds
   }
 
   /// The prepared set from cacheDir when its key matches, else `make()` and a new cache entry.
@@ -197,7 +210,9 @@ public enum ImageSets {
   }
 
   static func writeCache(_ ds: Dataset, key: String, to path: String) throws {
-    let meta = try JSON.object([("key", .string(key)), ("classes", .array(ds.classNames.map { .string($0) }))]).serialized()
+    // the images left out are remembered, so a run from the cache warns as the first one did
+    let meta = try JSON.object([("key", .string(key)), ("classes", .array(ds.classNames.map { .string($0) })),
+                                ("skipped", .array(ds.skipped.map { .string($0) }))]).serialized()
     let labels = ds.labels.flatMap { l in withUnsafeBytes(of: Int64(l).littleEndian) { Array($0) } }
     try ZipWriter.write([
       (name: "pixels.npy", data: NumPyFiles.npyHeader(descr: "|u1", shape: [ds.count, ds.channels, ds.height, ds.width]) + ds.pixels),
@@ -220,7 +235,11 @@ public enum ImageSets {
     let labels = (0..<pshape[0]).map { i in
       Int((0..<8).reduce(UInt64(0)) { $0 | UInt64(labelBytes[i * 8 + $1]) << (8 * UInt64($1)) })
     }
-    return try Dataset(name: name, count: pshape[0], channels: pshape[1], height: pshape[2], width: pshape[3],
-                       pixels: pixels, labels: labels, classNames: classes)
+    let ds = try Dataset(name: name, count: pshape[0], channels: pshape[1], height: pshape[2], width: pshape[3],
+                         pixels: pixels, labels: labels, classNames: classes)
+    if case .array(let skipped)? = meta["skipped"] {
+      ds.skipped = skipped.compactMap { if case .string(let n) = $0 { return n } else { return nil } }
+    }
+    return ds
   }
 }

@@ -130,7 +130,44 @@ public enum Images {
 
   /// Tiles an (N, C, H, W) batch into one (C, H', W') image, nrow images per row, with
   /// `padding` pixels of padValue around each (torchvision.utils.make_grid's layout).
-  public static func grid(_ batch: Tensor, nrow: Int = 8, padding: Int = 2, padValue: Double = 0) throws -> Tensor {
+  public static func grid(_ batch: Tensor, nrow: Int = 8, padding: Int = 2, padValue: Double = 0,
+                          rowLabels: [String] = []) throws -> Tensor {
+    let plain = try gridOnly(batch, nrow: nrow, padding: padding, padValue: padValue)
+    guard !rowLabels.isEmpty else { return plain }
+    // the ink is the images' own extreme farthest from the padding (black on a white margin)
+    let lo = try batch.min().item(), hi = try batch.max().item()
+    return try labelRows(plain, rowLabels, rowHeight: batch.shape[2] + padding, padding: padding, padValue: padValue,
+                         ink: Swift.abs(padValue - lo) >= Swift.abs(padValue - hi) ? lo : hi)
+  }
+
+  /// A margin on the left of a grid with one label per row of images (the 5x9 plot font),
+  /// centred on its row: class names beside a class sheet. `ink` is the text's value.
+  static func labelRows(_ grid: Tensor, _ labels: [String], rowHeight: Int, padding: Int, padValue: Double, ink: Double) throws -> Tensor {
+    let shown = labels.map { String($0.prefix(24)) }       // a margin of at most 24 characters
+    let margin = (shown.map(\.count).max() ?? 0) * (Font.width + 1) + 2 * padding
+    let (c, h, w) = (grid.shape[0], grid.shape[1], grid.shape[2])
+    let out = try Tensor.full([c, h, try Checked.add(w, margin, "image.grid")], padValue, dtype: grid.dtype)
+    try GradMode.withDisabled {
+      _ = try out.narrow(dim: 2, start: margin, length: w).copy_(grid)
+      for (row, label) in shown.enumerated() {
+        let top = padding + row * rowHeight + (rowHeight - padding - Font.height) / 2
+        guard top >= 0, top + Font.height <= h else { continue }
+        var x = padding
+        for ch in label {
+          let g = Font.glyph(ch)
+          for gy in 0..<Font.height {
+            for gx in 0..<Font.width where g[gy] & (0x10 >> UInt8(gx)) != 0 {
+              _ = try out.narrow(dim: 1, start: top + gy, length: 1).narrow(dim: 2, start: x + gx, length: 1).fill_(ink)
+            }
+          }
+          x += Font.width + 1
+        }
+      }
+    }
+    return out
+  }
+
+  static func gridOnly(_ batch: Tensor, nrow: Int, padding: Int, padValue: Double) throws -> Tensor {
     guard batch.rank == 4, batch.shape[0] > 0 else {
       throw TensorError("image.grid: expected a non-empty (N, C, H, W) batch, got \(formatShape(batch.shape))")
     }

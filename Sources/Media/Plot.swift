@@ -120,6 +120,58 @@ public enum Plot {
     return s
   }
 
+  /// A rectangle in pixels: (x0, y0, x1, y1).
+  public typealias Box = (Int, Int, Int, Int)
+
+  /// Where a point's label goes (its top-left corner): above or below the point, right or left
+  /// of it, whichever stays inside the plot and covers the fewest line pixels and none of the
+  /// labels already placed (and the legend); ties go to above-right.
+  public static func placeLabel(_ text: String, at p: (Int, Int), within plot: Box, avoiding path: [(Int, Int)],
+                                _ taken: [Box]) -> (Int, Int) {
+    let w = Canvas.textWidth(text), h = 2 * Font.height
+    let candidates = [(p.0 + 7, p.1 - h - 6), (p.0 + 7, p.1 + 6), (p.0 - 7 - w, p.1 - h - 6), (p.0 - 7 - w, p.1 + 6)]
+    func cost(_ c: (Int, Int)) -> Int {
+      let box = (c.0 - 2, c.1 - 2, c.0 + w + 2, c.1 + h + 2)
+      var cost = box.0 < plot.0 || box.2 > plot.2 || box.1 < plot.1 || box.3 > plot.3 ? 1_000_000 : 0
+      for t in taken where t.0 < box.2 && box.0 < t.2 && t.1 < box.3 && box.1 < t.3 { cost += 10_000 }
+      for q in path where q.0 >= box.0 && q.0 <= box.2 && q.1 >= box.1 && q.1 <= box.3 { cost += 1 }
+      return cost
+    }
+    return candidates.min { cost($0) < cost($1) }!
+  }
+
+  /// The corner of `plot` where a `width` x `height` box covers the fewest of `points`.
+  static func emptiestCorner(width w: Int, height h: Int, plot: Box, points: [(Int, Int)]) -> Box {
+    let (left, top, right, bottom) = plot
+    let corners = [(right - w - 10, top + 10), (left + 10, top + 10), (right - w - 10, bottom - h - 10), (left + 10, bottom - h - 10)]
+    func covered(_ c: (Int, Int)) -> Int {
+      points.filter { $0.0 >= c.0 - 8 && $0.0 <= c.0 + w + 8 && $0.1 >= c.1 - 8 && $0.1 <= c.1 + h + 8 }.count
+    }
+    let (x0, y0) = corners.min { covered($0) < covered($1) }!
+    return (x0, y0, x0 + w, y0 + h)
+  }
+
+  /// Draws the legend's entries (series index, name): framed in `inside` when given, otherwise
+  /// in columns to the right of the plot's top-right corner.
+  static func drawLegend(_ c: inout Canvas, _ entries: [(Int, String)], inside: Box?, rightOf corner: (right: Int, top: Int), rowsPerColumn: Int,
+                         rowHeight: Int, entryWidth: Int) {
+    func entry(_ k: Int, _ name: String, _ x: Int, _ y: Int) {
+      c.line(x + 8, y + 7, x + 34, y + 7, palette[k % palette.count], thickness: 3, dash: dash(k))
+      c.text(name, x + 42, y)
+    }
+    if let (x0, y0, x1, y1) = inside {
+      let frame: (UInt8, UInt8, UInt8) = (180, 180, 180)
+      c.rect(x0, y0, x1, y1, (255, 255, 255))
+      c.line(x0, y0, x1, y0, frame); c.line(x0, y1, x1, y1, frame); c.line(x0, y0, x0, y1, frame); c.line(x1, y0, x1, y1, frame)
+      for (row, (k, name)) in entries.enumerated() { entry(k, name, x0, y0 + 10 + row * rowHeight) }
+      return
+    }
+    for (i, (k, name)) in entries.enumerated() {
+      let x = corner.right + 20 + (i / rowsPerColumn) * (entryWidth + 10), y = corner.top + 5 + (i % rowsPerColumn) * rowHeight
+      if x + entryWidth <= c.width { entry(k, name, x, y) }
+    }
+  }
+
   /// Renders the chart to RGB pixels.
   static func render(_ series: [Series], _ o: Options) throws -> Canvas {
     guard o.width >= 200, o.height >= 150, o.width <= 8000, o.height <= 8000 else {
@@ -147,9 +199,9 @@ public enum Plot {
     if xmax - xmin < 1e-12 { xmin -= 0.5; xmax += 0.5 }
     if ymax - ymin < 1e-12 { ymin -= 0.5; ymax += 0.5 }
     let ypad = (ymax - ymin) * 0.05, xpad = (xmax - xmin) * (series.contains { $0.x.count <= 40 } ? 0.05 : 0)
-    // Point labels are drawn above their points: leave them room under the top border.
+    // Point labels go above or below their points: leave them room inside the borders.
     let labelled = series.contains { !$0.labels.isEmpty }
-    ymin -= ypad; ymax += labelled ? 2.5 * ypad : ypad; xmin -= xpad; xmax += xpad
+    ymin -= labelled ? 2.5 * ypad : ypad; ymax += labelled ? 2.5 * ypad : ypad; xmin -= xpad; xmax += xpad
     func px(_ x: Double) -> Int { left + Int(((x - xmin) / (xmax - xmin) * Double(right - left)).rounded()) }
     func py(_ y: Double) -> Int { bottom - Int(((y - ymin) / (ymax - ymin) * Double(bottom - top)).rounded()) }
 
@@ -191,46 +243,40 @@ public enum Plot {
     if !o.xlabel.isEmpty { c.text(o.xlabel, (left + right - Canvas.textWidth(o.xlabel)) / 2, o.height - 30) }
     if !o.ylabel.isEmpty { c.text(o.ylabel, 12, (top + bottom + Canvas.textWidth(o.ylabel)) / 2, vertical: true) }
 
-    // The series: lines, markers when few points, point labels.
+    // The legend's corner inside the plot: the one that covers the fewest points.
+    let legendW = entryWidth, legendH = named.count * rowHeight + 10
+    var legendBox: Box? = nil
+    if !named.isEmpty && legendInside {
+      let plotted = series.flatMap { s in zip(s.x, s.y).filter { $0.0.isFinite && $0.1.isFinite && (!o.logy || $0.1 > 0) }.map { (px($0.0), py(ty($0.1))) } }
+      legendBox = emptiestCorner(width: legendW, height: legendH, plot: (left, top, right, bottom), points: plotted)
+    }
+    // The series: lines and markers when few points; then the point labels, each placed beside
+    // its point where it crosses the fewest lines, other labels and the legend.
+    var path: [(Int, Int)] = [], labels: [(String, (Int, Int), (UInt8, UInt8, UInt8))] = []
     for (k, s) in series.enumerated() {
       let color = palette[k % palette.count]
       var prev: (Int, Int)? = nil
-      let points = zip(s.x, s.y).enumerated().map { ($0.offset, $0.element.0, $0.element.1) }
-      for (i, x, y) in points {
+      for (i, (x, y)) in zip(s.x, s.y).enumerated() {
         guard x.isFinite, y.isFinite, !o.logy || y > 0 else { prev = nil; continue }
         let p = (px(x), py(ty(y)))
-        if let q = prev { c.line(q.0, q.1, p.0, p.1, color, thickness: 2, clip: clip, dash: dash(k)) }
-        if s.x.count <= 40 { for dy in -3...3 { for dx in -3...3 { c.set(p.0 + dx, p.1 + dy, color, clip: clip) } } }
-        if i < s.labels.count {
-          let tw = Canvas.textWidth(s.labels[i])
-          c.text(s.labels[i], p.0 + 7 + tw < right ? p.0 + 7 : p.0 - 7 - tw, p.1 - 22, color: color)
+        if let q = prev {
+          c.line(q.0, q.1, p.0, p.1, color, thickness: 2, clip: clip, dash: dash(k))
+          let n = Swift.max(1, Swift.max(abs(p.0 - q.0), abs(p.1 - q.1)) / 2)
+          for j in 0...n { path.append((q.0 + (p.0 - q.0) * j / n, q.1 + (p.1 - q.1) * j / n)) }
         }
+        if s.x.count <= 40 { for dy in -3...3 { for dx in -3...3 { c.set(p.0 + dx, p.1 + dy, color, clip: clip) } } }
+        if i < s.labels.count { labels.append((s.labels[i], p, color)) }
         prev = p
       }
     }
-    func legendEntry(_ k: Int, _ name: String, _ x: Int, _ y: Int) {
-      c.line(x + 8, y + 7, x + 34, y + 7, palette[k % palette.count], thickness: 3, dash: dash(k))
-      c.text(name, x + 42, y)
+    var taken: [Box] = legendBox.map { [$0] } ?? []
+    for (text, p, color) in labels {
+      let at = placeLabel(text, at: p, within: (left, top, right, bottom), avoiding: path, taken)
+      taken.append((at.0, at.1, at.0 + Canvas.textWidth(text), at.1 + 2 * Font.height))
+      c.text(text, at.0, at.1, color: color)
     }
-    if !named.isEmpty && legendInside {
-      // In the inside corner that covers the fewest points.
-      let w = entryWidth, h = named.count * rowHeight + 10
-      let corners = [(right - w - 10, top + 10), (left + 10, top + 10), (right - w - 10, bottom - h - 10), (left + 10, bottom - h - 10)]
-      let plotted = series.flatMap { s in zip(s.x, s.y).filter { $0.0.isFinite && $0.1.isFinite && (!o.logy || $0.1 > 0) }.map { (px($0.0), py(ty($0.1))) } }
-      let (x0, y0) = corners.min { a, b in
-        func covered(_ c: (Int, Int)) -> Int { plotted.filter { $0.0 >= c.0 - 8 && $0.0 <= c.0 + w + 8 && $0.1 >= c.1 - 8 && $0.1 <= c.1 + h + 8 }.count }
-        return covered(a) < covered(b)
-      }!
-      c.rect(x0, y0, x0 + w, y0 + h, (255, 255, 255))
-      c.line(x0, y0, x0 + w, y0, (180, 180, 180)); c.line(x0, y0 + h, x0 + w, y0 + h, (180, 180, 180))
-      c.line(x0, y0, x0, y0 + h, (180, 180, 180)); c.line(x0 + w, y0, x0 + w, y0 + h, (180, 180, 180))
-      for (row, (k, s)) in named.enumerated() { legendEntry(k, s.name, x0, y0 + 10 + row * rowHeight) }
-    } else if !named.isEmpty {
-      for (i, (k, s)) in named.enumerated() {
-        let x = right + 20 + (i / rowsPerColumn) * (entryWidth + 10), y = top + 5 + (i % rowsPerColumn) * rowHeight
-        if x + entryWidth <= width { legendEntry(k, s.name, x, y) }
-      }
-    }
+    drawLegend(&c, named.map { ($0.offset, $0.element.name) }, inside: legendBox, rightOf: (right, top), rowsPerColumn: rowsPerColumn,
+               rowHeight: rowHeight, entryWidth: entryWidth)
     return c
   }
 

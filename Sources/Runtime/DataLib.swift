@@ -47,6 +47,9 @@ enum DataLib {
       lua_createtable(c.L, Int32(d.classNames.count), 0)
       for (i, n) in d.classNames.enumerated() { c.push(n); lua_rawseti(c.L, -2, lua_Integer(i + 1)) }
     case "size": c.push(d.count)
+    case "skipped":
+      lua_createtable(c.L, Int32(d.skipped.count), 0)
+      for (i, s) in d.skipped.enumerated() { c.push(s); lua_rawseti(c.L, -2, lua_Integer(i + 1)) }
     case "name": c.push(d.name)
     case "get":
       lg_pushbinding(c.L, Bridge.register("Dataset.get") { c in
@@ -144,18 +147,20 @@ enum DataLib {
   }
 
   /// The options of imageFolder / zipDataset: {size = 32, channels = 3, fit = "crop"|"pad"|"stretch",
-  /// cache = folder for the prepared pixels (none if absent)}.
+  /// cache = folder for the prepared pixels (none if absent), skipUnreadable = true (unreadable
+  /// images left out and listed in ds.skipped; false: an error)}.
   static func preparation(_ c: LuaCall, _ i: Int32, _ what: String) throws -> (ImagePreparation, String?) {
     let o = try c.options(i)
     let size = try o.integer("size", 32), channels = try o.integer("channels", 3)
     let fitName = try o.string("fit") ?? "crop"
     let cache = try o.string("cache")
+    let skip = try o.bool("skipUnreadable", true)
     try o.finish()
     guard let fit = ImagePreparation.Fit(rawValue: fitName) else {
       let names = ImagePreparation.Fit.allCases.map(\.rawValue).joined(separator: ", ")
       throw c.error("option 'fit' must be one of \(names), got '\(fitName)'")
     }
-    return (try ImagePreparation(size: size, channels: channels, fit: fit, what: what), cache)
+    return (try ImagePreparation(size: size, channels: channels, fit: fit, skipUnreadable: skip, what: what), cache)
   }
 
   /// Prints "what: prepared k/n images" while a set is decoded (in place on a terminal, every

@@ -53,10 +53,25 @@ enum ImageLib {
         let o = try c.options(2)
         let nrow = try o.integer("nrow", 8), padding = try o.integer("padding", 2), padValue = try o.number("padValue", 0)
         let r = try range(o)
+        var labels: [String] = []
+        if o.has("rowLabels") {     // a name beside each row of the sheet (class names)
+          lua_pushstring(c.L, "rowLabels"); lua_rawget(c.L, o.index)
+          defer { lg_pop(c.L, 1) }
+          let t = lua_gettop(c.L)
+          guard lua_type(c.L, t) == LUA_TTABLE else { throw c.error("option 'rowLabels' must be a list of strings") }
+          for k in 1...Swift.max(1, Swift.min(Int(lua_rawlen(c.L, t)), 4096)) where k <= Int(lua_rawlen(c.L, t)) {
+            lua_rawgeti(c.L, t, lua_Integer(k))
+            defer { lg_pop(c.L, 1) }
+            guard lua_type(c.L, -1) == LUA_TSTRING || lua_type(c.L, -1) == LUA_TNUMBER else {
+              throw c.error("option 'rowLabels': entry \(k) is \(c.typeName(-1)), expected a string")
+            }
+            labels.append(LuaVM.string(c.L, -1))
+          }
+        }
         try o.finish()
         var b = batch.detach()
         if let (lo, hi) = r { b = try b.sub(Tensor.scalar(lo, dtype: b.dtype)).div(Tensor.scalar(hi - lo, dtype: b.dtype)).clamp(min: 0, max: 1) }
-        c.push(try Images.grid(b, nrow: nrow, padding: padding, padValue: padValue))
+        c.push(try Images.grid(b, nrow: nrow, padding: padding, padValue: padValue, rowLabels: labels))
         return 1
       }),
       ("resize", { c in

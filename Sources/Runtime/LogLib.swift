@@ -21,6 +21,9 @@ enum LogLib {
   static func logBindings() -> [Fn] {
     [
       ("_isatty", { c in c.push(isatty(1) != 0); return 1 }),
+      // log.catchInterrupts(on): the first Ctrl-C only sets a flag that log.interrupted() reads
+      ("catchInterrupts", { c in lg_set_graceful_interrupts(try c.bool(1) ? 1 : 0); return 0 }),
+      ("interrupted", { c in c.push(lg_interrupt_was_requested() != 0); return 1 }),
       ("_time", { c in
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)

@@ -14,9 +14,9 @@ extension TensorLib {
 
   /// Every `tensor.*` function that is not a method: constructors, the machine and run
   /// state, and whole-tensor utilities (concatenation, gradients, files).
-  static func libraryBindings() -> [Fn] { constructorBindings() + stateBindings() + utilityBindings() }
+  static func libraryBindings() -> [Fn] { constructorBindings() + rangeBindings() + stateBindings() + utilityBindings() + fileBindings() }
 
-  /// tensor.zeros/ones/full/rand/randn/truncNormal/randint/randperm/arange/eye/new.
+  /// tensor.zeros/ones/full/rand/randn/truncNormal/randint/randperm/new.
   /// zeros/ones (a fixed value) and full (value == nil: the value follows the sizes).
   static func filled(_ value: Double?) -> BindingBody {
     { c in
@@ -102,6 +102,23 @@ extension TensorLib {
         c.push(try Tensor.randperm(n).add(Tensor.scalar(1)))
         return 1
       }),
+      ("new", { c in
+        if let t = try LuaVM.toTensor(c.L, 1) { c.push(try t.detach().clone()); return 1 }
+        let o = try c.options(2)
+        let dt = try o.dtype()
+        let rg = try o.bool("requiresGrad", false)
+        try o.finish()
+        let t = try tensorFromNested(c, 1, dtype: dt)
+        t.requiresGrad = rg
+        c.push(t)
+        return 1
+      }),
+    ]
+  }
+
+  /// tensor.arange / linspace / eye: evenly spaced values and the identity.
+  static func rangeBindings() -> [Fn] {
+    [
       ("arange", { c in
         var start = 0.0, end = 0.0, step = 1.0, optIndex: Int32 = 2
         if c.isNumber(2) {
@@ -114,6 +131,15 @@ extension TensorLib {
         c.push(try Tensor.arange(start, end, step: step, dtype: dt))
         return 1
       }),
+      ("linspace", { c in
+        let start = try c.number(1), end = try c.number(2), steps = try c.integer(3)
+        guard steps >= 0 else { throw c.argError(3, "steps must be >= 0, got \(steps)") }
+        let o = try c.options(4)
+        let dt = try o.dtype()
+        try o.finish()
+        c.push(try Tensor.linspace(start, end, steps: steps, dtype: dt))
+        return 1
+      }),
       ("eye", { c in
         let n = try c.integer(1)
         let m = c.isNumber(2) ? try c.integer(2) : n
@@ -122,17 +148,6 @@ extension TensorLib {
         let dt = try o.dtype()
         try o.finish()
         c.push(try Tensor.eye(n, m, dtype: dt))
-        return 1
-      }),
-      ("new", { c in
-        if let t = try LuaVM.toTensor(c.L, 1) { c.push(try t.detach().clone()); return 1 }
-        let o = try c.options(2)
-        let dt = try o.dtype()
-        let rg = try o.bool("requiresGrad", false)
-        try o.finish()
-        let t = try tensorFromNested(c, 1, dtype: dt)
-        t.requiresGrad = rg
-        c.push(t)
         return 1
       }),
     ]
@@ -277,6 +292,24 @@ extension TensorLib {
                                retainGraph: retain, allowUnused: allowUnused))
         return 1
       }),
+      ("gradcheck", { c in
+        guard lua_type(c.L, 1) == LUA_TFUNCTION else { throw c.typeError(1, "function") }
+        let inputs = try c.tensorOrList(2)
+        let o = try c.options(3)
+        let second = try o.bool("secondOrder", false)
+        try o.finish()
+        let f: ([Tensor]) throws -> Tensor = { xs in try callLuaFunction(c, 1, xs) }
+        let report = second ? try GradCheck.checkSecondOrder(f, inputs: inputs) : try GradCheck.check(f, inputs: inputs)
+        c.push(report.passed)
+        c.push(report.description)
+        return 2
+      }),
+    ]
+  }
+
+  /// tensor.save / tensor.load: safetensors (the default), NumPy's .npz, PyTorch checkpoints (read only).
+  static func fileBindings() -> [Fn] {
+    [
       ("save", { c in
         let path = try c.string(1)
         guard c.isTable(2) else { throw c.typeError(2, "table of name = tensor") }
@@ -316,6 +349,10 @@ extension TensorLib {
       }),
       ("load", { c in
         let path = try c.string(1)
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir), !isDir.boolValue else {
+          throw c.error("tensor.load: no such file '\(path)'\(isDir.boolValue ? " (it is a folder)" : "")")
+        }
         // A PyTorch checkpoint (.pth/.pt/.bin, a zip holding data.pkl or torch's legacy stream) is
         // read without running its pickle; its dicts become tables, nested as they were.
         if let format = TorchFiles.format(of: path) {
@@ -331,18 +368,6 @@ extension TensorLib {
         for (name, t) in tensors { c.push(t); c.setField(-1, name) }
         lua_createtable(c.L, 0, Int32(metadata.count))
         for (k, v) in metadata { c.push(v); c.setField(-1, k) }
-        return 2
-      }),
-      ("gradcheck", { c in
-        guard lua_type(c.L, 1) == LUA_TFUNCTION else { throw c.typeError(1, "function") }
-        let inputs = try c.tensorOrList(2)
-        let o = try c.options(3)
-        let second = try o.bool("secondOrder", false)
-        try o.finish()
-        let f: ([Tensor]) throws -> Tensor = { xs in try callLuaFunction(c, 1, xs) }
-        let report = second ? try GradCheck.checkSecondOrder(f, inputs: inputs) : try GradCheck.check(f, inputs: inputs)
-        c.push(report.passed)
-        c.push(report.description)
         return 2
       }),
     ]

@@ -163,6 +163,21 @@ extension Tensor {
     return try generated([count], dtype: dtype) { defer { i += 1 }; return start + Double(i) * step }
   }
 
+  /// `steps` evenly spaced values from start to end, both included: start + i·(end−start)/(steps−1).
+  /// Reference: torch.linspace, whose CPU kernel counts the second half back from `end` so that
+  /// the last value is `end` exactly; so does this.
+  public static func linspace(_ start: Double, _ end: Double, steps: Int, dtype: DType = .float32) throws -> Tensor {
+    guard start.isFinite, end.isFinite else { throw TensorError("linspace: bounds must be finite, got \(start) and \(end)") }
+    guard steps >= 0 else { throw TensorError("linspace: steps must be >= 0, got \(steps)") }
+    let step = steps > 1 ? (end - start) / Double(steps - 1) : 0
+    let half = steps / 2
+    var i = 0
+    return try generated([steps], dtype: dtype) {
+      defer { i += 1 }
+      return i < half || steps == 1 ? start + step * Double(i) : end - step * Double(steps - 1 - i)
+    }
+  }
+
   /// The n×m identity matrix. Reference: torch.eye.
   public static func eye(_ n: Int, _ m: Int? = nil, dtype: DType = .float32) throws -> Tensor {
     let cols = m ?? n

@@ -32,14 +32,20 @@ enum Luagan {
     guard FileManager.default.isExecutableFile(atPath: binary.path) else {
       throw NSError(domain: "luagan", code: 1, userInfo: [NSLocalizedDescriptionKey: "no luagan executable at \(binary.path): run `swift build -c release` first"])
     }
+    if launcher.isEmpty { return try process(binary, args, stdin: stdin, cwd: cwd, environment: environment) }
+    return try process(URL(fileURLWithPath: "/usr/bin/env"), launcher + [binary.path] + args, stdin: stdin, cwd: cwd,
+                       environment: environment)
+  }
+
+  /// A shell command line (sh -c), e.g. one of the README's.
+  static func shell(_ line: String, cwd: URL, environment: [String: String] = [:]) throws -> Result {
+    try process(URL(fileURLWithPath: "/bin/sh"), ["-c", line], stdin: "", cwd: cwd, environment: environment)
+  }
+
+  static func process(_ executable: URL, _ args: [String], stdin: String?, cwd: URL?, environment: [String: String]) throws -> Result {
     let p = Process()
-    if launcher.isEmpty {
-      p.executableURL = binary
-      p.arguments = args
-    } else {
-      p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-      p.arguments = launcher + [binary.path] + args
-    }
+    p.executableURL = executable
+    p.arguments = args
     p.currentDirectoryURL = cwd ?? root
     var env = ProcessInfo.processInfo.environment
     for (k, v) in environment { env[k] = v.isEmpty ? nil : v }  // "" removes a variable

@@ -248,8 +248,8 @@ final class TrainingScriptsTests: XCTestCase {
       (["scripts/biggan.lua", "--GOrthoBta=1e-4", out], 2, "unknown option --GOrthoBta (did you mean --GOrthoBeta?)"),
       (["scripts/biggan.lua", "--ch=wide", out], 2, "--ch"),
       (["scripts/biggan.lua", "--resume=\(tmp.path)/nothing"], 2, "cannot resume"),
-      (["scripts/biggan.lua", "--no-shared", "--iters=1", out], 1, "hier (skip-z) needs the shared embedding"),
-      (["scripts/biggan.lua", "--resolution=48", "--iters=1", out], 1, "28x28"),
+      (["scripts/biggan.lua", "--no-shared", "--iters=1", out], 2, "--hier: needs --shared"),
+      (["scripts/biggan.lua", "--resolution=48", "--iters=1", out], 2, "28x28"),
       (["scripts/biggan.lua", "--onCollapse=never", out], 2, "--onCollapse must be one of \"warn\", \"stop\", \"rollback\""),
       (["scripts/biggan.lua", "--minutes=-1", out], 2, "--minutes must be at least 0"),
       (["scripts/pggan.lua", "--loss=hinge", out], 2, "--loss must be one of \"wgangp\", \"lsgan\""),
@@ -257,7 +257,7 @@ final class TrainingScriptsTests: XCTestCase {
       (["scripts/pggan.lua", "--batchSize=6", "--mbstdGroup=4", out], 2, "divisible by --mbstdGroup"),
       (["scripts/dcgan.lua", "--lr", out], 2, "--lr"),
       (["scripts/sample.lua"], 2, "--ckpt is required"),
-      (["scripts/eval.lua", "--ckpt=\(tmp.path)/nothing"], 1, "no checkpoint folder"),
+      (["scripts/eval.lua", "--ckpt=\(tmp.path)/nothing"], 2, "no run or checkpoint folder"),
     ]
     for (args, status, message) in cases {
       let r = try Luagan.run(args)

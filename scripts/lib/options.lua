@@ -155,6 +155,11 @@ function M.parse(args, spec, description)
     if key == "config" then
       if not value then i = i + 1; value = args[i] end
       if not value then error("--config expects a file name", 0) end
+      -- scripts/configs/x.lua from outside the checkout: the one beside the shipped script
+      local function readable(path) local f = io.open(path); if f then f:close() end; return f ~= nil end
+      local shipped = not readable(value) and type(arg) == "table" and type(arg[0]) == "string"
+        and arg[0]:match("^(.*/)scripts/[^/]+%.lua$")
+      if shipped and value:match("^scripts/") and readable(shipped .. value) then value = shipped .. value end
       local env = {}
       local chunk, err = loadfile(value, "t", env)
       if not chunk then error(("cannot read config file: %s"):format(err), 0) end
@@ -227,13 +232,15 @@ function M.validate(opt, spec)
   end
 end
 
---- For scripts: parse, or print the problem and a hint to stderr and exit with status 2
--- (a usage error), without a traceback.
+--- For scripts: parse, or print the problem on one line of stderr (with a pointer to --help)
+-- and exit with status 2 (a usage error), without a traceback.
 function M.cli(args, spec, description)
   local ok, result, given = pcall(M.parse, args, spec, description)
   if ok then return result, given end
-  io.stderr:write(("%s: %s\n"):format(args and args[0] or "luagan", tostring(result)))
-  io.stderr:write("Run with --help to see the options.\n")
+  local message = tostring(result)
+  if not message:find("%-%-help") then message = message .. " (see --help)" end
+  local name = (args and args[0] or "luagan"):match("([^/]*)$")
+  io.stderr:write(("%s: %s\n"):format(name, message))
   os.exit(2)
 end
 

@@ -86,7 +86,20 @@ T.test("image folders: classes from sub-folders, resized, channels converted", f
   check(gray.images:size(2) == 1)
   checkError("no PNG or JPEG files under", data.imageFolder, tmp .. "/cifar-10-batches-bin", { size = 4 })
   write(root .. "/dogs/bad.png", "nope")
-  checkError("data.imageFolder: '" .. root .. "/dogs/bad.png' is neither a PNG nor a JPEG", data.imageFolder, root, { size = 4 })
+  -- an unreadable image is left out and listed (the scripts warn with the count), or an error when asked
+  local skipping = data.imageFolder(root, { size = 4 })
+  check(#skipping == 3 and #skipping.skipped == 1, ("one of 4 images left out, got %d kept"):format(#skipping))
+  check(skipping.skipped[1]:find("bad.png' is neither a PNG nor a JPEG", 1, true), skipping.skipped[1])
+  checkError("data.imageFolder: '" .. root .. "/dogs/bad.png' is neither a PNG nor a JPEG", data.imageFolder, root,
+    { size = 4, skipUnreadable = false })
+  -- the prepared-pixels cache remembers what it left out, and a strict reading does not use it
+  local cache = tmp .. "/prepared"
+  check(#data.imageFolder(root, { size = 4, cache = cache }).skipped == 1)
+  local again = data.imageFolder(root, { size = 4, cache = cache })
+  check(#again == 3 and #again.skipped == 1, "from the cache: the same images, the same list of the left out")
+  checkError("is neither a PNG nor a JPEG", data.imageFolder, root, { size = 4, cache = cache, skipUnreadable = false })
+  write(root .. "/cats/a.png", "nope"); write(root .. "/cats/b.png", "nope"); write(root .. "/dogs/c.png", "nope")
+  checkError("none of the 4 images could be read", data.imageFolder, root, { size = 4 })
   checkError("channels must be 1 or 3", data.imageFolder, root, { size = 4, channels = 2 })
 end)
 

@@ -40,6 +40,8 @@ local cases = {
   randperm = { function() return tensor.randperm(HUGE) end, function() return tensor.randperm(-1) end },
   arange = { function() return tensor.arange(0, 1e15) end, function() return tensor.arange(0, 1, 0) end,
              function() return tensor.arange(0, math.huge) end, function() return tensor.arange("a") end },
+  linspace = { function() return tensor.linspace(0, 1, HUGE) end, function() return tensor.linspace(0, 1, -1) end,
+               function() return tensor.linspace(0, math.huge, 3) end, function() return tensor.linspace(0, 1) end },
   eye = { function() return tensor.eye(1e7) end, function() return tensor.eye(-1) end, function() return tensor.eye(nil) end },
   new = { function() return tensor.new({ { 1 }, { 1, 2 } }) end, function() return tensor.new({ "a" }) end,
           function() return tensor.new("a") end, function() return tensor.new() end,

@@ -63,6 +63,7 @@ local cases = {
   ["ckpt.load"] = { function() return ckpt.load() end, function() return ckpt.load("/nonexistent") end,
     function() return ckpt.load(tmp, 5) end },
   ["ckpt.list"] = { function() return ckpt.list() end },
+  ["ckpt.clean"] = { function() return ckpt.clean() end, function() return ckpt.clean(5) end },
   ["json.encode"] = { function() return json.encode(print) end,
     function() local t = {}; t.t = t; return json.encode(t) end },
   ["json.decode"] = { function() return json.decode("{") end, function() return json.decode('"\\q"') end,
@@ -76,6 +77,8 @@ local cases = {
     function() return log.TensorBoard(tmp .. "-tb"):resume("x") end,
     function() local tb = log.TensorBoard(tmp .. "-tb"); tb:close(); return tb:scalars(1, { x = 1 }) end },
   ["log.clock"] = {},   -- takes no arguments: nothing to misuse
+  ["log.interrupted"] = {},
+  ["log.catchInterrupts"] = { function() return log.catchInterrupts() end, function() return log.catchInterrupts("x") end },
   ["log.read"] = { function() return log.read() end, function() return log.read("/nonexistent") end },
   ["log.series"] = { function() return log.series(5, "x") end },
   ["log.Progress"] = { function() return log.Progress(0) end, function() return log.Progress("x") end,

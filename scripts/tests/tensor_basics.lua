@@ -16,6 +16,17 @@ T.test("creation and shapes", function()
   local a = tensor.arange(5)
   check(a:numel() == 5 and a[1] == 0 and a[5] == 4, "arange(n) is 0..n-1")
   close(tensor.arange(1, 2, 0.25), tensor.new { 1, 1.25, 1.5, 1.75 })
+  -- torch.linspace(-1.3, 2.9, 7, dtype=torch.float64): the ends exact (its second half counts back
+  -- from end), the rest within an ulp or two (torch's own last bits follow its SIMD width)
+  local l = tensor.linspace(-1.3, 2.9, 7, { dtype = "float64" })
+  local want = { -1.3, -0.59999999999999998, 0.10000000000000009, 0.79999999999999971, 1.4999999999999998,
+                 2.1999999999999997, 2.8999999999999999 }
+  check(l[1] == want[1] and l[7] == want[7], "linspace's ends are start and end")
+  for i = 2, 6 do
+    check(math.abs(l[i] - want[i]) <= 5e-16 * math.abs(want[i]) + 1e-16,
+      ("linspace[%d] = %.17g, torch says %.17g"):format(i, l[i], want[i]))
+  end
+  check(tensor.linspace(2, 5, 1)[1] == 2 and tensor.linspace(0, 1, 0):numel() == 0, "linspace with 1 and 0 steps")
   local n = tensor.new { { 1, 2, 3 }, { 4, 5, 6 } }
   check(n:size(1) == 2 and n:size(2) == 3 and n[2][3] == 6)
   check(tensor.new(3.5):item() == 3.5 and tensor.new(3.5):dim() == 0)

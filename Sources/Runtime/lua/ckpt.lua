@@ -96,6 +96,25 @@ function ckpt.list(dir)
   return out
 end
 
+--- ckpt.clean(dir): removes what an interrupted save left in `dir` (.tmp-* folders; an .old-*
+-- folder is moved back when its checkpoint did not come back). Returns how many it removed.
+function ckpt.clean(dir)
+  if type(dir) ~= "string" then error(("bad argument #1 to 'clean' (folder name expected, got %s)"):format(type(dir)), 2) end
+  local exists, isDir = S.exists(dir)
+  if not exists or not isDir then return 0 end
+  local removed = 0
+  for _, name in ipairs(S.list(dir)) do
+    local old = name:match("^%.old%-(.+)%-%d+$")
+    if name:match("^%.tmp%-") then
+      S.remove(dir .. "/" .. name); removed = removed + 1
+    elseif old then
+      if select(1, S.exists(dir .. "/" .. old)) then S.remove(dir .. "/" .. name); removed = removed + 1
+      else S.rename(dir .. "/" .. name, dir .. "/" .. old) end
+    end
+  end
+  return removed
+end
+
 function ckpt.save(dir, state, opts)
   if type(dir) ~= "string" then error(("bad argument #1 to 'save' (folder name expected, got %s)"):format(type(dir)), 2) end
   if type(state) ~= "table" then error(("bad argument #2 to 'save' (table of things to save expected, got %s)"):format(type(state)), 2) end

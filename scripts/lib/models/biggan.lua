@@ -133,6 +133,10 @@ function Generator:init(o)
   if o.hier and not o.shared then error("BigGAN.Generator: hier (skip-z) needs the shared embedding (shared = true)", 3) end
   local blocks = #arch.inC
   self.numSlots = o.hier and blocks + 1 or 1
+  if o.hier and o.dimZ < self.numSlots then
+    error(("BigGAN.Generator: dimZ %d is smaller than the %d z chunks of a %d px G with hier (one per block and one for the "
+      .. "input): give at least %d"):format(o.dimZ, self.numSlots, o.resolution, self.numSlots), 3)
+  end
   self.zChunk = o.hier and o.dimZ // self.numSlots or 0
   self.dimZ = o.hier and self.zChunk * self.numSlots or o.dimZ      -- rounded down, as the reference
   local sharedDim = o.sharedDim > 0 and o.sharedDim or self.dimZ

@@ -12,20 +12,44 @@ function M.data(opt, batchSize)
   elseif name == "mnist" then ds = data.mnist { split = "train", root = root }
   elseif name == "cifar10" then
     if not root then error("--dataset=cifar10 needs --dataRoot (the folder of the CIFAR-10 binary batches)", 0) end
-    ds = data.cifar10 { split = "train", root = root }
+    local ok, loaded = pcall(data.cifar10, { split = "train", root = root })
+    if not ok then
+      local why = tostring(loaded):gsub("^[^:]*:%d+: ", ""):gsub("^data%.cifar10: ", ""):gsub(" %(download.*$", "")
+      error(("--dataRoot=%s: %s (download cifar-10-binary.tar.gz, unpack it, and give the folder holding "
+        .. "data_batch_1.bin ... as --dataRoot)"):format(root, why), 0)
+    end
+    ds = loaded
   else
     -- folder / zip: --dataRoot names it (a folder path as --dataset also works); prepared
     -- pixels are cached in runs/cache so later runs do not decode the images again.
-    local prep = { size = opt.resolution, channels = opt.channels, fit = opt.fit, cache = "runs/cache" }
+    local prep = { size = opt.resolution, channels = opt.channels, fit = opt.fit, cache = "runs/cache",
+                   skipUnreadable = opt.badImages ~= "fail" }
     if name == "zip" then
       if not root then error("--dataset=zip needs --dataRoot (the zip, e.g. one made by stylegan2-ada's dataset_tool)", 0) end
       ds = data.zipDataset(root, prep)
     else
       if name == "folder" and not root then error("--dataset=folder needs --dataRoot (a folder of class sub-folders or of images)", 0) end
-      ds = data.imageFolder(name == "folder" and root or name, prep)
+      local folder = name == "folder" and root or name
+      if not select(1, paths.exists(folder)) then
+        if name == "folder" then
+          error(("--dataRoot=%s: no such folder (give a folder of class sub-folders of PNG or JPEG images, or of images)"):format(root), 0)
+        end
+        error(("--dataset=%s: not one of fashion-mnist, mnist, cifar10, folder or zip, nor a folder"):format(name), 0)
+      end
+      ds = data.imageFolder(folder, prep)
     end
   end
   if opt.perClass > 0 then ds = ds:subset(opt.perClass, opt.seed) end
+  if dist.rank() == 0 and not opt.quiet then
+    print(("data: %d images of %d class%s: %s"):format(ds.size, ds.numClasses, ds.numClasses == 1 and "" or "es",
+      table.concat(ds.classNames, ", ", 1, math.min(ds.numClasses, 20)) .. (ds.numClasses > 20 and ", ..." or "")))
+  end
+  local skipped = ds.skipped
+  if skipped and #skipped > 0 and dist.rank() == 0 then
+    -- unreadable images are left out (--badImages=fail makes them an error); say which and how many
+    io.stderr:write(("warning: %d unreadable image%s left out of %d: %s%s\n"):format(#skipped, #skipped == 1 and "" or "s",
+      ds.size + #skipped, skipped[1], #skipped > 1 and (" (and %d more)"):format(#skipped - 1) or ""))
+  end
   local transform = {}
   local size = ds.images:size(3)
   if size == 28 then

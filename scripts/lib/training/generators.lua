@@ -14,6 +14,10 @@ local M = require("training")
 -- describe() for PGGAN).
 function M.loadGenerator(dir, opts)
   opts = opts or {}
+  if not select(1, paths.exists(dir)) then
+    error(("no run or checkpoint folder '%s' (give a run folder such as runs/demo, or a checkpoint folder inside its "
+      .. "ckpt/)"):format(dir), 0)
+  end
   local probe = io.open(dir .. "/ckpt/latest", "r")
   if probe then probe:close(); dir = dir .. "/ckpt" end       -- a run folder
   local state, folder = ckpt.load(dir)
@@ -29,12 +33,14 @@ function M.loadGenerator(dir, opts)
   local g = models.fromCheckpoint(state, meta.channels or 3, opts)
   g.model, g.opt, g.iter, g.folder, g.channels, g.resolution = name, o, state.iter, folder, meta.channels or 3, o.resolution
   g.numClasses = g.numClasses or 0
+  g.classNames = meta.classNames            -- the data set's class names, when the run stored them
   local weights = g.weights
   g.weights = nil
   g.G:loadStateDict(weights)
   local raw = g.sample
-  -- g.standing(n, truncation): standing statistics over n batches of 64 (noise truncated as
-  -- the samples will be), after which G samples in eval mode (nn.utils.standingStats).
+  -- g.standing(n, truncation): standing statistics over n batches of 64, after which G samples
+  -- in eval mode (nn.utils.standingStats). The noise is plain N(0, 1), as BigGAN-PyTorch's
+  -- accumulate_standing_stats draws it, unless a truncation is given.
   g.standing = function(n, truncation)
     nn.utils.standingStats(g.G, n, function()
       local z = M.noise(64, g.dimZ, truncation or 0)
@@ -68,6 +74,10 @@ end
 --   truncated_noise_sample) and picks its BN statistics (threshold 0 means t = 1).
 function M.loadPyTorchGenerator(path, opts)
   opts = opts or {}
+  if not select(1, paths.exists(path)) then
+    error(("no such file '%s' (%s)"):format(path, opts.pretrained and "--weights: pytorch-pretrained-BigGAN's pytorch_model.bin"
+      or "a BigGAN-PyTorch G.pth or G_ema.pth"), 0)
+  end
   local sd = tensor.load(path)
   local g = { iter = 0, ema = path:match("ema") ~= nil, opt = { shared = true, out = (path:match("^(.*)/[^/]*$") or ".") } }
   if opts.pretrained then

@@ -64,9 +64,9 @@ end
 
 --- Writes a sheet of images (N, C, H, W) in [-1, 1], nrow per row, to samples/<name>.png.
 -- Returns the path and the sheet (C, H', W'), still in [-1, 1].
-function Run:sheet(name, images, nrow)
+function Run:sheet(name, images, nrow, labels)
   local path = ("%s/samples/%s.png"):format(self.dir, name)
-  local grid = image.grid(images, { nrow = nrow, padding = 2, padValue = 1 })
+  local grid = image.grid(images, { nrow = nrow, padding = 2, padValue = 1, rowLabels = labels })
   image.save(path, grid, { range = { -1, 1 } })
   return path, grid
 end
@@ -143,9 +143,13 @@ function Run:evaluate(iter, sampler)
   local r = M.keepingRNG(function()
     self.reference = self.reference or evaluation.reference { split = "test" }
     local images, labels = evaluation.draw(sampler, self.opt.evalSamples, nil, { rank = self.rank, ranks = self.ranks })
-    return evaluation.metricsOf(images, labels, self.reference, { which = { "fid", "is", "accuracy" } })
+    -- class accuracy for conditional models; mode coverage (class histogram, KL to uniform) for all
+    return evaluation.metricsOf(images, labels, self.reference, { which = { "fid", "is", "accuracy", "coverage" } })
   end)
-  self.logger:log(iter, { fid = r.fid, is = r.is, accuracy = r.accuracy, evalSamples = r.n })
-  if self.tb then self.tb:scalars(iter, { ["eval/fid"] = r.fid, ["eval/is"] = r.is, ["eval/accuracy"] = r.accuracy }) end
+  self.logger:log(iter, { fid = r.fid, is = r.is, accuracy = r.accuracy, classesCovered = r.classesCovered,
+                          coverageKL = r.coverageKL, evalSamples = r.n })
+  if self.tb then
+    self.tb:scalars(iter, { ["eval/fid"] = r.fid, ["eval/is"] = r.is, ["eval/accuracy"] = r.accuracy, ["eval/coverageKL"] = r.coverageKL })
+  end
   return r
 end

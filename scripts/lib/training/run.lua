@@ -16,7 +16,8 @@ M.RunMethods = Run      -- training/report.lua adds the reporting methods
 -- parts.info      plain values saved with every checkpoint (model = "biggan", meta = {...})
 -- parts.values()  plain values that change during the run (e.g. PGGAN's schedule), saved too
 -- parts.restore(state)  adopts a checkpoint's state after a resume or a rollback (optional)
--- parts.sheet()   images (N, C, H, W) in [-1, 1], the row length, and a name suffix (optional)
+-- parts.sheet()   images (N, C, H, W) in [-1, 1], the row length, a name suffix and a label per
+--                 row (class names) (optional)
 -- parts.evaluate(n, i) -> images, labels: samples for FID/IS/accuracy (optional), when
 --                 parts.canEvaluate() (if given) says the model is ready
 -- parts.monitor   models whose singular values are logged ({G = G, D = D})
@@ -34,6 +35,11 @@ function M.Run(opt, parts, saved)
   local self = setmetatable({ opt = opt, dir = opt.out, parts = parts, iter = 0, elapsed = 0, milestones = {},
                               rollbacks = 0, done = {} }, Run)
   if saved then
+    local was, is = saved.model, parts.info and parts.info.model
+    if was and is and was ~= is then
+      error(("%s holds a %s run, not %s: continue it with luagan scripts/%s.lua --resume=%s"):format(opt.resume, was, is, was,
+        opt.resume), 0)
+    end
     ckpt.load(opt.resume .. "/ckpt", parts.objects)
     tensor.setRNGState(saved.rng)
     self.iter = saved.iter
@@ -70,12 +76,16 @@ function M.Run(opt, parts, saved)
     self.bar = opt.minutes > 0 and log.Progress(nil, { seconds = opt.minutes * 60 }) or log.Progress(opt.iters)
   end
   self.clock = log.clock()
+  -- Ctrl-C: the first finishes the step, saves and stops (Run:next); a second stops at once
+  log.catchInterrupts(true)
+  if self.rank == 0 then ckpt.clean(opt.out .. "/ckpt") end    -- what an interrupted save left behind
   return self
 end
 
 --- Advances to the next iteration (run.iter) while the budget (time or iterations) lasts.
 function Run:next()
   self:tick()
+  if self.iter > self.startIter and self:interrupted() then self:stopOnInterrupt() end
   local more
   if self.opt.minutes > 0 then
     if self.ranks > 1 then      -- rank 0's clock decides for everyone
@@ -89,6 +99,37 @@ function Run:next()
   end
   if more then self.iter = self.iter + 1 end
   return more
+end
+
+-- Whether Ctrl-C was pressed (on any rank: they agree, so all stop at the same iteration).
+function Run:interrupted()
+  local asked = log.interrupted()
+  if self.ranks > 1 then
+    asked = dist.allReduce(tensor.new({ asked and 1 or 0 }, { dtype = "float64" }))[1] > 0
+  end
+  return asked
+end
+
+-- The step before Ctrl-C is complete: save it, say how to resume, and stop (status 130, as a
+-- shell reports an interrupted command). A second Ctrl-C during the save stops at once and
+-- leaves the last complete checkpoint as it was.
+function Run:stopOnInterrupt()
+  if self.bar then io.stdout:write("\n") end
+  if self.rank == 0 then
+    io.stderr:write(("interrupted at iteration %d: saving a checkpoint (Ctrl-C again stops at once; the last complete "
+      .. "checkpoint stays)\n"):format(self.iter))
+  end
+  self:checkpoint()
+  self.logger:log(self.iter, { interrupted = true })
+  self.logger:close(); self.svLogger:close()
+  if self.tb then self.tb:close() end
+  log.catchInterrupts(false)
+  if self.rank == 0 then
+    io.stderr:write(("saved %s/ckpt/iter-%07d; continue with: luagan %s --resume=%s\n"):format(self.dir, self.iter,
+      arg and arg[0] or "script.lua", self.dir))
+  end
+  if self.ranks > 1 then dist.barrier() end
+  os.exit(130)
 end
 
 -- Adds the time since the last tick to the budget spent.
@@ -186,9 +227,9 @@ end
 function Run:drawSheets()
   if not self.parts.sheet or self.done.sheet == self.iter or self.rank > 0 then return end
   self.done.sheet = self.iter
-  local images, nrow, suffix = self:locally(self.parts.sheet)
-  local _, grid = self:sheet(("iter-%07d%s"):format(self.iter, suffix or ""), images, nrow)
-  self:sheet("latest", images, nrow)
+  local images, nrow, suffix, labels = self:locally(self.parts.sheet)
+  local _, grid = self:sheet(("iter-%07d%s"):format(self.iter, suffix or ""), images, nrow, labels)
+  self:sheet("latest", images, nrow, labels)
   if self.tb then self.tb:image(self.iter, "samples", grid, { range = { -1, 1 } }) end
   self:plots(self.parts.losses or { "lossD", "lossG" })
 end
@@ -200,7 +241,8 @@ function Run:evaluateNow()
   local r = self:locally(function() return self:evaluate(self.iter, self.parts.evaluate) end)
   if r and not self.opt.quiet then
     print(("\niter %d: domain FID %.2f, IS %.2f%s (%d samples)"):format(self.iter, r.fid, r.is,
-      r.accuracy and (", class accuracy %.1f%%"):format(100 * r.accuracy) or "", r.n))
+      r.accuracy and (", class accuracy %.1f%%"):format(100 * r.accuracy)
+        or (", %d/%d classes, KL %.3f"):format(r.classesCovered, r.classes, r.coverageKL), r.n))
   end
   return r
 end
