@@ -34,6 +34,7 @@ let scriptSummaries: [String: String] = [
   "dcgan.lua": "DCGAN (Radford et al. 2016), the smallest GAN here",
   "sample.lua": "sheets, interpolations and a truncation sweep from a checkpoint",
   "eval.lua": "FID, IS, accuracy, SWD, MS-SSIM and coverage of a checkpoint",
+  "sweep.lua": "a training script over a grid of options and seeds: a table with mean +- std and plots",
   "train_classifier.lua": "trains the Fashion-MNIST classifier the metrics use",
 ]
 

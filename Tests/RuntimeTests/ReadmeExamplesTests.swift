@@ -43,6 +43,9 @@ final class ReadmeExamplesTests: XCTestCase {
       let small = command.contains("ffhq-1k.zip") ? " --batchSize=8" : ""     // the stand-in zip holds 12 images
       return " --iters=\(iters) --minutes=0 --sampleEvery=1 --saveEvery=1 --evalEvery=0 --svEvery=0 --quiet" + small
     }
+    if command.contains("scripts/sweep.lua") {    // one seed, two iterations a cell, no evaluation
+      return " --seeds=1 --minutes=0 --iters=2 --evalSamples=0 --set='--ch=2 --sampleEvery=1 --saveEvery=1 --evalEvery=0 --svEvery=0'"
+    }
     if command.contains("scripts/sample.lua") { return " --n=0 --batch=8" + (command.contains("--standing") ? " --standing=2" : "") }
     if command.contains("scripts/eval.lua") { return " --n=64" }
     return ""
@@ -90,6 +93,8 @@ final class ReadmeExamplesTests: XCTestCase {
         for i = 1, 12 do image.save(("photos/%s/%02d.png"):format(class, i), tensor.rand(3, 40, 36)) end
       end
       local f = assert(io.open("photos/dogs/broken.jpg", "wb")); f:write("\\255\\216 not a JPEG"); f:close()
+      f = assert(io.open("rows.lua", "w"))      -- the sweep's rows, as the README's comment shows them
+      f:write('return { { name = "baseline", shared = false, hier = false }, { name = "+ shared", hier = false } }'); f:close()
       """
     let r = try Luagan.run(["-e", photos], cwd: dir)
     XCTAssertEqual(r.status, 0, r.stderr)

@@ -114,8 +114,8 @@ function M.help(spec, description, script)
 end
 
 --- Parses `args` (the script's arg table) against `spec`, a list of {name, default, help}.
--- Returns the options table and the set of names given explicitly (on the command line or in
--- a config file). --help prints the options and exits 0.
+-- Returns the options table and the set of names given explicitly: given[name] is true for the
+-- command line, "config" for a config file. --help prints the options and exits 0.
 function M.parse(args, spec, description)
   local defaults, order, names, renamed = {}, {}, {}, M.aliases(spec)
   for _, o in ipairs(spec) do
@@ -194,7 +194,7 @@ function M.parse(args, spec, description)
     end
     i = i + 1
   end
-  for k in pairs(fromConfig) do given[k] = true end
+  for k in pairs(fromConfig) do given[k] = given[k] or "config" end   -- truthy; the command line (true) wins
   M.validate(opt, spec)
   return setmetatable(opt, { __index = function(_, k) error(("no option named '%s'"):format(tostring(k)), 2) end }), given
 end

@@ -93,8 +93,11 @@ function M.start(spec, description, hooks)
   if M.ranks > 1 and opt.batchSize and opt.batchSize % M.ranks ~= 0 then
     error(("--batchSize=%d is the global batch: it must be a multiple of the %d ranks"):format(opt.batchSize, M.ranks), 0)
   end
-  -- --iters alone means a run of that many iterations, even where the default is a time budget
-  if given.iters and not given.minutes and rawget(opt, "minutes") then opt.minutes = 0 end
+  -- --iters without --minutes means a run of that many iterations, even where the default is a
+  -- time budget; on the command line it also overrides a config file's budget
+  -- (--config=demo.lua --iters=4300: 4,300 iterations)
+  local itersOnly = given.iters and (not given.minutes or (given.iters == true and given.minutes ~= true))
+  if itersOnly and rawget(opt, "minutes") then opt.minutes = 0 end
   -- the script's own implications between options (hooks.adjust(opt, given), a new run only)
   if hooks and hooks.adjust and not saved then hooks.adjust(opt, given) end
   tensor.manualSeed(opt.seed)                               -- the same initial models on every rank

@@ -1,0 +1,63 @@
+import Foundation
+import XCTest
+
+/// scripts/sweep.lua: 2 values x 2 seeds of a 20-second BigGAN run, killed (the whole process
+/// group, SIGKILL) once two cells have finished, then run again: it finishes the other two
+/// without rerunning the first two, and writes results.jsonl, a table with mean +- std per row
+/// and a plot.
+final class SweepTests: XCTestCase {
+  func testAKilledSweepContinuesWithoutRerunningFinishedCells() throws {
+    let out = FileManager.default.temporaryDirectory.appendingPathComponent("luagan-sweep-\(UUID().uuidString)")
+    defer { try? FileManager.default.removeItem(at: out) }
+    let args = ["scripts/sweep.lua", "--base=", "--grid=GOrthoBeta={0,1e-3}", "--seeds=2", "--minutes=0.33", "--evalSamples=200",
+                "--set=--ch=2 --dimZ=16 --sharedDim=8 --batchSize=8 --svEvery=0 --evalEvery=0 --sampleEvery=1000 --saveEvery=20",
+                "--out=\(out.path)"]
+    func finishedCells() -> [String] {
+      let rows = (try? FileManager.default.contentsOfDirectory(atPath: out.path)) ?? []
+      return rows.flatMap { row in
+        ["seed1", "seed2"].map { "\(row)/\($0)" }.filter {
+          FileManager.default.fileExists(atPath: out.appendingPathComponent("\($0)/sweep-cell.json").path)
+        }
+      }.sorted()
+    }
+    // Foundation starts the sweep in a process group of its own: it and its cells are killed together
+    let p = Process()
+    p.executableURL = Luagan.binary
+    p.arguments = args
+    p.currentDirectoryURL = Luagan.root
+    p.standardOutput = FileHandle.nullDevice
+    p.standardError = FileHandle.nullDevice
+    try p.run()
+    let deadline = Date().addingTimeInterval(400)
+    while finishedCells().count < 2 && p.isRunning && Date() < deadline { usleep(200_000) }
+    let before = finishedCells()
+    XCTAssertEqual(before.count, 2, "two cells should have finished before the kill")
+    let group = getpgid(p.processIdentifier)
+    XCTAssertNotEqual(group, getpgrp(), "the sweep shares the test's process group: cannot kill it alone")
+    if group != getpgrp() { kill(-group, SIGKILL) }
+    p.waitUntilExit()
+    var logs: [String: String] = [:]
+    for cell in before { logs[cell] = try String(contentsOfFile: out.appendingPathComponent("\(cell)/log.jsonl").path, encoding: .utf8) }
+
+    let r = try Luagan.run(args)
+    XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+    XCTAssertTrue(r.stdout.contains("2 finished before, 2 to run"), r.stdout)
+    XCTAssertEqual(finishedCells().count, 4, r.stdout)
+    for cell in before {   // untouched: never rerun, never resumed
+      XCTAssertEqual(try String(contentsOfFile: out.appendingPathComponent("\(cell)/log.jsonl").path, encoding: .utf8), logs[cell],
+                     "\(cell) was run again")
+    }
+    let results = try String(contentsOf: out.appendingPathComponent("results.jsonl"), encoding: .utf8)
+    XCTAssertEqual(results.split(separator: "\n").count, 4, results)
+    let table = try String(contentsOf: out.appendingPathComponent("table.md"), encoding: .utf8)
+    for words in ["GOrthoBeta=0", "GOrthoBeta=0.001", "± ", "(best fid)", "| fid |"] {
+      XCTAssertTrue(table.contains(words), "table.md lacks '\(words)':\n\(table)")
+    }
+    XCTAssertTrue(FileManager.default.fileExists(atPath: out.appendingPathComponent("table.csv").path))
+    XCTAssertTrue(FileManager.default.fileExists(atPath: out.appendingPathComponent("fid.png").path))
+    // every cell is a normal run folder: sample.lua reads it
+    let cell = out.appendingPathComponent(before[0])
+    let s = try Luagan.run(["scripts/sample.lua", "--ckpt=\(cell.path)", "--n=0", "--truncations={0}"])
+    XCTAssertEqual(s.status, 0, s.stderr)
+  }
+}
