@@ -19,12 +19,13 @@ local opt = options.cli(arg, {
   { "seed", 2020, "seed of the sample noise and labels" },
   { "standing", 0, "standing statistics over this many batches before sampling (BigGAN-PyTorch's --accumulate_stats; 0: off)",
     min = 0 },
+  { "standingTruncated", false, "draw the standing passes' noise truncated as the samples' (BigGAN-PyTorch: plain N(0, 1))" },
   { "json", "", "where to write the results (default: <run>/eval-<iter>.json)" },
 }, "Computes every metric for a checkpoint.")
 if opt.ckpt == "" then io.stderr:write("eval.lua: --ckpt is required (a run folder such as runs/biggan)\n"); os.exit(2) end
 
 local g = training.loadGenerator(opt.ckpt, { ema = opt.ema })
-if opt.standing > 0 then g.standing(opt.standing, opt.truncation) end
+if opt.standing > 0 then g.standing(opt.standing, opt.standingTruncated and opt.truncation or nil) end
 if g.channels ~= 1 or g.resolution ~= 32 then
   io.stderr:write("eval.lua: the domain metrics are for Fashion-MNIST generators (1 channel, 32x32)\n"); os.exit(2)
 end

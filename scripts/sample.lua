@@ -28,6 +28,8 @@ local opt, given = options.cli(arg, {
   { "seed", 1, "seed of the noise" },
   { "standing", 0, "standing statistics: BatchNorm statistics averaged over this many batches before sampling at each "
     .. "threshold, then eval mode (BigGAN-PyTorch's --accumulate_stats; 0: off)", min = 0 },
+  { "standingTruncated", false, "draw the standing passes' noise truncated as each threshold's samples (BigGAN-PyTorch: "
+    .. "plain N(0, 1))" },
 }, "Sample sheets, interpolations and a truncation sweep from a checkpoint.")
 local function usage(message) io.stderr:write("sample.lua: ", message, "\n"); os.exit(2) end
 local g
@@ -95,7 +97,7 @@ end
 -- Class sheet: one row per class (or 8x8 samples for unconditional models).
 local rowsOfClasses = math.max(#sheetClasses, 1)
 local function sheet(truncation)
-  if opt.standing > 0 then g.standing(opt.standing, truncation) end
+  if opt.standing > 0 then g.standing(opt.standing, opt.standingTruncated and truncation or nil) end
   local z = noise(rowsOfClasses * 10, truncation)
   if g.numClasses == 0 then return generate(z, nil, truncation), 10 end
   local y, names = {}, {}

@@ -68,6 +68,22 @@ final class TrainingScriptsTests: XCTestCase {
     }
     let json = try String(contentsOfFile: "\(tmp.path)/eval.json", encoding: .utf8)
     XCTAssertTrue(json.contains("\"fid\"") && json.contains("\"accuracy\""), json)
+
+    // Standing statistics draw plain N(0, 1) noise, as BigGAN-PyTorch's accumulate_standing_stats,
+    // whatever the samples' truncation; a truncation is used only when asked for.
+    let probe = tmp.appendingPathComponent("standing.lua")
+    try """
+      local training = require("training")
+      local g = training.loadGenerator(arg[1])
+      local seen = {}
+      local noise = training.noise
+      training.noise = function(n, d, t) seen[#seen + 1] = t; return noise(n, d, t) end
+      g.standing(2)
+      g.standing(1, 0.5)
+      print(table.concat(seen, ","))
+      """.write(to: probe, atomically: true, encoding: .utf8)
+    let seen = try run([probe.path, a.path])
+    XCTAssertEqual(seen.stdout.trimmingCharacters(in: .whitespacesAndNewlines), "0,0,0.5", seen.stdout + seen.stderr)
   }
 
   /// BigGAN-deep trains, resumes bit-exactly and samples; sample.lua also samples BigGAN-PyTorch's
@@ -304,6 +320,13 @@ final class TrainingScriptsTests: XCTestCase {
     XCTAssertTrue(r.stdout.contains("ch = 2"), "the effective options are printed:\n\(r.stdout)")
     let saved = try String(contentsOfFile: a.appendingPathComponent("options.txt").path, encoding: .utf8)
     XCTAssertTrue(saved.contains("dimZ = 16"), saved)
+    // --iters on the command line ends a run whose config sets a time budget (as demo.lua does)
+    let timed = tmp.appendingPathComponent("timed.lua")
+    try "return { ch = 2, dimZ = 16, sharedDim = 8, batchSize = 8, minutes = 15, iters = 1000000, svEvery = 0, evalEvery = 0 }"
+      .write(to: timed, atomically: true, encoding: .utf8)
+    let b = tmp.appendingPathComponent("iters")
+    _ = try run(["scripts/biggan.lua", "--config=\(timed.path)", "--iters=3", "--out=\(b.path)"])
+    XCTAssertEqual(try checkpoints(b), ["iter-0000003"])
     let bad = tmp.appendingPathComponent("bad.lua")
     try "return { chh = 2 }".write(to: bad, atomically: true, encoding: .utf8)
     let e = try Luagan.run(["scripts/biggan.lua", "--config=\(bad.path)"])

@@ -64,20 +64,36 @@ T.test("DiffAugment is differentiable to second order (float64 gradcheck), so R1
 end)
 
 T.test("ADA: p climbs while D is sure of the reals, falls when it is not, by batch·interval/(kimg·1000)", function()
+  check(gan.AdaptiveAugment().kimg == 500, "stylegan2-ada's ada_kimg is 500")
   local ada = gan.AdaptiveAugment { target = 0.6, interval = 4, kimg = 1 }
   for _ = 1, 4 do ada:observe(tensor.ones(50, 1)) end          -- sign 1 > 0.6
   close(ada.p, 200 / 1000, 1e-12, 0)
   for _ = 1, 8 do ada:observe(-tensor.ones(50, 1)) end
   check(ada.p == 0, "clamped at 0")
+  -- no clamp at 1, as stylegan2-ada: 10 intervals of 200 images take p to 2, and the way back
+  -- below 1 takes as many intervals as the overshoot (augmenting is as at p = 1 meanwhile)
   for _ = 1, 40 do ada:observe(tensor.ones(50, 1)) end
-  check(ada.p == 1, "clamped at 1")
+  close(ada.p, 2, 1e-12, 0)
+  for _ = 1, 20 do ada:observe(-tensor.ones(50, 1)) end
+  close(ada.p, 1, 1e-12, 0)
   local copy = gan.AdaptiveAugment { target = 0.6, interval = 4, kimg = 1 }
-  copy:load(ada:state())
-  check(copy.p == 1)
+  copy:load { p = 1.5 }
+  check(copy.p == 1.5, "a saved p above 1 loads")
   checkError("target must be in [-1, 1]", gan.AdaptiveAugment, { target = 2 })
+  checkError("finite number >= 0", gan.AdaptiveAugment, { p = -0.1 })
+  checkError("finite number >= 0", function() copy:load { p = 0 / 0 } end)
+  -- the scripts' option: p above 1 augments every image (diffAugment's p is clamped to 1)
+  local aids = training.SmallData({ diffAugment = "cutout", adaTarget = 0.6, adaKimg = 500, lecam = 0 },
+                                  { smallData = { ada = { p = 3 } } })
+  local x = tensor.ones(64, 1, 4, 4)
+  local out = aids:augment(x)
+  for i = 1, 64 do check(out[i]:sum():item() < 16, "image " .. i .. " was cut out") end
 end)
 
 T.test("LeCam: the regularizer and its moving averages as google/lecam-gan computes them", function()
+  local default = gan.LeCam()
+  check(default.decay == 0.9 and default.start == 1000, "the BigGAN path's ema_losses(decay 0.9, start_itr 1000)")
+  check(not default:applies(1000) and default:applies(1001), "the penalty applies after iteration 1000, as itr > start_itr")
   local lc = gan.LeCam { decay = 0.9, start = 2 }
   local dReal, dFake = tensor.new { 1, 3 }, tensor.new { -2, 0.5 }
   lc:update(dReal, dFake, 1)                       -- before start: the latest means
@@ -89,6 +105,15 @@ T.test("LeCam: the regularizer and its moving averages as google/lecam-gan compu
   local want = ((1 + 0.675) ^ 2 + (3 + 0.675) ^ 2) / 2 + ((1.8 + 2) ^ 2 + (1.8 - 0.5) ^ 2) / 2
   close(lc:penalty(dReal, dFake):item(), want, 1e-5, 1e-6)
   checkError("decay must be in [0, 1)", gan.LeCam, { decay = 1 })
+  -- the scripts' D loss: unchanged up to lecamStart, the penalty added after it
+  local aids = training.SmallData({ diffAugment = "", adaTarget = 0, lecam = 0.5, lecamDecay = 0.9, lecamStart = 3 })
+  local loss = tensor.new(1.0)
+  for iter = 1, 3 do check(aids:dLoss(loss, dReal, dFake, iter):item() == 1, "no penalty at iteration " .. iter) end
+  local a = aids.lecam
+  local real, fake = a.real * 0.9 + 2 * 0.1, a.fake * 0.9 - 0.75 * 0.1
+  local expected = 1 + 0.5 * (((1 - fake) ^ 2 + (3 - fake) ^ 2) / 2
+    + (math.max(0, real + 2) ^ 2 + math.max(0, real - 0.5) ^ 2) / 2)
+  close(aids:dLoss(loss, dReal, dFake, 4):item(), expected, 1e-5, 1e-6)
 end)
 
 T.test("gradient accumulation: two half batches give the gradients of one full batch", function()

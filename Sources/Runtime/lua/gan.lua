@@ -249,18 +249,19 @@ function gan.diffAugment(x, policy, opts)
   return x
 end
 
---- gan.LeCam{decay = 0.99, start = 1000}: LeCam regularization (Tseng et al. 2021,
--- google/lecam-gan): R = mean(relu(D(x) - α_fake)²) + mean(relu(α_real - D(G(z)))²), where
--- α_real, α_fake are exponential moving averages of D's mean outputs (decay 0.99; before
--- iteration `start` they are the latest means). lc:update(dReal, dFake, iter) after D's step;
--- lc:penalty(dReal, dFake) is added to D's loss times λ (the paper uses 0.3 for BigGAN on CIFAR).
+--- gan.LeCam{decay = 0.9, start = 1000}: LeCam regularization (Tseng et al. 2021, the BigGAN
+-- path of google/lecam-gan): R = mean(relu(D(x) - α_fake)²) + mean(relu(α_real - D(G(z)))²),
+-- where α_real, α_fake are exponential moving averages of D's mean outputs (decay 0.9; up to
+-- iteration `start` they are the latest means). lc:update(dReal, dFake, iter) with D's outputs
+-- of each D step, then, when lc:applies(iter) (iter > start, as the reference), add
+-- lc:penalty(dReal, dFake) times λ to D's loss (the paper uses 0.3 for BigGAN on CIFAR).
 -- lc:state() / lc:load(state) keep it in the checkpoint.
 local LeCam = {}
 LeCam.__index = LeCam
 LeCam.__name = "gan.LeCam"
 function gan.LeCam(opts)
   opts = checkOpts("LeCam", opts, { decay = true, start = true })
-  local decay, start = opts.decay or 0.99, opts.start or 1000
+  local decay, start = opts.decay or 0.9, opts.start or 1000
   if type(decay) ~= "number" or decay < 0 or decay >= 1 then
     error(("LeCam: decay must be in [0, 1), got %s"):format(tostring(decay)), 2)
   end
@@ -281,6 +282,13 @@ function LeCam:update(dReal, dFake, iter)
   self.real = self.real * d + dReal:detach():mean():item() * (1 - d)
   self.fake = self.fake * d + dFake:detach():mean():item() * (1 - d)
 end
+function LeCam:applies(iter)
+  if getmetatable(self) ~= LeCam then error("LeCam:applies must be called with ':'", 2) end
+  if math.type(iter) ~= "integer" then
+    error(("bad argument #1 to 'LeCam:applies' (integer iteration expected, got %s)"):format(type(iter)), 2)
+  end
+  return iter > self.start
+end
 function LeCam:penalty(dReal, dFake)
   if getmetatable(self) ~= LeCam then error("LeCam:penalty must be called with ':'", 2) end
   if not (tensor.isTensor(dReal) and tensor.isTensor(dFake)) then
@@ -299,9 +307,11 @@ end
 --- gan.AdaptiveAugment{target = 0.6, interval = 4, kimg = 500, p = 0}: ADA's augmentation
 -- probability (Karras et al. 2020, stylegan2-ada's training_loop.py): every `interval` D steps,
 -- r_t = E[sign(D(x_real))] over them, and p moves by sign(r_t - target)·(images seen in the
--- interval)/(kimg·1000), clamped to [0, 1]; so p can go from 0 to 1 in `kimg` thousand images.
--- ada:observe(dReal) after each D step; ada.p for diffAugment's {p = }; state()/load() for
--- the checkpoint.
+-- interval)/(kimg·1000), clamped below at 0 only, as the reference: p may pass 1 (augmenting
+-- as at 1) and then takes as long to come back as it overshot. So p can go from 0 to 1 in `kimg`
+-- thousand images (stylegan2-ada uses 500, 100 when resuming a trained network).
+-- ada:observe(dReal) after each D step; ada.p for diffAugment's {p = math.min(1, p)};
+-- state()/load() for the checkpoint.
 local Adaptive = {}
 Adaptive.__index = Adaptive
 Adaptive.__name = "gan.AdaptiveAugment"
@@ -312,7 +322,9 @@ function gan.AdaptiveAugment(opts)
   if type(self.target) ~= "number" or self.target < -1 or self.target > 1 then error("AdaptiveAugment: target must be in [-1, 1]", 2) end
   if math.type(self.interval) ~= "integer" or self.interval < 1 then error("AdaptiveAugment: interval must be a positive integer", 2) end
   if type(self.kimg) ~= "number" or self.kimg <= 0 then error("AdaptiveAugment: kimg must be positive", 2) end
-  if type(self.p) ~= "number" or self.p < 0 or self.p > 1 then error("AdaptiveAugment: p must be in [0, 1]", 2) end
+  if type(self.p) ~= "number" or not (self.p >= 0 and self.p < math.huge) then
+    error("AdaptiveAugment: p must be a finite number >= 0", 2)
+  end
   return self
 end
 function Adaptive:observe(dReal)
@@ -325,13 +337,15 @@ function Adaptive:observe(dReal)
   if self.steps % self.interval == 0 then
     local rt = self.sum / self.count
     local adjust = (rt > self.target and 1 or rt < self.target and -1 or 0) * self.count / (self.kimg * 1000)
-    self.p = math.min(1, math.max(0, self.p + adjust))
+    self.p = math.max(0, self.p + adjust)
     self.sum, self.count = 0.0, 0
     return rt
   end
 end
 function Adaptive:state() return { p = self.p, sum = self.sum, count = self.count, steps = self.steps } end
 function Adaptive:load(s)
-  if type(s) ~= "table" or type(s.p) ~= "number" then error("AdaptiveAugment:load: expected a table from state()", 2) end
+  if type(s) ~= "table" or type(s.p) ~= "number" or not (s.p >= 0 and s.p < math.huge) then
+    error("AdaptiveAugment:load: expected a table from state() (p a finite number >= 0)", 2)
+  end
   self.p, self.sum, self.count, self.steps = s.p, s.sum or 0.0, s.count or 0, s.steps or 0
 end
