@@ -13,7 +13,8 @@ local options = require("options")
 local opt = options.cli(arg, {
   { "script", "scripts/biggan.lua", "the training script every cell runs" },
   { "base", "scripts/configs/demo.lua", "the config file every cell starts from ('': the script's defaults)" },
-  { "grid", "", "option={v1,v2,...}, several joined by ';': every combination is a row" },
+  { "grid", "", "option={v1,v2,...}, several joined by ';': every combination is a row (no --grid or --rows: one row, "
+    .. "the base config)" },
   { "rows", "", "a Lua file returning a list of rows, each a table of options (and an optional name)" },
   { "set", "", "options every cell takes, as --k=v words joined by spaces (e.g. '--ch=8 --batchSize=32')" },
   { "seeds", 3, "seeds per row: 1..seeds", min = 1, max = 1000 },
@@ -27,7 +28,7 @@ local opt = options.cli(arg, {
 
 local function usage(message) io.stderr:write("sweep.lua: " .. message .. "\n"); os.exit(2) end
 if (opt.minutes > 0) == (opt.iters > 0) then usage("give each cell's budget: --minutes or --iters (one of them)") end
-if (opt.grid ~= "") == (opt.rows ~= "") then usage("give the rows: --grid or --rows (one of them)") end
+if opt.grid ~= "" and opt.rows ~= "" then usage("give the rows by --grid or by --rows, not both") end
 local lowerIsBetter = { fid = true, kid = true, swd = true, coverageKL = true }
 local higherIsBetter = { is = true, accuracy = true }
 if not lowerIsBetter[opt.metric] and not higherIsBetter[opt.metric] then
@@ -65,6 +66,8 @@ if opt.grid ~= "" then
     for _, v in ipairs(axes[i].values) do chosen[i] = v; expand(i + 1, chosen) end
   end
   expand(1, {})
+elseif opt.rows == "" then
+  rows[1] = { name = "base", values = {} }      -- neither: the base config alone, over the seeds
 else
   local chunk, err = loadfile(opt.rows, "t", {})
   if not chunk then usage(("--rows: %s"):format(err)) end
