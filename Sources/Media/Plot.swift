@@ -140,6 +140,12 @@ public enum Plot {
     return candidates.min { cost($0) < cost($1) }!
   }
 
+  /// The ticks of an axis from `lo` to `hi`; when its values are all whole numbers (iterations,
+  /// rows, seeds), whole-number ticks only.
+  public static func axisTicks(_ lo: Double, _ hi: Double, whole: Bool) -> [Double] {
+    niceTicks(lo, hi).filter { $0 >= lo && $0 <= hi && (!whole || $0 == $0.rounded()) }
+  }
+
   /// The corner of `plot` where a `width` x `height` box covers the fewest of `points`.
   static func emptiestCorner(width w: Int, height h: Int, plot: Box, points: [(Int, Int)]) -> Box {
     let (left, top, right, bottom) = plot
@@ -207,7 +213,7 @@ public enum Plot {
 
     // Grid and tick labels.
     let grid: (UInt8, UInt8, UInt8) = (228, 228, 228), ink: (UInt8, UInt8, UInt8) = (40, 40, 40)
-    for t in niceTicks(xmin, xmax) where t >= xmin && t <= xmax {
+    for t in axisTicks(xmin, xmax, whole: !xs.isEmpty && xs.allSatisfy { $0 == $0.rounded() }) {
       let x = px(t)
       c.line(x, top, x, bottom, grid)
       c.line(x, bottom, x, bottom + 5, ink)

@@ -28,4 +28,12 @@ final class PlotLabelTests: XCTestCase {
     let box: Plot.Box = (second.0, second.1, second.0 + 10, second.1 + 18)
     XCTAssertFalse(taken.0 < box.2 && box.0 < taken.2 && taken.1 < box.3 && box.1 < taken.3, "\(box) overlaps \(taken)")
   }
+
+  /// An axis of whole numbers (a sweep's rows, iterations) has no fractional ticks, even when
+  /// its range is a single value padded by half a unit either side.
+  func testWholeNumberAxesHaveWholeTicks() {
+    XCTAssertEqual(Plot.axisTicks(0.5, 1.5, whole: true), [1])
+    XCTAssertEqual(Plot.axisTicks(0.9, 3.1, whole: true), [1, 2, 3])
+    XCTAssertTrue(Plot.axisTicks(0.5, 1.5, whole: false).contains { $0 != $0.rounded() })
+  }
 }
