@@ -2,14 +2,8 @@ import Foundation
 import XCTest
 
 /// The luagan command: arguments, exit statuses, -e, stdin, the REPL, package.path.
-final class CommandLineTests: XCTestCase {
-  var tmp: URL!
-
-  override func setUpWithError() throws {
-    tmp = FileManager.default.temporaryDirectory.appendingPathComponent("luagan-cli-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
-  }
-  override func tearDownWithError() throws { try? FileManager.default.removeItem(at: tmp) }
+final class CommandLineTests: FolderTestCase {
+  override var folderPrefix: String { "cli" }
 
   func write(_ name: String, _ text: String) throws -> URL {
     let u = tmp.appendingPathComponent(name)

@@ -5,14 +5,8 @@ import XCTest
 /// dist library's collectives, 2 ranks x B/2 against 1 process x B in float64 (BigGAN with
 /// cross-replica BatchNorm, PGGAN with WGAN-GP during a fade-in), the loader's shares, the real
 /// scripts under mpirun, and a rank that dies ending the run instead of hanging it.
-final class DistributedTests: XCTestCase {
-  var tmp: URL!
-
-  override func setUpWithError() throws {
-    tmp = FileManager.default.temporaryDirectory.appendingPathComponent("luagan-dist-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
-  }
-  override func tearDownWithError() throws { try? FileManager.default.removeItem(at: tmp) }
+final class DistributedTests: FolderTestCase {
+  override var folderPrefix: String { "dist" }
 
   func check(_ r: Luagan.Result, _ what: String, file: StaticString = #filePath, line: UInt = #line) {
     XCTAssertEqual(r.status, 0, "\(what)\n--- stdout\n\(r.stdout)\n--- stderr\n\(r.stderr)", file: file, line: line)

@@ -4,14 +4,8 @@ import XCTest
 /// What a new user meets in the first hour: ordinary mistakes end with one line and status 2
 /// (a traceback only for the user's own code, or when asked); Ctrl-C saves the step it
 /// interrupted and says how to resume; what an interrupted save left is removed at the next start.
-final class NewcomerTests: XCTestCase {
-  var tmp: URL!
-
-  override func setUpWithError() throws {
-    tmp = FileManager.default.temporaryDirectory.appendingPathComponent("luagan-newcomer-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
-  }
-  override func tearDownWithError() throws { try? FileManager.default.removeItem(at: tmp) }
+final class NewcomerTests: FolderTestCase {
+  override var folderPrefix: String { "newcomer" }
 
   static let tiny = ["--ch=2", "--dimZ=16", "--sharedDim=8", "--batchSize=8", "--evalEvery=0", "--svEvery=0", "--sampleEvery=1000",
                      "--quiet"]

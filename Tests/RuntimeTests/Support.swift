@@ -85,3 +85,16 @@ enum Luagan {
     }
   }
 }
+
+/// A test case with a fresh temporary folder, `tmp` (luagan-<folderPrefix>-<uuid>), for each test,
+/// removed after it.
+class FolderTestCase: XCTestCase {
+  var tmp: URL!
+  var folderPrefix: String { "test" }
+
+  override func setUpWithError() throws {
+    tmp = FileManager.default.temporaryDirectory.appendingPathComponent("luagan-\(folderPrefix)-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
+  }
+  override func tearDownWithError() throws { try? FileManager.default.removeItem(at: tmp) }
+}

@@ -3,14 +3,8 @@ import XCTest
 
 /// The papers' scripts, run as a user runs them on a few iterations with tiny widths: they
 /// train, write sheets, logs, plots and checkpoints, resume bit-exactly, and reject bad options.
-final class TrainingScriptsTests: XCTestCase {
-  var tmp: URL!
-
-  override func setUpWithError() throws {
-    tmp = FileManager.default.temporaryDirectory.appendingPathComponent("luagan-scripts-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
-  }
-  override func tearDownWithError() throws { try? FileManager.default.removeItem(at: tmp) }
+final class TrainingScriptsTests: FolderTestCase {
+  override var folderPrefix: String { "scripts" }
 
   func run(_ args: [String], file: StaticString = #filePath, line: UInt = #line) throws -> Luagan.Result {
     let r = try Luagan.run(args)
