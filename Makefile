@@ -51,13 +51,13 @@ test: build lint
 # ../.venv-torch). LUAGAN_SIMULATE_BLAS_FALLBACK=1 make bench runs it all as on a CPU OpenBLAS
 # does not recognise.
 bench: build
-	$(LUAGAN) scripts/bench/kernels.lua
-	$(LUAGAN) scripts/bench/side_by_side.lua --rounds=2 --steps=5
-	scripts/bench/ranks.sh biggan32 2 5
+	$(LUAGAN) scripts/dev/bench/kernels.lua
+	$(LUAGAN) scripts/dev/bench/side_by_side.lua --rounds=2 --steps=5
+	scripts/dev/bench/ranks.sh biggan32 2 5
 
 # The fuzzer at full size: random calls of every function and method with hostile arguments,
 # mutated files (and files whose declared sizes lie) for every reader, and dist's collectives
-# called differently on each rank under mpirun -n 2, watched from outside (scripts/fuzz,
+# called differently on each rank under mpirun -n 2, watched from outside (scripts/dev/fuzz,
 # Sources/LuaganFuzz). Failures go to fuzz-failures.log with the seed, the case and a command
 # to replay it.
 fuzz: build
@@ -65,16 +65,16 @@ fuzz: build
 
 # The style budgets (140 columns, 100-line Swift functions, a ratchet for what exceeded them
 # when the check began), checked by luagan itself, and the formatter's rules (.swift-format,
-# scripts/format_lint.sh); docs/DESIGN.md says more.
+# scripts/dev/format_lint.sh); docs/DESIGN.md says more.
 lint: build
-	$(LUAGAN) scripts/check_style.lua
-	scripts/format_lint.sh
+	$(LUAGAN) scripts/dev/check_style.lua
+	scripts/dev/format_lint.sh
 
 # The Lua suites and a fuzz slice under the address sanitizer (a separate build folder).
 test-asan: setup
 	swift build -c release --sanitize=address --scratch-path .build-asan
-	scripts/run_lua_suites.sh .build-asan/release/luagan
-	LSAN_OPTIONS=suppressions=$(CURDIR)/scripts/lsan.supp .build-asan/release/luagan-fuzz --calls 20000 --per-child 2000 --files 1000 --timeout 120 --max-as 0 --luagan .build-asan/release/luagan
+	scripts/dev/run_lua_suites.sh .build-asan/release/luagan
+	LSAN_OPTIONS=suppressions=$(CURDIR)/scripts/dev/lsan.supp .build-asan/release/luagan-fuzz --calls 20000 --per-child 2000 --files 1000 --timeout 120 --max-as 0 --luagan .build-asan/release/luagan
 
 clean:
 	rm -rf .build

@@ -61,7 +61,7 @@ let package = Package(
         .embedInCode("lua/dist.lua"),
       ]),
     .executableTarget(name: "luagan", dependencies: ["Runtime"]),
-    // The fuzzing driver: runs scripts/fuzz in child processes and watches them from outside.
+    // The fuzzing driver: runs scripts/dev/fuzz in child processes and watches them from outside.
     .executableTarget(name: "LuaganFuzz"),
 
     // MARK: - Tests

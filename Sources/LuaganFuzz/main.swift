@@ -1,5 +1,5 @@
-// luagan-fuzz: runs scripts/fuzz/calls.lua and scripts/fuzz/files.lua in child processes, and
-// scripts/fuzz/dist_calls.lua under `mpirun -n 2` (--mpi-cases), and watches them from outside,
+// luagan-fuzz: runs scripts/dev/fuzz/calls.lua and scripts/dev/fuzz/files.lua in child processes, and
+// scripts/dev/fuzz/dist_calls.lua under `mpirun -n 2` (--mpi-cases), and watches them from outside,
 // where a crash cannot hide: a signal, a hang (no case started for --timeout seconds, or for
 // --file-timeout in a files child: its files are kilobytes), runaway memory (a process's
 // resident set above --max-rss) or an exit without the fuzzer's "done" line is a failure, logged
@@ -92,10 +92,10 @@ func parse() -> Config {
   if c.scripts.isEmpty {
     var dir = exe.deletingLastPathComponent()
     for _ in 0..<6 {
-      if FileManager.default.fileExists(atPath: dir.appendingPathComponent("scripts/fuzz/calls.lua").path) { break }
+      if FileManager.default.fileExists(atPath: dir.appendingPathComponent("scripts/dev/fuzz/calls.lua").path) { break }
       dir = dir.deletingLastPathComponent()
     }
-    c.scripts = dir.appendingPathComponent("scripts/fuzz").path
+    c.scripts = dir.appendingPathComponent("scripts/dev/fuzz").path
   }
   c.luagan = URL(fileURLWithPath: c.luagan).standardizedFileURL.path
   c.scripts = URL(fileURLWithPath: c.scripts).standardizedFileURL.path

@@ -35,7 +35,8 @@ public final class LuaVM {
   static let softLimitBase: Int64 = 512 << 20
 
   /// Creates a state, opens the standard libraries and luagan's, and sets `package.path` to
-  /// search `scriptDir` and the project's `scripts/lib`.
+  /// search `scriptDir` and the project's `scripts/lib` (and `scripts/dev/lib` for the
+  /// development scripts under `scripts/dev`).
   public init(scriptDir: String? = nil) throws {
     context = .allocate(capacity: 1)
     context.initialize(to: lg_Context(dispatch: Bridge.dispatch, gcCarry: 0, softLimit: LuaVM.softLimitBase,
@@ -197,7 +198,15 @@ public final class LuaVM {
   private func setPackagePath(scriptDir: String?) throws {
     var prefix: [String] = []
     if let d = scriptDir { prefix += ["\(d)/?.lua", "\(d)/?/init.lua"] }
-    if let root = LuaVM.projectRoot { prefix += ["\(root)/scripts/lib/?.lua", "\(root)/scripts/lib/?/init.lua"] }
+    if let root = LuaVM.projectRoot {
+      // Development tooling (scripts/dev: tests, benchmarks, fuzzing) also finds its own
+      // support library; the scripts users run see only scripts/lib.
+      let devRoot = URL(fileURLWithPath: "\(root)/scripts/dev").standardizedFileURL.path + "/"
+      if let d = scriptDir, (URL(fileURLWithPath: d).standardizedFileURL.path + "/").hasPrefix(devRoot) {
+        prefix += ["\(root)/scripts/dev/lib/?.lua"]
+      }
+      prefix += ["\(root)/scripts/lib/?.lua", "\(root)/scripts/lib/?/init.lua"]
+    }
     getGlobal("package")
     lua_pushstring(L, "path")
     lua_rawget(L, -2)

@@ -143,7 +143,7 @@ enum TensorLib {
   }
 
   /// `tensor._signatures()`: name -> signature kind of every bound registry op, from which
-  /// the misuse sweep (scripts/tests/misuse.lua) derives each op's bad calls.
+  /// the misuse sweep (scripts/dev/tests/misuse.lua) derives each op's bad calls.
   static let signaturesBinding: Fn = ("_signatures", { c in
     lua_createtable(c.L, 0, Int32(Tensor.ops.count))
     for spec in Tensor.ops where spec.signature.kind != "internal" {

@@ -1,7 +1,7 @@
 /// THE registry of tensor ops: one entry per op. An entry names the op, gives its signature
 /// (the Swift function, once) and its gradcheck cases; from it alone come the Lua binding
 /// (Runtime binds every uniform signature), the first- and second-order gradcheck sweep
-/// (Tests/TensorTests/GradCheckSweepTests) and the misuse cases (scripts/tests/misuse.lua asks
+/// (Tests/TensorTests/GradCheckSweepTests) and the misuse cases (scripts/dev/tests/misuse.lua asks
 /// Runtime for each op's signature). Every op recorded on the tape has an entry here
 /// (RegistryTests checks the sources). docs/DESIGN.md walks through adding one.
 

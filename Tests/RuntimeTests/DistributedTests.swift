@@ -13,7 +13,7 @@ final class DistributedTests: FolderTestCase {
   }
 
   func testCollectivesAgreementAndLoaderSharesOnTwoRanks() throws {
-    let r = try Luagan.mpirun(2, ["scripts/tests/dist/collectives.lua"])
+    let r = try Luagan.mpirun(2, ["scripts/dev/tests/dist/collectives.lua"])
     check(r, "collectives.lua under mpirun -n 2")
     for rank in 0..<2 { XCTAssertTrue(r.stdout.contains("dist (rank \(rank) of 2): 6 passed, 0 failed"), r.stdout) }
   }
@@ -24,18 +24,18 @@ final class DistributedTests: FolderTestCase {
     let one = tmp.appendingPathComponent("one").path, two = tmp.appendingPathComponent("two").path
     check(try Luagan.run([script, one]), "\(script), one process")
     check(try Luagan.mpirun(2, [script, two]), "\(script), 2 ranks")
-    let c = try Luagan.run(["scripts/tests/dist/compare.lua", one, two, "2", "1e-9"])
+    let c = try Luagan.run(["scripts/dev/tests/dist/compare.lua", one, two, "2", "1e-9"])
     check(c, "compare")
     XCTAssertTrue(c.stdout.contains("ranks bit-identical: yes"), c.stdout)
     return c.stdout
   }
 
   func testBigGANWithCrossReplicaBNOnTwoRanksMatchesOneProcess() throws {
-    print(try sameSteps("scripts/tests/dist/biggan_steps.lua"))
+    print(try sameSteps("scripts/dev/tests/dist/biggan_steps.lua"))
   }
 
   func testPGGANWithWGANGPInAFadeOnTwoRanksMatchesOneProcess() throws {
-    print(try sameSteps("scripts/tests/dist/pggan_steps.lua"))
+    print(try sameSteps("scripts/dev/tests/dist/pggan_steps.lua"))
   }
 
   /// biggan.lua under mpirun in float32: trains, rank 0 alone logs (each iteration once) and

@@ -19,7 +19,7 @@ final class FuzzTests: XCTestCase {
     p.executableURL = driver
     p.arguments = ["--calls", "60000", "--per-child", "6000", "--files", "3000", "--files-per-child", "500",
                    "--seed", seed, "--timeout", "60", "--luagan", Luagan.binary.path,
-                   "--scripts", Luagan.root.appendingPathComponent("scripts/fuzz").path, "--log", log.path]
+                   "--scripts", Luagan.root.appendingPathComponent("scripts/dev/fuzz").path, "--log", log.path]
     let out = Pipe()
     p.standardOutput = out
     p.standardError = out

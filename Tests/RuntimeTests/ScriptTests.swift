@@ -1,7 +1,7 @@
 import Foundation
 import XCTest
 
-/// The Lua-level tests in scripts/tests, each run by the luagan executable.
+/// The Lua-level tests in scripts/dev/tests, each run by the luagan executable.
 final class ScriptTests: XCTestCase {
   static let listed = ["tensor_basics", "autograd", "bridge", "misuse", "memory", "fixtures_ops", "fixtures_layers",
                        "fixtures_optim", "fixtures_gan", "fixtures_exchange", "nn_modules", "misuse_nn", "gan2d",
@@ -10,9 +10,9 @@ final class ScriptTests: XCTestCase {
                        "training_run", "small_data", "pth_files", "biggan_pytorch", "biggan_deep", "declared_sizes", "pggan_recipe"]
 
   func testEveryScriptIsListed() throws {
-    let dir = Luagan.root.appendingPathComponent("scripts/tests")
+    let dir = Luagan.root.appendingPathComponent("scripts/dev/tests")
     let found = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasSuffix(".lua") }.map { String($0.dropLast(4)) }
-    XCTAssertEqual(Set(found), Set(Self.listed), "scripts/tests and ScriptTests.listed disagree")
+    XCTAssertEqual(Set(found), Set(Self.listed), "scripts/dev/tests and ScriptTests.listed disagree")
   }
 
   func testTensorBasics() throws { try Luagan.runTestScript("tensor_basics") }
@@ -53,7 +53,7 @@ final class ScriptTests: XCTestCase {
   /// The allocation cases under a 4 GiB address-space limit (prlimit --as), where the machine's
   /// free memory says yes and the process's own limit says no: each must be a Lua error.
   func testAllocationsPastRLIMIT_ASAreLuaErrors() throws {
-    let r = try Luagan.run(["scripts/tests/declared_sizes.lua", "--allocations"], launcher: ["prlimit", "--as=4294967296", "--"])
+    let r = try Luagan.run(["scripts/dev/tests/declared_sizes.lua", "--allocations"], launcher: ["prlimit", "--as=4294967296", "--"])
     XCTAssertEqual(r.status, 0, "under prlimit --as=4G\n--- stdout\n\(r.stdout)\n--- stderr\n\(r.stderr)")
     XCTAssertTrue(r.stdout.contains("1 passed, 0 failed"), r.stdout)
   }

@@ -76,12 +76,14 @@ enum Luagan {
     try run(args, launcher: ["timeout", String(seconds), "mpirun", "--oversubscribe", "--allow-run-as-root", "-n", String(ranks)])
   }
 
-  /// Runs scripts/tests/<name>.lua and fails the calling test unless it exits 0.
-  static func runTestScript(_ name: String, environment: [String: String] = [:], file: StaticString = #filePath, line: UInt = #line) throws {
-    let r = try run(["scripts/tests/\(name).lua"], environment: environment)
+  /// Runs scripts/dev/tests/<name>.lua and fails the calling test unless it exits 0.
+  static func runTestScript(_ name: String, environment: [String: String] = [:], file: StaticString = #filePath,
+                            line: UInt = #line) throws {
+    let r = try run(["scripts/dev/tests/\(name).lua"], environment: environment)
     print(r.stdout, terminator: "")
     if r.status != 0 {
-      XCTFail("scripts/tests/\(name).lua exited with \(r.status)\n--- stdout\n\(r.stdout)\n--- stderr\n\(r.stderr)", file: file, line: line)
+      XCTFail("scripts/dev/tests/\(name).lua exited with \(r.status)\n--- stdout\n\(r.stdout)\n--- stderr\n\(r.stderr)",
+              file: file, line: line)
     }
   }
 }
