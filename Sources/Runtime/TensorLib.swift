@@ -298,15 +298,28 @@ enum TensorLib {
 
   /// Nested tables of numbers, one level per dim (one stack slot per level).
   static func pushNested(_ c: LuaCall, _ x: Tensor) throws {
-    // A Lua table holds a number in 16 bytes, plus 56 per table.
-    let (tables, o1) = x.shape.dropLast().reduce((1, false)) { acc, d in
-      let (p, o) = acc.0.multipliedReportingOverflow(by: Swift.max(d, 1)); return (p, acc.1 || o)
+    // What the nested tables take: every table (one per index of every dim but the last, and
+    // the outer one) costs its 56-byte header plus malloc's overhead, and every array slot, a
+    // number or a row, 16 bytes; a quarter more for the allocator's rounding. The values are
+    // first read into a Swift array of numel doubles. For shape (8388608, 1, 2) that is 16.8M
+    // tables, not the 8.4M the innermost rows alone would suggest.
+    var rows = 1, tables = 1, slots = 0, overflow = false
+    for (k, d) in x.shape.enumerated() {
+      let (r, o1) = rows.multipliedReportingOverflow(by: Swift.max(d, 1))
+      let (s, o2) = slots.addingReportingOverflow(r)
+      let (t, o3) = k < x.rank - 1 ? tables.addingReportingOverflow(r) : (tables, false)
+      rows = r; slots = s; tables = t; overflow = overflow || o1 || o2 || o3
     }
-    let (cells, o2) = x.numel.multipliedReportingOverflow(by: 16)
-    let (tableBytes, o3) = tables.multipliedReportingOverflow(by: 56)
-    let (total, o4) = cells.addingReportingOverflow(tableBytes)
-    guard !o1, !o2, !o3, !o4 else { throw c.error("a tensor of shape \(formatShape(x.shape)) is too large for Lua tables") }
-    try c.reserveHeap(total)
+    let (tableBytes, o9) = tables.multipliedReportingOverflow(by: 80)
+    let (slotBytes, o4) = slots.multipliedReportingOverflow(by: 16)
+    let (valueBytes, o5) = x.numel.multipliedReportingOverflow(by: 8)
+    let (sum, o6) = tableBytes.addingReportingOverflow(slotBytes)
+    let (total, o7) = (sum / 4).addingReportingOverflow(sum)
+    let (withValues, o8) = total.addingReportingOverflow(valueBytes)
+    guard !(overflow || o4 || o5 || o6 || o7 || o8 || o9) else {
+      throw c.error("a tensor of shape \(formatShape(x.shape)) is too large for Lua tables")
+    }
+    try c.reserveHeap(withValues)
     try c.reserve(x.rank + 4)
     let v = try x.toArray()
     if x.rank == 0 { c.push(v.first ?? 0); return }

@@ -334,6 +334,8 @@ T.test("12. allocations larger than the process may take are Lua errors", functi
     { "a 5 GB tensor", function() return tensor.zeros(5 << 30, { dtype = "float64" }) end },
     { "an expanded view made contiguous", function() return tensor.zeros(1):expand(3 << 30):contiguous() end },
     { "toArray of a big view", function() return tensor.zeros(1):expand(1 << 31):totable() end },
+    -- 33.5M rows of one row each: 67M tables, which the innermost rows alone (33.5M) undercount
+    { "totable of many one-row rows", function() return tensor.zeros(1, 1, 1):expand(1 << 25, 1, 2):totable() end },
     { "a loader's intermediate of 270 MB per sample, for a 1-pixel sample", function()
       local ds = data.fashionMNIST { split = "test" }
       return data.Loader(ds, { batchSize = 1, transform = { data.pad(4096), data.pad(4096), data.pad(4096), data.pad(4096),
