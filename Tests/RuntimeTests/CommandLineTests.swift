@@ -106,6 +106,30 @@ final class CommandLineTests: FolderTestCase {
     }
   }
 
+  /// BigGAN's training step is written once (scripts/lib/recipes/biggan.lua): one edit there
+  /// reaches the training script, make bench's workload and the float64 comparison with
+  /// PyTorch. The edit (an error where G's orthogonal penalty is applied) is made in a copy
+  /// of scripts/ that LUAGAN_HOME points at.
+  func testOneRecipeEditReachesScriptBenchAndEquivalence() throws {
+    let home = tmp.appendingPathComponent("home")
+    try FileManager.default.createDirectory(at: home, withIntermediateDirectories: true)
+    try FileManager.default.copyItem(at: Luagan.root.appendingPathComponent("scripts"), to: home.appendingPathComponent("scripts"))
+    let recipe = home.appendingPathComponent("scripts/lib/recipes/biggan.lua")
+    let text = try String(contentsOf: recipe, encoding: .utf8)
+    let penalty = "  if opt.GOrthoBeta > 0 then gan.addOrthoGrad(G"
+    XCTAssertTrue(text.contains(penalty), "the recipe no longer applies G's orthogonal penalty as this test expects")
+    try text.replacingOccurrences(of: penalty, with: "  error('the edited recipe', 0)\n" + penalty)
+      .write(to: recipe, atomically: true, encoding: .utf8)
+    let scripts = home.appendingPathComponent("scripts").path
+    for args in [["\(scripts)/biggan.lua", "--iters=1", "--out=run"],
+                 ["\(scripts)/dev/bench/gan_workloads.lua", "biggan32", "--steps=1", "--warmup=0"],
+                 ["\(scripts)/dev/bench/demo_equivalence.lua", "--iters=1", "--out=equivalence"]] {
+      let r = try Luagan.run(args, cwd: tmp, environment: ["LUAGAN_HOME": home.path])
+      XCTAssertNotEqual(r.status, 0, args[0])
+      XCTAssertTrue(r.stderr.contains("the edited recipe"), "\(args[0]) does not run the recipe:\n\(r.stderr)")
+    }
+  }
+
   /// A Lua suite whose test list is empty checked nothing: testing.finish fails it (exit 1);
   /// one passing test passes.
   func testASuiteThatRanNoTestFails() throws {

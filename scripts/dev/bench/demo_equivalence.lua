@@ -19,7 +19,8 @@ local opt = options.cli(arg, {
   { "seed", 1, "random seed" },
   { "out", "runs/equivalence", "folder for the exchanged files" },
 }, "The demo recipe in float64, with its inputs and states saved for the PyTorch comparison.")
-local demo = dofile("scripts/configs/demo.lua")
+local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"   -- runs from any folder
+local demo = dofile(here .. "../../configs/demo.lua")
 paths.mkdir(opt.out)
 tensor.manualSeed(opt.seed)
 
