@@ -98,7 +98,7 @@ func isLuaganCode(_ frame: String, root: String) -> Bool {
   let absolute = (path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path) as NSString
   let scripts = (root as NSString).standardizingPath + "/scripts/"
   let file = absolute.standardizingPath
-  return file.hasPrefix(scripts) && !["tests/", "bench/", "dev/", "fuzz/"].contains { file.hasPrefix(scripts + $0) }
+  return file.hasPrefix(scripts) && !file.hasPrefix(scripts + "dev/")   // the development tooling is not the user's
 }
 
 func fail(_ message: String, status: Int32) -> Never {
