@@ -3,12 +3,12 @@
 -- paper's (equalized learning rate, pixelnorm, minibatch stddev, WGAN-GP with drift, Adam
 -- reset at every level change, fades of G's output, D's input and the reals, Gs), scaled down;
 -- the growth schedule is expressed as shares of the budget, so a slow CPU reaches 32x32 too.
--- How each value was measured and chosen: docs/recipes.md.
+-- How each value was measured and chosen: docs/recipes.md ("How PGGAN's main job was scheduled").
 --   luagan scripts/pggan.lua --config=scripts/configs/demo_pggan.lua [--minutes=30 ...]
 return {
   growth = "shares",
-  levelShares = { [4] = 1, [8] = 2, [16] = 4, [32] = 8 },
-  fadeShare = 0.5,
+  levelShares = { [4] = 0.5, [8] = 1, [16] = 2, [32] = 8 },   -- 70% of the budget at 32x32, 42% stable
+  fadeShare = 0.4,
   fmapBase = 1024,
   fmapMax = 32,
   latent = 128,

@@ -439,8 +439,8 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--growth", choices=["shares", "kimg"], default="shares",
                     help="shares: luagan's demo schedule (levels take shares of the run); kimg: train.py's")
-    ap.add_argument("--level-shares", default="1,2,4,8", help="shares of 4x4, 8x8, ... (demo_pggan.lua levelShares)")
-    ap.add_argument("--fade-share", type=float, default=0.5, help="part of a level's share that fades it in")
+    ap.add_argument("--level-shares", default="0.5,1,2,8", help="shares of 4x4, 8x8, ... (demo_pggan.lua levelShares)")
+    ap.add_argument("--fade-share", type=float, default=0.4, help="part of a level's share that fades it in")
     ap.add_argument("--train-kimg", type=float, default=60.0)
     ap.add_argument("--trans-kimg", type=float, default=60.0)
     ap.add_argument("--total-kimg", type=float, default=420.0, help="--growth kimg without --minutes/--iters: the run's length")
