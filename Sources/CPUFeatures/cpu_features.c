@@ -61,3 +61,20 @@ void lg_cpu_features_read(lg_cpu_features *out) {
     if (p != out->brand) memmove(out->brand, p, strlen(p) + 1);
   }
 }
+
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define LG_ADDRESS_SANITIZER 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define LG_ADDRESS_SANITIZER 1
+#endif
+
+int lg_address_sanitizer(void) {
+#ifdef LG_ADDRESS_SANITIZER
+  return 1;
+#else
+  return 0;
+#endif
+}

@@ -3,6 +3,12 @@ import COpenBLAS
 import CPUFeatures
 import Foundation
 
+/// How this binary was built.
+public enum Build {
+  /// Built with AddressSanitizer (make test-asan): resident sizes then include its quarantine.
+  public static let addressSanitizer = lg_address_sanitizer() != 0
+}
+
 /// The machine luagan runs on: what the CPU can do (CPUID and XCR0, never the model number,
 /// which new CPUs and virtual machines do not reliably report) and which OpenBLAS kernels run.
 public struct CPU: Sendable {

@@ -231,6 +231,7 @@ extension TensorLib {
         c.push(Parallel.blasDescription); c.setField(-1, "openblas")
         c.push(Parallel.threads); c.setField(-1, "threads")
         c.push(SIMDKernels.level); c.setField(-1, "simdLevel")
+        c.push(Build.addressSanitizer); c.setField(-1, "addressSanitizer")
         pushTunables(c); c.setField(-1, "tunables")
         return 1
       }),

@@ -20,4 +20,8 @@ typedef struct {
 /// Fills `out` from CPUID and XGETBV. Never fails: unknown leaves read as zero.
 void lg_cpu_features_read(lg_cpu_features *out);
 
+/// 1 when this build runs under AddressSanitizer (make test-asan), whose quarantine of freed
+/// blocks and redzones make resident-memory figures meaningless.
+int lg_address_sanitizer(void);
+
 #endif

@@ -21,7 +21,12 @@ T.test("3000 iterations of 4 MiB temporaries stay under 300 MiB resident", funct
   local mib = 1024 * 1024
   print(("memory: 3000 iterations x 4 x 4 MiB in %.1f s; peak resident %.1f MiB, peak live tensors %.1f MiB")
     :format(tensor.clock() - t0, peakRss / mib, peakTensors / mib))
-  T.check(peakRss < 300 * mib, ("resident size reached %.1f MiB"):format(peakRss / mib))
+  T.check(peakTensors <= 64 * mib, ("live tensors reached %.1f MiB"):format(peakTensors / mib))
+  if tensor.config().addressSanitizer then   -- its quarantine keeps freed blocks resident
+    print("memory: resident size not bounded under AddressSanitizer")
+  else
+    T.check(peakRss < 300 * mib, ("resident size reached %.1f MiB"):format(peakRss / mib))
+  end
 end)
 
 T.finish("memory")
