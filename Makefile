@@ -2,7 +2,7 @@
 # Both install missing system packages first and build in release mode.
 LUAGAN := .build/release/luagan
 
-.PHONY: all setup build install demo demo-pggan test lint bench fuzz test-asan clean
+.PHONY: all setup build install demo demo-pggan test lint bench bench-scaling fuzz test-asan clean
 all: build
 
 setup:
@@ -54,6 +54,14 @@ bench: build
 	$(LUAGAN) scripts/dev/bench/kernels.lua
 	$(LUAGAN) scripts/dev/bench/side_by_side.lua --rounds=2 --steps=5
 	scripts/dev/bench/ranks.sh biggan32 2 5
+	$(MAKE) bench-scaling
+
+# The scaling table: BigGAN and PGGAN training at 64 and 128 px (PyTorch eager and compiled) and
+# BigGAN-deep sampling at 128, 256 and 512 px, each also at twice its batch (name@batch), side by
+# side, A B C A B C, time and peak resident memory (about an hour on 2 cores).
+SCALING = biggan64,biggan64@32,biggan128,biggan128@16,pggan64,pggan64@32,pggan128,pggan128@16,deep128,deep128@16,deep256,deep256@16,deep512,deep512@8
+bench-scaling: build
+	$(LUAGAN) scripts/dev/bench/side_by_side.lua --rounds=2 --steps=3 --compiled --workloads=$(SCALING)
 
 # The fuzzer at full size: random calls of every function and method with hostile arguments,
 # mutated files (and files whose declared sizes lie) for every reader, and dist's collectives

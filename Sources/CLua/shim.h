@@ -46,6 +46,7 @@ typedef struct lg_Context {
   lg_Dispatch dispatch;
   long long gcCarry;    /* tensor bytes allocated but not yet reported to the collector */
   long long softLimit;  /* live tensor bytes that trigger a full collection (a backstop) */
+  long long sinceCollect; /* tensor bytes allocated since the last full collection */
   size_t heapBytes;     /* bytes the Lua heap holds now */
   size_t heapLimit;     /* past this, an allocation fails (a "not enough memory" Lua error) */
   int inSwift;          /* 1 while a Swift frame is on the C stack above the innermost pcall */

@@ -75,10 +75,19 @@ func batchNormalize(_ x: Tensor, _ module: Module, channels: Int, momentum: Doub
     }
     return y
   }
-  let mean = try rm.reshape([1, c, 1, 1]), variance = try rv.reshape([1, c, 1, 1])
-  var y = try x.sub(mean).mul(variance.add(Tensor.scalar(eps, dtype: variance.dtype)).rsqrt())
-  if let scale { y = try y.mul(scale.reshape([scale.shape[0], c, 1, 1])) }
-  if let shift { y = try y.add(shift.reshape([shift.shape[0], c, 1, 1])) }
+  // Eval, as PyTorch's CPU inference kernel: y = x·α + β per channel, α = 1/√(var + eps),
+  // β = −mean·α; an affine BN folds its weight and bias in (α·w, b − mean·α·w), a conditional
+  // one (per-sample scale and shift) applies them after, as BigGAN's ccbn does. Each step after
+  // the first writes into the fresh result when no graph records it: one output of x's size.
+  let mean = try rm.reshape([1, c, 1, 1])
+  let folds = (scale?.shape[0] ?? 1) == 1 && (shift?.shape[0] ?? 1) == 1
+  var alpha = try rv.add(Tensor.scalar(eps, dtype: rv.dtype)).rsqrt().reshape([1, c, 1, 1])
+  if folds, let s = scale { alpha = try alpha.mul(s.reshape([1, c, 1, 1])) }
+  var beta = try mean.mul(alpha).neg()
+  if folds, let t = shift { beta = try t.reshape([1, c, 1, 1]).sub(mean.mul(alpha)) }
+  var y = try x.mul(alpha).addIntoFresh(beta)
+  if !folds, let s = scale { y = try y.mulIntoFresh(s.reshape([s.shape[0], c, 1, 1])) }
+  if !folds, let t = shift { y = try y.addIntoFresh(t.reshape([t.shape[0], c, 1, 1])) }
   return y
 }
 

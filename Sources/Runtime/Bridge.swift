@@ -37,6 +37,7 @@ enum Bridge {
     let L = L!
     let entry = Bridge.entries[Int(id)]
     var result: Int32
+    if !entry.isFinalizer { LuaVM.collectBeforeUnrecordedCall(L) }
     do {
       result = try entry.body(LuaCall(L, entry.name))
     } catch let e as LuaError {

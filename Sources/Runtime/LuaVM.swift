@@ -39,7 +39,7 @@ public final class LuaVM {
   /// development scripts under `scripts/dev`).
   public init(scriptDir: String? = nil) throws {
     context = .allocate(capacity: 1)
-    context.initialize(to: lg_Context(dispatch: Bridge.dispatch, gcCarry: 0, softLimit: LuaVM.softLimitBase,
+    context.initialize(to: lg_Context(dispatch: Bridge.dispatch, gcCarry: 0, softLimit: LuaVM.softLimitBase, sinceCollect: 0,
                                       heapBytes: 0, heapLimit: LuaVM.heapLimit, inSwift: 1))
     guard let L = lg_newstate(context) else { context.deallocate(); throw LuaError(message: "cannot create a Lua state") }
     self.L = L
@@ -350,9 +350,30 @@ public final class LuaVM {
     guard MemoryAccounting.liveBytes >= collectAfterBackwardBytes else { return }
     lg_gc_collect(L)
     let ctx = lg_context(L)!
+    ctx.pointee.sinceCollect = 0
     ctx.pointee.softLimit = Swift.max(softLimitBase, Int64(MemoryAccounting.liveBytes) * 3 / 2)
   }
   static let collectAfterBackwardBytes = 64 << 20
+
+  /// With recording off (sampling, evaluation, `tensor.noGrad`) only Lua values hold a
+  /// forward's intermediates, and one a script has just overwritten (`h = bn(h)`) is garbage
+  /// that the debt-paced steps would free only after the next op has allocated its own output.
+  /// So before such an op runs, once the bytes allocated since the last full collection pass a
+  /// quarter of the live bytes (64 MiB at least), everything dead is collected first: a forward
+  /// then peaks at the activations it holds, not at those plus the ones it dropped.
+  static func collectBeforeUnrecordedCall(_ L: LuaState) {
+    guard !GradMode.isEnabled else { return }
+    let ctx = lg_context(L)!
+    guard ctx.pointee.sinceCollect >= collectBeforeCallBytes else { return }
+    lg_gc_collect(L)
+    ctx.pointee.sinceCollect = 0
+  }
+  static let collectBeforeCallBytes: Int64 = 64 << 20
+  /// Makes the next op run with recording off collect first.
+  static func collectSoon(_ L: LuaState) {
+    let ctx = lg_context(L)!
+    ctx.pointee.sinceCollect = Swift.max(ctx.pointee.sinceCollect, collectBeforeCallBytes)
+  }
 
   /// Turns tensor bytes allocated since the last call into collector debt; runs a full
   /// collection when live tensor bytes pass the soft limit.
@@ -361,6 +382,7 @@ public final class LuaVM {
     guard bytes > 0 else { return }
     let ctx = lg_context(L)!
     ctx.pointee.gcCarry += Int64(bytes)
+    ctx.pointee.sinceCollect += Int64(bytes)
     if ctx.pointee.gcCarry >= 64 << 10 {
       let kb = ctx.pointee.gcCarry >> 10
       ctx.pointee.gcCarry &= 1023
@@ -369,6 +391,7 @@ public final class LuaVM {
     let live = Int64(MemoryAccounting.liveBytes)
     if live > ctx.pointee.softLimit {
       lg_gc_collect(L)
+      ctx.pointee.sinceCollect = 0
       let after = Int64(MemoryAccounting.liveBytes)
       ctx.pointee.softLimit = Swift.max(softLimitBase, after + after / 2)
     }

@@ -218,9 +218,17 @@ enum TensorLib {
       ("copy", { c in c.push(try c.tensor(1).copy_(c.tensorOrNumber(2, like: nil))); return 1 }),
       ("fill", { c in c.push(try c.tensor(1).fill_(c.number(2))); return 1 }),
       ("zero", { c in c.push(try c.tensor(1).fill_(0)); return 1 }),
+      // In place, for forwards with no graph to record (sampling): refused on a graph node.
+      ("add_", { c in let x = try c.tensor(1); c.push(try x.add_(c.tensorOrNumber(2, like: x))); return 1 }),
+      ("relu_", { c in c.push(try c.tensor(1).relu_()); return 1 }),
       ("free", { c in
         guard LuaVM.isUserdata(c.L, 1, LuaVM.tensorMeta) else { throw c.typeError(1, "luagan.Tensor") }
+        weak var storage: Storage? = try? c.tensor(1).storage
         LuaVM.releaseTensor(c.L, 1, unmap: true)  // idempotent: a closed tensor stays closed
+        // Its storage outlives it when views of it do, often garbage the collector has not yet
+        // found: then collect before the next op run with recording off, so that freeing a
+        // forward's activation returns its memory before the next one is made.
+        if storage != nil { LuaVM.collectSoon(c.L) }
         return 0
       }),
     ]

@@ -68,6 +68,45 @@ extension Tensor {
     return self
   }
 
+  /// max(x, 0) written over x (refused on a graph node, as every in-place write).
+  /// Reference: torch.Tensor.relu_.
+  @discardableResult
+  public func relu_() throws -> Tensor {
+    try checkWritable("relu_")
+    switch dtype {
+    case .float32: mapInto(self, Float.self, ReluFn())
+    case .float64: mapInto(self, Double.self, ReluFn())
+    }
+    bumpVersion()
+    return self
+  }
+
+  /// self + other (or self · other) where self is a result just made that nothing else holds
+  /// (a convolution's output before its bias, a normalization's before its shift): when no
+  /// graph records the result, other is written into self's storage, so a forward under noGrad
+  /// holds one tensor per layer output instead of two. The same bits as the out-of-place op.
+  public func addIntoFresh(_ other: Tensor) throws -> Tensor {
+    guard try canWriteFresh(other) else { return try add(other) }
+    switch dtype {
+    case .float32: zipInto(self, other, Float.self, AddFn())
+    case .float64: zipInto(self, other, Double.self, AddFn())
+    }
+    return self
+  }
+  public func mulIntoFresh(_ other: Tensor) throws -> Tensor {
+    guard try canWriteFresh(other) else { return try mul(other) }
+    switch dtype {
+    case .float32: zipInto(self, other, Float.self, MulFn())
+    case .float64: zipInto(self, other, Double.self, MulFn())
+    }
+    return self
+  }
+  private func canWriteFresh(_ other: Tensor) throws -> Bool {
+    let records = GradMode.isEnabled && (requiresGrad || other.requiresGrad)
+    guard !records, isContiguous, other.dtype == dtype, other.storage !== storage else { return false }
+    return try broadcastShapes(shape, other.shape, op: "add") == shape
+  }
+
   /// Gradient accumulation into an existing leaf gradient.
   func addInPlace(_ g: Tensor) throws {
     let s = try g.detach().to(dtype)

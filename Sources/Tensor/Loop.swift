@@ -174,6 +174,27 @@ func addInto<T: TensorScalar>(_ dst: Tensor, _ src: Tensor, _: T.Type) {
   }
 }
 
+/// dst = f(dst, src) element by element, src broadcast to dst's shape: the in-place form of
+/// zipKernel (the same f on the same operands, so the same bits).
+func zipInto<T: TensorScalar, F: BinaryFn>(_ dst: Tensor, _ src: Tensor, _: T.Type, _ f: F) {
+  let pd = dst.pointer(T.self), ps = src.pointer(T.self)
+  Loop(shape: dst.shape, strides: [dst.strides, broadcastStrides(src, to: dst.shape)]).run { n, off, s in
+    let o = pd + off[0], a = ps + off[1]
+    if s[0] == 1 && s[1] == 1 { for i in 0..<n { o[i] = f.apply(o[i], a[i]) } }
+    else if s[0] == 1 && s[1] == 0 { let v = a[0]; for i in 0..<n { o[i] = f.apply(o[i], v) } }
+    else { for i in 0..<n { o[i &* s[0]] = f.apply(o[i &* s[0]], a[i &* s[1]]) } }
+  }
+}
+
+/// x = f(x) element by element: the in-place form of mapKernel.
+func mapInto<T: TensorScalar, F: UnaryFn>(_ x: Tensor, _: T.Type, _ f: F) {
+  let px = x.pointer(T.self)
+  Loop(shape: x.shape, strides: [x.strides]).run { n, off, s in
+    let a = px + off[0]
+    if s[0] == 1 { for i in 0..<n { a[i] = f.apply(a[i]) } } else { for i in 0..<n { a[i &* s[0]] = f.apply(a[i &* s[0]]) } }
+  }
+}
+
 /// Converts between dtypes (fresh contiguous result).
 func castKernel(_ x: Tensor, to dtype: DType) throws -> Tensor {
   let out = try Tensor.empty(x.shape, dtype: dtype)

@@ -338,7 +338,7 @@ extension Tensor {
       guard bias.shape == [w.shape[0]] else {
         throw TensorError("conv2d: bias has shape \(formatShape(bias.shape)) but weight has \(w.shape[0]) output channels")
       }
-      y = try y.add(bias.reshape([1, w.shape[0], 1, 1]))
+      y = try y.addIntoFresh(bias.reshape([1, w.shape[0], 1, 1]))
     }
     return y
   }
@@ -389,7 +389,7 @@ extension Tensor {
       guard bias.shape == [w.shape[1]] else {
         throw TensorError("convTranspose2d: bias has shape \(formatShape(bias.shape)) but weight has \(w.shape[1]) output channels")
       }
-      y = try y.add(bias.reshape([1, w.shape[1], 1, 1]))
+      y = try y.addIntoFresh(bias.reshape([1, w.shape[1], 1, 1]))
     }
     return y
   }

@@ -204,7 +204,7 @@ extension Tensor {
       guard bias.shape == [weight.shape[0]] else {
         throw TensorError("linear: bias has shape \(formatShape(bias.shape)) but weight has \(weight.shape[0]) outputs")
       }
-      y = try y.add(bias)
+      y = try y.addIntoFresh(bias)
     }
     return try y.reshape(Array(x.shape.dropLast()) + [weight.shape[0]])
   }

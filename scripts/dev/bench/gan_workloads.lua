@@ -1,7 +1,7 @@
 -- gan_workloads.lua: the biggan32, pggan32 and demo32 training workloads of ../shared/bench/README.md,
 -- built from luagan's own modules (scripts/lib/models/*.lua), one iteration = one D step and
--- one G step, on random data; and deep256, one sampling forward of BigGAN-deep 256 (batch 8,
--- pytorch-pretrained-BigGAN's configuration, random weights; its PyTorch side is
+-- one G step, on random data; and deep128 / deep256 / deep512, one sampling forward of
+-- BigGAN-deep (batch 8 / 8 / 4, pytorch-pretrained-BigGAN's configurations, random weights; its PyTorch side is
 -- scripts/dev/bench/torch/biggan_deep_forward.py). Prints one JSON line like torch_reference.py,
 -- so the two can be run back to back and compared as a ratio:
 --
@@ -16,8 +16,11 @@ local pggan = require("models.pggan")
 local deep = require("models.biggan_deep")
 
 local workload = arg[1]
-if workload ~= "biggan32" and workload ~= "pggan32" and workload ~= "demo32" and workload ~= "deep256" then
-  io.stderr:write("usage: luagan scripts/dev/bench/gan_workloads.lua biggan32|pggan32|demo32|deep256"
+local sampling = { deep128 = 128, deep256 = 256, deep512 = 512 }
+-- the scaling workloads (PyTorch side: scripts/dev/bench/torch/scaling.py): resolution, width, batch
+local scaling = { biggan64 = { 64, 32, 16 }, biggan128 = { 128, 32, 8 }, pggan64 = { 64, 64, 16 }, pggan128 = { 128, 64, 8 } }
+if workload ~= "biggan32" and workload ~= "pggan32" and workload ~= "demo32" and not sampling[workload] and not scaling[workload] then
+  io.stderr:write("usage: luagan scripts/dev/bench/gan_workloads.lua biggan32|pggan32|demo32|biggan64|biggan128|pggan64|pggan128|deep128|deep256|deep512"
     .. " [--steps=5] [--warmup=2] [--threads=2]\n")
   os.exit(2)
 end
@@ -66,20 +69,43 @@ local function biggan32(demo)
   return iteration, G:numParameters() + D:numParameters()
 end
 
-local function pggan32()
-  local nf, bs = opt.channels > 0 and opt.channels or 128, opt.batch > 0 and opt.batch or 64
+-- biggan64 / biggan128: the same iteration at 64 / 128 px with BigGAN-PyTorch's arch tables, ch 32,
+-- hierarchical z 120 (one chunk per G block plus one), G attention at half the resolution, batch 16 / 8.
+local function bigganScaling(resolution, ch, batch)
+  local bs = opt.batch > 0 and opt.batch or batch
+  local G = biggan.Generator { resolution = resolution, ch = ch, dimZ = 120, sharedDim = 128, shared = true, hier = true,
+    numClasses = 10, attention = tostring(resolution // 2), snEps = 1e-8, bnEps = 1e-5, init = "N02", outChannels = 3 }
+  local D = biggan.Discriminator { resolution = resolution, ch = ch, numClasses = 10, attention = "0", snEps = 1e-8, init = "N02", inChannels = 3 }
+  local ema = optim.EMA(G, { decay = 0.9999, startIter = 0 })
+  local optG = optim.Adam(G:parameters(), { lr = 2e-4, betas = { 0, 0.999 }, eps = 1e-8 })
+  local optD = optim.Adam(D:parameters(), { lr = 2e-4, betas = { 0, 0.999 }, eps = 1e-8 })
+  local x, y = tensor.rand(bs, 3, resolution, resolution) * 2 - 1, tensor.randint(1, 10, bs)
+  local step = recipe.Step { G = G, D = D, optG = optG, optD = optD, ema = ema, batch = bs, opt = { numDSteps = 1 },
+                             draw = { reals = function() return x, y end } }
+  local it = 0
+  return function()
+    it = it + 1
+    step:updateD(it)
+    step:updateG(it)
+  end, G:numParameters() + D:numParameters()
+end
+
+local function pggan32(resolution, width, batch)
+  resolution = resolution or 32
+  local nf, bs = opt.channels > 0 and opt.channels or (width or 128), opt.batch > 0 and opt.batch or (batch or 64)
   -- PGGAN at 32x32 during the 16 -> 32 fade-in (t = 0.5): equalized LR, pixelnorm, mbstd group 4,
   -- nf maps everywhere, latent 128, WGAN-GP (lambda 10, target 1) by double backprop, drift 0.001,
-  -- Adam(1e-3, 0, 0.99) (its state is reset once, at the first iteration, as a run's is).
-  local sizes = { resolution = 32, channels = 3, latent = 128, fmapBase = nf * 32, fmapMax = nf, mbstdGroup = 4 }
+  -- Adam(1e-3, 0, 0.99) (its state is reset once, at the first iteration, as a run's is). pggan64 /
+  -- pggan128: the same at 64 / 128 px during the last fade-in, 64 maps, batch 16 / 8.
+  local sizes = { resolution = resolution, channels = 3, latent = 128, fmapBase = nf * 1024, fmapMax = nf, mbstdGroup = 4 }
   local G, D = pggan.Generator(sizes), pggan.Discriminator(sizes)
   local Gs = optim.EMA(G, { decay = 0.999 })
   local optG = optim.Adam(G:parameters(), { lr = 1e-3, betas = { 0, 0.99 }, eps = 1e-8 })
   local optD = optim.Adam(D:parameters(), { lr = 1e-3, betas = { 0, 0.99 }, eps = 1e-8 })
-  local x = tensor.randn(bs, 3, 32, 32)
+  local x = tensor.randn(bs, 3, resolution, resolution)
   -- one D step and one G step of PGGAN's recipe (scripts/lib/recipes/pggan.lua), held at lod 0.5
   local step = pggan_recipe.Step { G = G, D = D, optG = optG, optD = optD, Gs = Gs, schedule = function() return 0.5 end,
-                                   opt = { batchSize = bs, resolution = 32 }, draw = { reals = function() return x end } }
+                                   opt = { batchSize = bs, resolution = resolution }, draw = { reals = function() return x end } }
   local it = 0
   local function iteration()
     it = it + 1
@@ -90,11 +116,12 @@ local function pggan32()
   return iteration, G:numParameters() + D:numParameters()
 end
 
--- deep256: pytorch-pretrained-BigGAN's biggan-deep-256 (ch 128, eps 1e-4, a 128-wide RGB conv)
--- in eval mode, truncation 0.4, a batch of 8 one-hot classes, no gradients.
-local function deep256()
-  local bs = opt.batch > 0 and opt.batch or 8
-  local G = deep.Generator { resolution = 256, ch = 128, numClasses = 1000, attention = "64", snEps = 1e-4, bnEps = 1e-4,
+-- deep128 / deep256 / deep512: pytorch-pretrained-BigGAN's biggan-deep-128 / 256 / 512 (ch 128,
+-- eps 1e-4, a 128-wide RGB conv) in eval mode, truncation 0.4, a batch of 8 / 8 / 4 one-hot
+-- classes, no gradients.
+local function deepSampling(resolution)
+  local bs = opt.batch > 0 and opt.batch or (resolution == 512 and 4 or 8)
+  local G = deep.Generator { resolution = resolution, ch = 128, numClasses = 1000, attention = "64", snEps = 1e-4, bnEps = 1e-4,
     outputBnEps = 1e-4, outputWidth = 128, init = "N02" }
   G:eval()
   local y = tensor.zeros(bs, 1000)
@@ -107,7 +134,10 @@ end
 
 local iteration, params
 if workload == "pggan32" then iteration, params = pggan32()
-elseif workload == "deep256" then iteration, params = deep256()
+elseif sampling[workload] then iteration, params = deepSampling(sampling[workload])
+elseif scaling[workload] then
+  local make = workload:match("^biggan") and bigganScaling or pggan32
+  iteration, params = make(table.unpack(scaling[workload]))
 else iteration, params = biggan32(workload == "demo32") end
 for _ = 1, opt.warmup do iteration() end
 local flops0 = tensor.flops()

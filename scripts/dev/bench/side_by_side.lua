@@ -3,7 +3,10 @@
 -- medians luagan/PyTorch, GFLOP/s against the sgemm rate of the same make bench, and peak RSS.
 --
 --   luagan scripts/dev/bench/side_by_side.lua [--workloads=biggan32,pggan32,demo32,deep256] [--rounds=2]
---                                         [--steps=5] [--sgemm=GFLOPS] [--python=PATH]
+--                                         [--steps=5] [--sgemm=GFLOPS] [--python=PATH] [--compiled]
+-- A workload written name@B runs at batch B on both sides (the scaling table's "2x the batch").
+-- With --compiled, the scaling workloads (biggan64/128, pggan64/128) also run PyTorch under
+-- torch.compile in every round (A B C), its compile time reported apart.
 -- PyTorch is found at $TORCH_PYTHON, ../.venv-torch/bin/python or .venv-torch/bin/python; the
 -- reference script at $SHARED_BENCH/torch_reference.py or ../shared/bench. Without them,
 -- luagan's side runs alone.
@@ -15,6 +18,7 @@ local opt = options.cli(arg, {
   { "threads", 2, "threads on both sides" },
   { "sgemm", 0, "sgemm GFLOP/s of this run (default: runs/bench/kernels.json from kernels.lua)" },
   { "python", "", "the Python with torch (default: searched)" },
+  { "compiled", false, "also time torch.compile (inductor) on the scaling workloads" },
 }, "luagan against PyTorch, back to back.")
 
 local root = (debug.getinfo(1, "S").source:match("^@(.*)/scripts/dev/bench/") or ".")
@@ -61,38 +65,63 @@ if not withTorch then print("PyTorch not found (set TORCH_PYTHON, or make ../.ve
 
 local exe = root .. "/.build/release/luagan"
 -- workloads whose PyTorch side is ours, not ../shared/bench's
-local own = { deep256 = "biggan_deep_forward.py" }
+local own = { deep128 = "biggan_deep_forward.py", deep256 = "biggan_deep_forward.py", deep512 = "biggan_deep_forward.py",
+              biggan64 = "scaling.py", biggan128 = "scaling.py", pggan64 = "scaling.py", pggan128 = "scaling.py" }
 local rows = {}
-for w in opt.workloads:gmatch("[^,]+") do
-  local lg, pt, lgRSS, ptRSS, gflops = {}, {}, {}, {}, {}
+for spec in opt.workloads:gmatch("[^,]+") do
+  local w, batch = spec:match("^([%w_]+)@(%d+)$")
+  w = w or spec
+  local lgBatch, ptBatch = batch and (" --batch=" .. batch) or "", batch and (" --batch " .. batch) or ""
+  local compiled = opt.compiled and own[w] == "scaling.py"
+  local lg, pt, pc, lgRSS, ptRSS, pcRSS, gflops, compileS = {}, {}, {}, {}, {}, {}, {}, {}
   for r = 1, opt.rounds do
-    local a = runJSON(("%q %q %s --steps=%d --threads=%d"):format(exe, root .. "/scripts/dev/bench/gan_workloads.lua", w, opt.steps, opt.threads))
+    local a = runJSON(("%q %q %s --steps=%d --threads=%d%s"):format(exe, root .. "/scripts/dev/bench/gan_workloads.lua", w, opt.steps,
+                                                                     opt.threads, lgBatch))
     lg[r], lgRSS[r], gflops[r] = a.ms_per_iter, a.peak_rss_mb, a.gflops
-    io.write(("%-9s round %d  luagan %8.1f ms  (%.0f MB, %.1f GFLOP/s)"):format(w, r, a.ms_per_iter, a.peak_rss_mb, a.gflops))
+    io.write(("%-13s round %d  luagan %8.1f ms  (%.0f MB, %.1f GFLOP/s)"):format(spec, r, a.ms_per_iter, a.peak_rss_mb, a.gflops))
     if withTorch then
       local script = own[w] and (root .. "/scripts/dev/bench/torch/" .. own[w]) or reference
       -- a PyTorch side that cannot run here (e.g. pytorch-pretrained-biggan missing) skips that
       -- workload's comparison, not the rest of the benchmark
-      local b, why = tryJSON(("%q %q %s --steps %d --threads %d"):format(python, script, w, opt.steps, opt.threads))
+      local cmd = ("%q %q %s --steps %d --threads %d%s"):format(python, script, w, opt.steps, opt.threads, ptBatch)
+      local b, why = tryJSON(cmd)
       if b then
-        pt[r], ptRSS[r] = b.ms_per_iter, b.peak_rss_mb
+        pt[#pt + 1], ptRSS[#ptRSS + 1] = b.ms_per_iter, b.peak_rss_mb
         io.write(("   PyTorch %8.1f ms  (%.0f MB)   ratio %.2f"):format(b.ms_per_iter, b.peak_rss_mb, a.ms_per_iter / b.ms_per_iter))
       else
         io.write("   PyTorch side failed: " .. why)
+      end
+      if compiled then
+        local cb, cwhy = tryJSON(cmd .. " --compile")
+        if cb then
+          pc[#pc + 1], pcRSS[#pcRSS + 1], compileS[#compileS + 1] = cb.ms_per_iter, cb.peak_rss_mb, cb.warmup_s
+          io.write(("   compiled %8.1f ms  (%.0f MB, compile %.0f s)   ratio %.2f"):format(cb.ms_per_iter, cb.peak_rss_mb, cb.warmup_s,
+                                                                                     a.ms_per_iter / cb.ms_per_iter))
+        else
+          io.write("   compiled side failed: " .. cwhy)
+        end
       end
     end
     io.write("\n")
     io.stdout:flush()
   end
-  rows[#rows + 1] = { w = w, lg = median(lg), pt = #pt > 0 and median(pt) or nil, lgRSS = math.max(table.unpack(lgRSS)),
-                      ptRSS = #ptRSS > 0 and math.max(table.unpack(ptRSS)) or nil, gflops = median(gflops) }
+  local function maxOf(v) return #v > 0 and math.max(table.unpack(v)) or nil end
+  rows[#rows + 1] = { w = spec, lg = median(lg), pt = #pt > 0 and median(pt) or nil, pc = #pc > 0 and median(pc) or nil,
+                      lgRSS = maxOf(lgRSS), ptRSS = maxOf(ptRSS), pcRSS = maxOf(pcRSS), compileS = #compileS > 0 and median(compileS) or nil,
+                      gflops = median(gflops) }
 end
 
+local function fmt(v, f) return v and (f or "%.1f"):format(v) or "-" end
 print()
-print(("%-9s %12s %12s %10s %14s %12s %12s"):format("workload", "luagan ms", "PyTorch ms", "ratio", "GFLOP/s", "luagan MB", "PyTorch MB"))
+print(("%-13s %11s %11s %7s %12s %7s %14s %10s %10s %11s %10s"):format("workload", "luagan ms", "PyTorch ms", "ratio", "compiled ms",
+  "ratio", "GFLOP/s", "luagan MB", "PyTorch MB", "compiled MB", "MB ratio"))
 for _, r in ipairs(rows) do
   local share = opt.sgemm > 0 and (" (%3.0f%%)"):format(100 * r.gflops / opt.sgemm) or ""
-  print(("%-9s %12.1f %12s %10s %8.1f%s %12.0f %12s"):format(r.w, r.lg, r.pt and ("%.1f"):format(r.pt) or "-",
-    r.pt and ("%.2f"):format(r.lg / r.pt) or "-", r.gflops, share, r.lgRSS, r.ptRSS and ("%.0f"):format(r.ptRSS) or "-"))
+  print(("%-13s %11.1f %11s %7s %12s %7s %8.1f%s %10.0f %10s %11s %10s"):format(r.w, r.lg, fmt(r.pt),
+    fmt(r.pt and r.lg / r.pt, "%.2f"), fmt(r.pc), fmt(r.pc and r.lg / r.pc, "%.2f"), r.gflops, share, r.lgRSS,
+    fmt(r.ptRSS, "%.0f"), fmt(r.pcRSS, "%.0f"), fmt(r.ptRSS and r.lgRSS / math.min(r.ptRSS, r.pcRSS or math.huge), "%.2f")))
+end
+for _, r in ipairs(rows) do
+  if r.compileS then print(("%s: torch.compile took %.0f s before its timed iterations (median of the rounds)"):format(r.w, r.compileS)) end
 end
 if opt.sgemm > 0 then print(("(GFLOP/s: matrix products and convolutions at the direct count; %% of this run's sgemm, %.1f GFLOP/s)"):format(opt.sgemm)) end

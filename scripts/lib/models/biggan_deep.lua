@@ -69,13 +69,43 @@ function GBlock:init(cin, cout, upsample, bn, snEps)
   self.bn3, self.conv3 = bn(hidden), SN(nn.Conv2d(hidden, hidden, 3, { padding = 1 }), snEps)
   self.bn4, self.conv4 = bn(hidden), SN(nn.Conv2d(hidden, cout, 1), snEps)
 end
+-- With no graph to record (sampling, evaluation), a normalization's output is rectified and a
+-- convolution's output takes the skip in place (nothing else reads them), and each activation is
+-- dropped as soon as the next has been made (the collector frees it before the op after), so a
+-- 256 px forward holds a block's input, its skip and two activations, not every intermediate.
+local function relu(h) if h:requiresGrad() then return h:relu() end return h:relu_() end
+-- h + the skip x (upsampled nearest x2 when `up`). With no graph, x is added into h where it
+-- lands, never upsampled into a copy of h's size: h (N, C, 2H, 2W) viewed as (N, C, H, 2, 2, W)
+-- takes x (N, C, H, 1, 1, W) broadcast over each 2x2 block (the same sums, bit for bit).
+local function plusSkip(h, x, up)
+  if h:requiresGrad() or x:requiresGrad() then return h + (up and x:upsampleNearest(2) or x) end
+  if not up then return h:add_(x) end
+  local n, c, height, width = x:size(1), x:size(2), x:size(3), x:size(4)
+  h:view(n, c, height, 2, width, 2):permute(1, 2, 3, 4, 6, 5):add_(x:unsqueeze(4):unsqueeze(4))
+  return h
+end
+
+-- `new` takes over from `old`, an activation this forward made: with no graph, old goes back to
+-- the pool now instead of when the collector next finds it.
+local function replace(old, new)
+  if not old:requiresGrad() and not rawequal(old, new) then old:free() end
+  return new
+end
+
 -- x: (N, cin, H, W), y: (N, condition) -> (N, cout, H or 2H, W or 2W)
 function GBlock:forward(x, y)
-  local h = self.bn2(self.conv1(self.bn1(x, y):relu()), y):relu()
-  if x:size(2) ~= self.cout then x = x:narrow(2, 1, self.cout) end     -- drop channels, no weights
-  if self.upsample then h, x = h:upsampleNearest(2), x:upsampleNearest(2) end
-  h = self.conv3(self.bn3(self.conv2(h), y):relu())
-  return self.conv4(self.bn4(h, y):relu()) + x
+  local h = self.conv1(relu(self.bn1(x, y)))
+  h = replace(h, relu(self.bn2(h, y)))
+  if self.upsample then h = replace(h, h:upsampleNearest(2)) end
+  h = replace(h, self.conv2(h))
+  h = replace(h, relu(self.bn3(h, y)))
+  h = replace(h, self.conv3(h))
+  h = replace(h, relu(self.bn4(h, y)))
+  h = replace(h, self.conv4(h))
+  -- the skip, made last (its upsampled copy is as large as the output): x's first cout channels
+  -- (no weights), upsampled with h
+  if x:size(2) ~= self.cout then x = x:narrow(2, 1, self.cout) end
+  return plusSkip(h, x, self.upsample)
 end
 
 -- DBlock (BigGANdeep.py): ReLU -> conv1x1 (to cout/4) -> ReLU -> conv3x3 -> ReLU -> conv3x3 ->
@@ -154,9 +184,9 @@ function Generator:forward(z, y)
   local cond = tensor.cat({ y, z }, 2)
   local h = self.linear(cond):view(z:size(1), self.width0, 4, 4)
   for _, stage in ipairs(self.blocks) do
-    for _, block in ipairs(stage) do h = block(h, cond) end
+    for _, block in ipairs(stage) do h = replace(h, block(h, cond)) end
   end
-  h = self.output_conv(self.output_bn(h):relu())
+  h = self.output_conv(replace(h, relu(self.output_bn(h))))
   if self.options.outputWidth > self.options.outChannels then h = h:narrow(2, 1, self.options.outChannels) end
   return h:tanh()
 end
