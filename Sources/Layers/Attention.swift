@@ -40,10 +40,11 @@ public final class SelfAttention: Module {
     let theta = try requireChild("theta").forward([x]).reshape([n, c8, h * w])
     let phi = try requireChild("phi").forward([x]).maxPool2d(kernel: 2).reshape([n, c8, h * w / 4])
     let g = try requireChild("g").forward([x]).maxPool2d(kernel: 2).reshape([n, c2, h * w / 4])
-    let beta = try theta.transpose(1, 2).bmm(phi).softmax(dim: -1)                  // (N, HW, HW/4)
+    // (N, HW, HW/4); with no graph, the softmax runs in the logits' storage
+    let beta = try theta.transpose(1, 2).bmm(phi).softmaxIntoFresh()
     let attended = try g.bmm(beta.transpose(1, 2)).reshape([n, c2, h, w])
     let o = try requireChild("o").forward([attended])
-    return try requireParameter("gamma").mul(o).add(x)
+    return try o.mulIntoFresh(requireParameter("gamma")).addIntoFresh(x)
   }
 
   public override var summary: String { "(\(channels)\(spectralNorm ? ", spectralNorm" : ""))" }

@@ -101,6 +101,27 @@ extension Tensor {
     }
     return self
   }
+  /// softmax along the last dim of a result just made that nothing else holds (attention's
+  /// logits): with no graph to record, computed in its storage with one temporary of its size
+  /// instead of three, by the same ops as softmax (exp(x - logsumexp x), the same bits).
+  public func softmaxIntoFresh() throws -> Tensor {
+    let d = rank - 1
+    guard rank >= 1, !(GradMode.isEnabled && requiresGrad), isContiguous else { return try softmax(dim: d) }
+    var m = try max(dim: d, keepDim: true).values
+    m = try Tensor.where(m.abs().lt(constant(.infinity)), m, constant(0))
+    let shifted = try sub(m)                                   // logsumexp's x - m, then exp in place
+    switch dtype {
+    case .float32: mapInto(shifted, Float.self, ExpFn())
+    case .float64: mapInto(shifted, Double.self, ExpFn())
+    }
+    let lse = try shifted.sum(dims: [d], keepDim: true).log().add(m)
+    switch dtype {
+    case .float32: zipInto(self, lse, Float.self, SubFn()); mapInto(self, Float.self, ExpFn())
+    case .float64: zipInto(self, lse, Double.self, SubFn()); mapInto(self, Double.self, ExpFn())
+    }
+    return self
+  }
+
   private func canWriteFresh(_ other: Tensor) throws -> Bool {
     let records = GradMode.isEnabled && (requiresGrad || other.requiresGrad)
     guard !records, isContiguous, other.dtype == dtype, other.storage !== storage else { return false }

@@ -58,6 +58,25 @@ T.test("BigGAN-deep's forward under noGrad holds its weights and at most 3.5 out
   T.check(recorded:requiresGrad() and T.maxDiff(recorded:detach(), sampled) == 0, "noGrad and recorded forwards agree bit for bit")
 end)
 
+T.test("self-attention under noGrad holds its attention map about twice, with the same bits", function()
+  tensor.manualSeed(2)
+  local A = nn.SelfAttention(64)
+  A.gamma:fill(0.5)
+  A:eval()                                                     -- spectral norms fixed: every call the same weights
+  local x = tensor.randn(4, 64, 32, 32)
+  local map = 4 * 1024 * 256 * 4                               -- the (N, HW, HW/4) float32 attention map
+  tensor.noGrad(function() return A(x) end)
+  collectgarbage()
+  local before = tensor.memory().tensorBytes
+  tensor.resetPeakMemory()
+  local fast = tensor.noGrad(function() return A(x) end)
+  local peak = tensor.memory().peakTensorBytes - before
+  print(("memory: SelfAttention(64) at 32x32, batch 4, under noGrad: %.2f MiB, %.2f attention maps"):format(peak / 2^20, peak / map))
+  T.check(peak <= 2.6 * map, ("the forward held %.2f attention maps"):format(peak / map))
+  local recorded = A(x)
+  T.check(recorded:requiresGrad() and T.maxDiff(recorded:detach(), fast) == 0, "noGrad and recorded forwards agree bit for bit")
+end)
+
 T.test("relu_ and add_ write in place, and refuse a graph node", function()
   local x = tensor.new({ -1, 2, -3, 4 })
   local r = x:relu_()
