@@ -58,7 +58,7 @@ bench: build
 
 # The scaling table: BigGAN and PGGAN training at 64 and 128 px (PyTorch eager and compiled) and
 # BigGAN-deep sampling at 128, 256 and 512 px, each also at twice its batch (name@batch), side by
-# side, A B C A B C, time and peak resident memory (about an hour on 2 cores).
+# side, A B C A B C, time and peak resident memory (about 75 minutes on 2 cores).
 SCALING = biggan64,biggan64@32,biggan128,biggan128@16,pggan64,pggan64@32,pggan128,pggan128@16,deep128,deep128@16,deep256,deep256@16,deep512,deep512@8
 bench-scaling: build
 	$(LUAGAN) scripts/dev/bench/side_by_side.lua --rounds=2 --steps=3 --compiled --workloads=$(SCALING)

@@ -5,7 +5,7 @@
 --   luagan scripts/dev/bench/side_by_side.lua [--workloads=biggan32,pggan32,demo32,deep256] [--rounds=2]
 --                                         [--steps=5] [--sgemm=GFLOPS] [--python=PATH] [--compiled]
 -- A workload written name@B runs at batch B on both sides (the scaling table's "2x the batch").
--- With --compiled, the scaling workloads (biggan64/128, pggan64/128) also run PyTorch under
+-- With --compiled, the scaling workloads (biggan64/128, pggan64/128) at their own batch also run PyTorch under
 -- torch.compile in every round (A B C), its compile time reported apart.
 -- PyTorch is found at $TORCH_PYTHON, ../.venv-torch/bin/python or .venv-torch/bin/python; the
 -- reference script at $SHARED_BENCH/torch_reference.py or ../shared/bench. Without them,
@@ -72,7 +72,7 @@ for spec in opt.workloads:gmatch("[^,]+") do
   local w, batch = spec:match("^([%w_]+)@(%d+)$")
   w = w or spec
   local lgBatch, ptBatch = batch and (" --batch=" .. batch) or "", batch and (" --batch " .. batch) or ""
-  local compiled = opt.compiled and own[w] == "scaling.py"
+  local compiled = opt.compiled and own[w] == "scaling.py" and not batch   -- compiled at the base batch only
   local lg, pt, pc, lgRSS, ptRSS, pcRSS, gflops, compileS = {}, {}, {}, {}, {}, {}, {}, {}
   for r = 1, opt.rounds do
     local a = runJSON(("%q %q %s --steps=%d --threads=%d%s"):format(exe, root .. "/scripts/dev/bench/gan_workloads.lua", w, opt.steps,
