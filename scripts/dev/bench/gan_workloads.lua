@@ -19,8 +19,10 @@ local workload = arg[1]
 local sampling = { deep128 = 128, deep256 = 256, deep512 = 512 }
 -- the scaling workloads (PyTorch side: scripts/dev/bench/torch/scaling.py): resolution, width, batch
 local scaling = { biggan64 = { 64, 32, 16 }, biggan128 = { 128, 32, 8 }, pggan64 = { 64, 64, 16 }, pggan128 = { 128, 64, 8 } }
-if workload ~= "biggan32" and workload ~= "pggan32" and workload ~= "demo32" and not sampling[workload] and not scaling[workload] then
-  io.stderr:write("usage: luagan scripts/dev/bench/gan_workloads.lua biggan32|pggan32|demo32|biggan64|biggan128|pggan64|pggan128|deep128|deep256|deep512"
+local fixed = { biggan32 = true, pggan32 = true, demo32 = true }
+if not fixed[workload] and not sampling[workload] and not scaling[workload] then
+  io.stderr:write("usage: luagan scripts/dev/bench/gan_workloads.lua"
+    .. " biggan32|pggan32|demo32|biggan64|biggan128|pggan64|pggan128|deep128|deep256|deep512"
     .. " [--steps=5] [--warmup=2] [--threads=2]\n")
   os.exit(2)
 end
@@ -75,7 +77,8 @@ local function bigganScaling(resolution, ch, batch)
   local bs = opt.batch > 0 and opt.batch or batch
   local G = biggan.Generator { resolution = resolution, ch = ch, dimZ = 120, sharedDim = 128, shared = true, hier = true,
     numClasses = 10, attention = tostring(resolution // 2), snEps = 1e-8, bnEps = 1e-5, init = "N02", outChannels = 3 }
-  local D = biggan.Discriminator { resolution = resolution, ch = ch, numClasses = 10, attention = "0", snEps = 1e-8, init = "N02", inChannels = 3 }
+  local D = biggan.Discriminator { resolution = resolution, ch = ch, numClasses = 10, attention = "0", snEps = 1e-8, init = "N02",
+    inChannels = 3 }
   local ema = optim.EMA(G, { decay = 0.9999, startIter = 0 })
   local optG = optim.Adam(G:parameters(), { lr = 2e-4, betas = { 0, 0.999 }, eps = 1e-8 })
   local optD = optim.Adam(D:parameters(), { lr = 2e-4, betas = { 0, 0.999 }, eps = 1e-8 })
