@@ -52,10 +52,7 @@ extension Tensor {
     guard try broadcastShapes(shape, o.shape, op: "add_") == shape else {
       throw TensorError("add_: cannot add shape \(formatShape(o.shape)) into \(formatShape(shape))")
     }
-    switch dtype {
-    case .float32: addInto(self, o, Float.self)
-    case .float64: addInto(self, o, Double.self)
-    }
+    zipInPlace(o, AddFn())
     bumpVersion()
     return self
   }
@@ -73,10 +70,7 @@ extension Tensor {
   @discardableResult
   public func relu_() throws -> Tensor {
     try checkWritable("relu_")
-    switch dtype {
-    case .float32: mapInto(self, Float.self, ReluFn())
-    case .float64: mapInto(self, Double.self, ReluFn())
-    }
+    mapInPlace(ReluFn())
     bumpVersion()
     return self
   }
@@ -87,18 +81,12 @@ extension Tensor {
   /// holds one tensor per layer output instead of two. The same bits as the out-of-place op.
   public func addIntoFresh(_ other: Tensor) throws -> Tensor {
     guard try canWriteFresh(other) else { return try add(other) }
-    switch dtype {
-    case .float32: zipInto(self, other, Float.self, AddFn())
-    case .float64: zipInto(self, other, Double.self, AddFn())
-    }
+    zipInPlace(other, AddFn())
     return self
   }
   public func mulIntoFresh(_ other: Tensor) throws -> Tensor {
     guard try canWriteFresh(other) else { return try mul(other) }
-    switch dtype {
-    case .float32: zipInto(self, other, Float.self, MulFn())
-    case .float64: zipInto(self, other, Double.self, MulFn())
-    }
+    zipInPlace(other, MulFn())
     return self
   }
   /// softmax along the last dim of a result just made that nothing else holds (attention's
@@ -110,16 +98,26 @@ extension Tensor {
     var m = try max(dim: d, keepDim: true).values
     m = try Tensor.where(m.abs().lt(constant(.infinity)), m, constant(0))
     let shifted = try sub(m)                                   // logsumexp's x - m, then exp in place
-    switch dtype {
-    case .float32: mapInto(shifted, Float.self, ExpFn())
-    case .float64: mapInto(shifted, Double.self, ExpFn())
-    }
+    shifted.mapInPlace(ExpFn())
     let lse = try shifted.sum(dims: [d], keepDim: true).log().add(m)
-    switch dtype {
-    case .float32: zipInto(self, lse, Float.self, SubFn()); mapInto(self, Float.self, ExpFn())
-    case .float64: zipInto(self, lse, Double.self, SubFn()); mapInto(self, Double.self, ExpFn())
-    }
+    zipInPlace(lse, SubFn())
+    mapInPlace(ExpFn())
     return self
+  }
+
+  /// self = f(self) and self = f(self, other) element by element, other of self's dtype and
+  /// broadcast to self's shape; no checks and no version bump (the callers' business).
+  private func mapInPlace<F: UnaryFn>(_ f: F) {
+    switch dtype {
+    case .float32: mapInto(self, Float.self, f)
+    case .float64: mapInto(self, Double.self, f)
+    }
+  }
+  private func zipInPlace<F: BinaryFn>(_ other: Tensor, _ f: F) {
+    switch dtype {
+    case .float32: zipInto(self, other, Float.self, f)
+    case .float64: zipInto(self, other, Double.self, f)
+    }
   }
 
   private func canWriteFresh(_ other: Tensor) throws -> Bool {
@@ -131,10 +129,7 @@ extension Tensor {
   /// Gradient accumulation into an existing leaf gradient.
   func addInPlace(_ g: Tensor) throws {
     let s = try g.detach().to(dtype)
-    switch dtype {
-    case .float32: addInto(self, s, Float.self)
-    case .float64: addInto(self, s, Double.self)
-    }
+    zipInPlace(s, AddFn())
     bumpVersion()
   }
 

@@ -164,16 +164,6 @@ func copyInto<T: TensorScalar>(_ dst: Tensor, _ src: Tensor, _: T.Type) {
   }
 }
 
-/// dst[...] += src[...] (src broadcast to dst), dtype T, dst contiguous or a view.
-func addInto<T: TensorScalar>(_ dst: Tensor, _ src: Tensor, _: T.Type) {
-  let pd = dst.pointer(T.self), ps = src.pointer(T.self)
-  Loop(shape: dst.shape, strides: [dst.strides, broadcastStrides(src, to: dst.shape)]).run { n, off, s in
-    let o = pd + off[0], a = ps + off[1]
-    if s[0] == 1 && s[1] == 1 { for i in 0..<n { o[i] += a[i] } }
-    else { for i in 0..<n { o[i &* s[0]] += a[i &* s[1]] } }
-  }
-}
-
 /// dst = f(dst, src) element by element, src broadcast to dst's shape: the in-place form of
 /// zipKernel (the same f on the same operands, so the same bits).
 func zipInto<T: TensorScalar, F: BinaryFn>(_ dst: Tensor, _ src: Tensor, _: T.Type, _ f: F) {
