@@ -27,10 +27,13 @@ typedef struct {
   void (*wino4_output_adjoint)(const float *, int, int, int, int, int, int, int, float *);
   void (*conv3x3_direct)(const float *, const float *, int, int, int, int, int, int, long, long, float *);
   void (*conv3x3_direct_weight)(const float *, const float *, int, int, int, int, int, long, long, float *);
+  void (*wino4_weights)(const float *, int, int, int, long, long, float *);
+  void (*wino4_weights_adjoint)(const float *, long, long, long, float *);
 } lg_kernel_table;
 
 #define TABLE(s) { wino_input_##s, wino_output_##s, wino_output_adjoint_##s, wino4_input_##s, wino4_output_##s, \
-                   wino4_output_adjoint_##s, conv3x3_direct_##s, conv3x3_direct_weight_##s }
+                   wino4_output_adjoint_##s, conv3x3_direct_##s, conv3x3_direct_weight_##s, wino4_weights_##s, \
+                   wino4_weights_adjoint_##s }
 static const lg_kernel_table tables[3] = { TABLE(base), TABLE(avx2), TABLE(avx512) };
 static const lg_kernel_table *current = &tables[0];
 static int currentLevel = 1;
@@ -66,4 +69,10 @@ void lg_conv3x3_direct(const float *x, const float *w, int N, int C, int K, int 
 }
 void lg_conv3x3_direct_weight(const float *x, const float *dy, int N, int C, int K, int H, int W, long p0, long p1, float *dw) {
   current->conv3x3_direct_weight(x, dy, N, C, K, H, W, p0, p1, dw);
+}
+void lg_wino4_weights(const float *w, int K, int C, int flip, long p0, long p1, float *u) {
+  current->wino4_weights(w, K, C, flip, p0, p1, u);
+}
+void lg_wino4_weights_adjoint(const float *du, long plane, long p0, long p1, float *dw) {
+  current->wino4_weights_adjoint(du, plane, p0, p1, dw);
 }

@@ -312,6 +312,81 @@ TARGET static void NAME(conv3x3_direct_weight)(const float *x, const float *dy, 
   }
 }
 
+
+// U = G g Gᵀ for the kernel pairs oi in [p0, p1) of a 3x3 kernel w (outer x inner pairs, oi =
+// o * inner + i): u[(a*6+b) * plane + oi], in float64 as Winograd4's rows of G (see
+// Winograd4.swift). flip reads w (K, C) as the input gradient's kernel: pair (o, i) is
+// w[i][o] rotated by 180°. Blocks of 16 pairs, lanes across pairs, so each of the 36 planes
+// is written 16 floats at a time; no contraction into FMAs, so the bits are the scalar ones.
+#ifndef WINO4_G
+#define WINO4_G(t0, t1, t2, t3, t4, t5, a, b, c) \
+  do { const double ac_ = (a) + (c), even_ = (a) * (1.0 / 24) + (c) * (1.0 / 6), b12_ = (b) * (1.0 / 12); \
+       t0 = (a) * 0.25; t1 = (ac_ + (b)) * (-1.0 / 6); t2 = ((b) - ac_) * (1.0 / 6); t3 = even_ + b12_; t4 = even_ - b12_; \
+       t5 = (c); } while (0)
+#endif
+TARGET static void NAME(wino4_weights)(const float *w, int K, int C, int flip, long p0, long p1, float *u) {
+#pragma clang fp contract(off)
+  const long outer = flip ? C : K, inner = flip ? K : C, plane = outer * inner;
+  enum { B = 16 };
+  for (long base = p0; base < p1; base += B) {
+    const int n = p1 - base < B ? (int)(p1 - base) : B;
+    double g[9][B], t[6][3][B];
+    for (int j = 0; j < n; j++) {
+      const long oi = base + j, o = oi / inner, i = oi % inner;
+      const float *src = flip ? w + (i * C + o) * 9 : w + (o * C + i) * 9;
+      for (int e = 0; e < 9; e++) g[e][j] = flip ? src[8 - e] : src[e];
+    }
+    for (int j = n; j < B; j++) for (int e = 0; e < 9; e++) g[e][j] = 0;
+    // t = G g: row a of G g, column l, from column l of g (rows 0, 1, 2 = g[l], g[3+l], g[6+l])
+    for (int l = 0; l < 3; l++)
+      for (int j = 0; j < B; j++)
+        WINO4_G(t[0][l][j], t[1][l][j], t[2][l][j], t[3][l][j], t[4][l][j], t[5][l][j], g[l][j], g[3 + l][j], g[6 + l][j]);
+    // U = (G g) Gᵀ: row a of U from row a of t
+    for (int a = 0; a < 6; a++) {
+      double r[6][B];
+      for (int j = 0; j < B; j++) WINO4_G(r[0][j], r[1][j], r[2][j], r[3][j], r[4][j], r[5][j], t[a][0][j], t[a][1][j], t[a][2][j]);
+      for (int b = 0; b < 6; b++) {
+        float *dst = u + (a * 6 + b) * plane + base;
+        for (int j = 0; j < n; j++) dst[j] = (float)r[b][j];
+      }
+    }
+  }
+}
+
+// dw = Gᵀ dU G for the pairs kc in [p0, p1): du[(a*6+b) * plane + kc] -> dw[kc*9 + k*3 + l],
+// float64, Gᵀ's rows as Winograd4.applyGT; the adjoint of wino4_weights without flip.
+#ifndef WINO4_GT
+#define WINO4_GT(o0, o1, o2, u0, u1, u2, u3, u4, u5) \
+  do { const double s12_ = (u1) + (u2), s34_ = (u3) + (u4); \
+       o0 = (u0) * 0.25 - s12_ * (1.0 / 6) + s34_ * (1.0 / 24); o1 = ((u2) - (u1)) * (1.0 / 6) + ((u3) - (u4)) * (1.0 / 12); \
+       o2 = (s34_ - s12_) * (1.0 / 6) + (u5); } while (0)
+#endif
+TARGET static void NAME(wino4_weights_adjoint)(const float *du, long plane, long p0, long p1, float *dw) {
+#pragma clang fp contract(off)
+  enum { B = 16 };
+  for (long base = p0; base < p1; base += B) {
+    const int n = p1 - base < B ? (int)(p1 - base) : B;
+    double d[36][B], t[6][3][B];
+    for (int x = 0; x < 36; x++) {
+      const float *src = du + x * plane + base;
+      for (int j = 0; j < n; j++) d[x][j] = src[j];
+      for (int j = n; j < B; j++) d[x][j] = 0;
+    }
+    // t = dU G: row a of dU (entries d[a*6+b]) through Gᵀ gives t[a][l]
+    for (int a = 0; a < 6; a++)
+      for (int j = 0; j < B; j++)
+        WINO4_GT(t[a][0][j], t[a][1][j], t[a][2][j], d[a * 6][j], d[a * 6 + 1][j], d[a * 6 + 2][j], d[a * 6 + 3][j],
+                 d[a * 6 + 4][j], d[a * 6 + 5][j]);
+    // dw = Gᵀ t: column l of t through Gᵀ gives column l of dw (rows k)
+    for (int l = 0; l < 3; l++) {
+      double r[3][B];
+      for (int j = 0; j < B; j++) WINO4_GT(r[0][j], r[1][j], r[2][j], t[0][l][j], t[1][l][j], t[2][l][j], t[3][l][j], t[4][l][j], t[5][l][j]);
+      for (int j = 0; j < n; j++)
+        for (int k = 0; k < 3; k++) dw[(base + j) * 9 + k * 3 + l] = (float)r[k][j];
+    }
+  }
+}
+
 #undef NAME
 #undef CAT
 #undef CAT2

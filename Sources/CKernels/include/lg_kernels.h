@@ -25,6 +25,11 @@ void lg_wino_output_adjoint(const float *dy, int K, int H, int W, int r0, int nr
 void lg_wino4_input(const float *x, int C, int H, int W, int r0, int nr, int c0, int c1, float *v);
 void lg_wino4_output(const float *m, int K, int H, int W, int r0, int nr, int k0, int k1, float *y);
 void lg_wino4_output_adjoint(const float *dy, int K, int H, int W, int r0, int nr, int k0, int k1, float *mb);
+// U = G g Gᵀ, u[xi][o][i] for the pairs o * inner + i in [p0, p1) (outer, inner = K, C, or with
+// flip C, K: the input gradient's kernel), and its adjoint dw = Gᵀ dU G for pairs [p0, p1) of
+// planes of `plane` pairs; float64 inside, the same bits as the scalar definitions.
+void lg_wino4_weights(const float *w, int K, int C, int flip, long p0, long p1, float *u);
+void lg_wino4_weights_adjoint(const float *du, long plane, long p0, long p1, float *dw);
 
 // Direct 3x3 convolution, stride 1, padding 1, float32, for layers with few input or output
 // channels (an RGB or single-channel layer), where GEMMs are thin:

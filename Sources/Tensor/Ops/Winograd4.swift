@@ -17,41 +17,13 @@ enum Winograd4 {
   /// On by default for float32; LG_WINO_TILE=2 keeps F(2×2, 3×3) everywhere.
   nonisolated(unsafe) static var enabled = Tunables.winogradTile.value == 4
 
-  /// G v for 3-vectors v = (a, b, c), one per lane, G's rows as above.
-  @inline(__always) static func applyG<V: SIMD>(_ a: V, _ b: V, _ c: V) -> (V, V, V, V, V, V) where V.Scalar == Double {
-    let ac = a + c, even = a * (1.0 / 24) + c * (1.0 / 6), b12 = b * (1.0 / 12)
-    return (a * 0.25, (ac + b) * (-1.0 / 6), (b - ac) * (1.0 / 6), even + b12, even - b12, c)
-  }
-
-  /// Gᵀ u for 6-vectors u, one per lane: (u0/4 - (u1+u2)/6 + (u3+u4)/24, (u2-u1)/6 + (u3-u4)/12, (u3+u4-u1-u2)/6 + u5).
-  @inline(__always) static func applyGT<V: SIMD>(_ u0: V, _ u1: V, _ u2: V, _ u3: V, _ u4: V, _ u5: V) -> (V, V, V)
-    where V.Scalar == Double {
-    let s12 = u1 + u2, s34 = u3 + u4
-    return (u0 * 0.25 - s12 * (1.0 / 6) + s34 * (1.0 / 24), (u2 - u1) * (1.0 / 6) + (u3 - u4) * (1.0 / 12), (s34 - s12) * (1.0 / 6) + u5)
-  }
-
-  /// U = G g Gᵀ for every (k, c): u[ξ][k][c], computed in float64. flip swaps channels and
-  /// rotates the kernel by 180° (the input gradient's kernel), as Winograd.transformWeights.
+  /// U = G g Gᵀ for every (k, c): u[ξ][k][c], computed in float64 (CKernels' wino4_weights, 16
+  /// pairs per vector step: as a scalar loop it was 14% of BigGAN-64's step). flip swaps
+  /// channels and rotates the kernel by 180° (the input gradient's kernel), as
+  /// Winograd.transformWeights.
   static func transformWeights(_ w: UnsafePointer<Float>, K: Int, C: Int, flip: Bool, _ u: UnsafeMutablePointer<Float>) {
-    let outer = flip ? C : K, inner = flip ? K : C, plane = outer * inner
-    Parallel.forChunks(plane, grain: 4096) { r in
-      for oi in r {
-        let o = oi / inner, i = oi % inner
-        let src = flip ? w + (i * C + o) * 9 : w + (o * C + i) * 9
-        // row i of the 3×3 kernel (flipped: of its 180° rotation), lanes = its 3 columns
-        @inline(__always) func row(_ i: Int) -> SIMD4<Double> {
-          flip ? SIMD4(Double(src[8 - 3 * i]), Double(src[7 - 3 * i]), Double(src[6 - 3 * i]), 0)
-               : SIMD4(Double(src[3 * i]), Double(src[3 * i + 1]), Double(src[3 * i + 2]), 0)
-        }
-        let t = applyG(row(0), row(1), row(2))   // t.a = row a of G g (lanes = its 3 columns)
-        // U = (G g) Gᵀ: column j of G g, lanes = its 6 rows a, through G gives U's columns b
-        @inline(__always) func column(_ j: Int) -> SIMD8<Double> { SIMD8(t.0[j], t.1[j], t.2[j], t.3[j], t.4[j], t.5[j], 0, 0) }
-        let v = applyG(column(0), column(1), column(2))   // v.b[a] = U[a][b]
-        @inline(__always) func store(_ b: Int, _ col: SIMD8<Double>) {
-          for a in 0..<6 { u[(a * 6 + b) * plane + oi] = Float(col[a]) }
-        }
-        store(0, v.0); store(1, v.1); store(2, v.2); store(3, v.3); store(4, v.4); store(5, v.5)
-      }
+    Parallel.forChunks(K * C, grain: 4096) { r in
+      lg_wino4_weights(w, Int32(K), Int32(C), flip ? 1 : 0, r.lowerBound, r.upperBound, u)
     }
   }
 
@@ -106,24 +78,9 @@ enum Winograd4 {
                    B: v + xi * C * n, ldb: n, beta: beta, C: du + xi * K * C, ldc: C)
         }
       }
-      // dw = Gᵀ dU G, in float64: t = dU G (Gᵀ along each row of dU), then Gᵀ down t's columns
+      // dw = Gᵀ dU G, in float64 (CKernels' wino4_weights_adjoint)
       let plane = K * C
-      Parallel.forChunks(plane, grain: 4096) { r in
-        for kc in r {
-          // column b of dU, lanes = its 6 rows a
-          @inline(__always) func column(_ b: Int) -> SIMD8<Double> {
-            var c = SIMD8<Double>()
-            for a in 0..<6 { c[a] = Double(du[(a * 6 + b) * plane + kc]) }
-            return c
-          }
-          let t = applyGT(column(0), column(1), column(2), column(3), column(4), column(5))   // t.l[a] = (dU G)[a][l]
-          @inline(__always) func row(_ a: Int) -> SIMD4<Double> { SIMD4(t.0[a], t.1[a], t.2[a], 0) }
-          let d = applyGT(row(0), row(1), row(2), row(3), row(4), row(5))   // d.k = row k of dw (lanes l)
-          for l in 0..<3 {
-            dw[kc * 9 + l] = Float(d.0[l]); dw[kc * 9 + 3 + l] = Float(d.1[l]); dw[kc * 9 + 6 + l] = Float(d.2[l])
-          }
-        }
-      }
+      Parallel.forChunks(plane, grain: 4096) { r in lg_wino4_weights_adjoint(du, plane, r.lowerBound, r.upperBound, dw) }
     }
   }
 }
