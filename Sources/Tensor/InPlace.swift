@@ -90,18 +90,15 @@ extension Tensor {
     return self
   }
   /// softmax along the last dim of a result just made that nothing else holds (attention's
-  /// logits): with no graph to record, computed in its storage with one temporary of its size
-  /// instead of three, by the same ops as softmax (exp(x - logsumexp x), the same bits).
+  /// logits): with no graph to record, computed in its own storage by softmax's kernel (the
+  /// same bits, no second map).
   public func softmaxIntoFresh() throws -> Tensor {
     let d = rank - 1
     guard rank >= 1, !(GradMode.isEnabled && requiresGrad), isContiguous else { return try softmax(dim: d) }
-    var m = try max(dim: d, keepDim: true).values
-    m = try Tensor.where(m.abs().lt(constant(.infinity)), m, constant(0))
-    let shifted = try sub(m)                                   // logsumexp's x - m, then exp in place
-    shifted.mapInPlace(ExpFn())
-    let lse = try shifted.sum(dims: [d], keepDim: true).log().add(m)
-    zipInPlace(lse, SubFn())
-    mapInPlace(ExpFn())
+    switch dtype {
+    case .float32: softmaxRows(self, into: self, Float.self)
+    case .float64: softmaxRows(self, into: self, Double.self)
+    }
     return self
   }
 

@@ -179,7 +179,9 @@ extension Tensor {
     OpSpec("argmax", .irregular), OpSpec("argmin", .irregular),
     OpSpec("logsumexp", .alongDimKeep { try $0.logsumexp(dim: $1, keepDim: $2) },
            [GradCase("logsumexp", [[3, 4]]) { try $0[0].logsumexp(dim: 1) }]),
-    OpSpec("softmax", .alongDim { try $0.softmax(dim: $1) }, [GradCase("softmax", [[3, 4]]) { try $0[0].softmax(dim: -1) }]),
+    OpSpec("softmax", .alongDim { try $0.softmax(dim: $1) }, [
+      GradCase("softmax", [[3, 4]]) { try $0[0].softmax(dim: -1) }, GradCase("softmax dim 1", [[2, 3, 4]]) { try $0[0].softmax(dim: 1) },
+    ]),
     OpSpec("logSoftmax", .alongDim { try $0.logSoftmax(dim: $1) }, [GradCase("logSoftmax", [[3, 4]]) { try $0[0].logSoftmax(dim: 0) }]),
     OpSpec("norm", .reduction { try $0.norm(dims: $1, keepDim: $2) }, [GradCase("norm", [[3, 4]]) { try $0[0].norm(dims: [1]) }]),
 

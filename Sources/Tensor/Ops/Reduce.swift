@@ -244,9 +244,50 @@ extension Tensor {
     return keepDim ? s : try s.squeeze(dim: d)
   }
 
-  /// Softmax along `dim`: exp(x - logsumexp(x)). Reference: torch.softmax.
-  public func softmax(dim: Int) throws -> Tensor { try logSoftmax(dim: dim).exp() }
+  /// Softmax along `dim`: y = exp(x - m) / Σ exp(x - m), m the row's max (0 where it is not
+  /// finite, as in logsumexp). A primitive, not exp(logSoftmax): one output instead of the
+  /// composite's four map-sized temporaries and their four pullbacks, which is what an attention
+  /// map of (N, HW, HW/4) costs at 64 and 128 px. Reference: torch.softmax.
+  public func softmax(dim: Int) throws -> Tensor {
+    let d = try normalizedDim(dim, "softmax"), last = rank - 1
+    if d != last { return try transpose(d, last).softmax(dim: last).transpose(d, last) }
+    let out = try Tensor.empty(shape, dtype: dtype)
+    let src = try contiguousData()
+    switch dtype {
+    case .float32: softmaxRows(src, into: out, Float.self)
+    case .float64: softmaxRows(src, into: out, Double.self)
+    }
+    return record("softmax", out, [self]) { [weak out, x = self] g, _ in
+      // dx = y ⊙ (g - Σ_d g ⊙ y): the row Jacobian diag(y) - y yᵀ applied to g
+      let y = try out ?? x.softmax(dim: last)
+      return [try y.mul(g.sub(g.mul(y).sum(dims: [last], keepDim: true)))]
+    }
+  }
 
   /// x - logsumexp(x) along `dim`. Reference: torch.log_softmax.
   public func logSoftmax(dim: Int) throws -> Tensor { try sub(logsumexp(dim: dim, keepDim: true)) }
+}
+
+/// y = softmax of each row of x's last dim (x contiguous; y may be x): the max, then exp(x - max)
+/// summed in float64, then scaled by the sum's reciprocal, as PyTorch's CPU kernel scales. Rows
+/// are split across threads, each row summed in order, so any thread count gives the same bits.
+func softmaxRows<T: TensorScalar>(_ x: Tensor, into y: Tensor, _: T.Type) {
+  let n = x.shape.last ?? 1, rows = n == 0 ? 0 : x.numel / n
+  let px = x.pointer(T.self), py = y.pointer(T.self)
+  Parallel.forChunks(rows, grain: Swift.max(1, 16384 / Swift.max(1, n))) { r in
+    for row in r {
+      let a = px + row * n, b = py + row * n
+      var m = a[0]
+      for i in 1..<n where a[i] > m { m = a[i] }
+      if !m.isFinite { m = 0 }
+      var s = 0.0
+      for i in 0..<n {
+        let e = T.exp(a[i] - m)
+        b[i] = e
+        s += Double(e)
+      }
+      let inv = T(1 / s)
+      for i in 0..<n { b[i] *= inv }
+    }
+  }
 }

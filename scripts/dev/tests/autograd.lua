@@ -99,4 +99,22 @@ T.test("in-place writes into graph nodes are refused", function()
   check(x[1] == 3)
 end)
 
+T.test("softmax: rows far from 0, -inf entries and any dim, as torch.softmax", function()
+  local x = tensor.new({ { 1000, 999, 998 }, { -1000, -1001, -1002 }, { 0, -math.huge, 1 }, { 1e-3, 2e-3, 3e-3 } })
+  local y = x:softmax(2)
+  -- the same row shifted by a constant gives the same softmax, with no overflow
+  local e = { 1 / (1 + math.exp(-1) + math.exp(-2)), math.exp(-1) / (1 + math.exp(-1) + math.exp(-2)) }
+  for r = 1, 2 do
+    check(math.abs(y[r][1] - e[1]) < 1e-6 and math.abs(y[r][2] - e[2]) < 1e-6, "row " .. r .. " shifted")
+  end
+  check(y[3][2] == 0 and math.abs(y[3][3] - 1 / (1 + math.exp(-1))) < 1e-6, "a -inf entry gets 0")
+  -- an all -inf row is NaN, as in PyTorch
+  local z = tensor.new({ { -math.huge, -math.huge } }):softmax(2)
+  check(z[1][1] ~= z[1][1], "all -inf gives NaN")
+  -- along a middle dim it is the composite exp(logSoftmax) to rounding, and rows sum to 1
+  local a = tensor.randn(2, 5, 3, { dtype = "float64" }) * 4
+  check((a:softmax(2) - a:logSoftmax(2):exp()):abs():max():item() < 1e-15, "dim 2 of 3")
+  check((a:softmax(2):sum(2) - 1):abs():max():item() < 1e-15, "sums to 1")
+end)
+
 T.finish("autograd")
