@@ -181,6 +181,8 @@ extension Tensor {
            [GradCase("logsumexp", [[3, 4]]) { try $0[0].logsumexp(dim: 1) }]),
     OpSpec("softmax", .alongDim { try $0.softmax(dim: $1) }, [
       GradCase("softmax", [[3, 4]]) { try $0[0].softmax(dim: -1) }, GradCase("softmax dim 1", [[2, 3, 4]]) { try $0[0].softmax(dim: 1) },
+      // the output itself is not kept (only a view of it): the pullback rebuilds it for second order
+      GradCase("softmax, output dropped", [[3, 4]]) { try $0[0].softmax(dim: -1).narrow(dim: 1, start: 1, length: 2) },
     ]),
     OpSpec("logSoftmax", .alongDim { try $0.logSoftmax(dim: $1) }, [GradCase("logSoftmax", [[3, 4]]) { try $0[0].logSoftmax(dim: 0) }]),
     OpSpec("norm", .reduction { try $0.norm(dims: $1, keepDim: $2) }, [GradCase("norm", [[3, 4]]) { try $0[0].norm(dims: [1]) }]),
@@ -217,7 +219,11 @@ extension Tensor {
     // Matrix products
     OpSpec("mm", .pair { try $0.mm($1) }, [GradCase("mm", [[3, 4], [4, 2]]) { try $0[0].mm($0[1]) },
                            GradCase("mm transposed", [[4, 3], [2, 4]]) { try $0[0].t().mm($0[1].t()) }]),
-    OpSpec("bmm", .pair { try $0.bmm($1) }, [GradCase("bmm", [[2, 3, 4], [2, 4, 2]]) { try $0[0].bmm($0[1]) }]),
+    OpSpec("bmm", .pair { try $0.bmm($1) }, [
+      GradCase("bmm", [[2, 3, 4], [2, 4, 2]]) { try $0[0].bmm($0[1]) },
+      // operands stored transposed take the other product for their gradients
+      GradCase("bmm of transposed views", [[2, 4, 3], [2, 5, 4]]) { try $0[0].transpose(1, 2).bmm($0[1].transpose(1, 2)) },
+    ]),
     OpSpec("matmul", .pair { try $0.matmul($1) }, [
       GradCase("matmul batch broadcast", [[2, 1, 3, 4], [3, 4, 2]]) { try $0[0].matmul($0[1]) },
       GradCase("matmul vector", [[4], [4, 3]]) { try $0[0].matmul($0[1]) }]),

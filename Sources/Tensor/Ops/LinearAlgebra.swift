@@ -154,9 +154,13 @@ extension Tensor {
       }
     }
     switch dt { case .float32: go(Float.self); case .float64: go(Double.self) }
+    // An operand stored transposed (attention's βᵀ) gets its gradient in that layout, (Bᵀ-side
+    // product)ᵀ, so it reaches the op that made it contiguous instead of as a strided view.
+    let aT = oa.transposed && M > 1 && K > 1, bT = ob.transposed && K > 1 && N > 1
     return record("bmm", out, [a, b]) { [ka = saved(a, if: b.requiresGrad), kb = saved(b, if: a.requiresGrad)] g, needs in
-      // per batch: d(AB)/dA = G·Bᵀ, d(AB)/dB = Aᵀ·G
-      [needs[0] ? try g.bmm(kb!.transpose(1, 2)) : nil, needs[1] ? try ka!.transpose(1, 2).bmm(g) : nil]
+      // per batch: d(AB)/dA = G·Bᵀ = (B·Gᵀ)ᵀ, d(AB)/dB = Aᵀ·G = (Gᵀ·A)ᵀ
+      [needs[0] ? (aT ? try kb!.bmm(g.transpose(1, 2)).transpose(1, 2) : try g.bmm(kb!.transpose(1, 2))) : nil,
+       needs[1] ? (bT ? try g.transpose(1, 2).bmm(ka!).transpose(1, 2) : try ka!.transpose(1, 2).bmm(g)) : nil]
     }
   }
 

@@ -1,6 +1,7 @@
 import Foundation
 
-/// Reductions. `sum` is the primitive; mean, var, std, logsumexp and softmax are composites.
+/// Reductions. `sum` and `softmax` are the primitives; mean, var, std, logsumexp and logSoftmax
+/// are composites.
 /// `max`/`min` along a dim are a `gather` at the arg-extreme positions, so their gradient flows
 /// to the chosen elements only (first occurrence on ties).
 
@@ -257,11 +258,37 @@ extension Tensor {
     case .float32: softmaxRows(src, into: out, Float.self)
     case .float64: softmaxRows(src, into: out, Double.self)
     }
-    return record("softmax", out, [self]) { [weak out, x = self] g, _ in
-      // dx = y ⊙ (g - Σ_d g ⊙ y): the row Jacobian diag(y) - y yᵀ applied to g
-      let y = try out ?? x.softmax(dim: last)
-      return [try y.mul(g.sub(g.mul(y).sum(dims: [last], keepDim: true)))]
+    return record("softmax", out, [self], Tensor.softmaxPullback(out, Edge(self), dim: last))
+  }
+
+  /// dx = y ⊙ (g - Σ_d g ⊙ y): the row Jacobian diag(y) - y yᵀ applied to g. It keeps y (its
+  /// storage, through a detached alias: no cycle through y's node), never x, so attention's
+  /// logits go as soon as the softmax has run. When y's own Tensor has gone and
+  /// the pullback records (createGraph), y is rebuilt over that storage with a softmax node of
+  /// its own on the same edge, so second derivatives still reach x.
+  static func softmaxPullback(_ out: Tensor, _ input: Edge?, dim d: Int) -> (Tensor, [Bool]) throws -> [Tensor?] {
+    let saved = out.detach()
+    return { [weak out] g, _ in
+      var y = out ?? saved
+      if out == nil, GradMode.isEnabled, let input {
+        y = saved.detach()
+        y.requiresGrad = true
+        y.node = Node("softmax", [input], softmaxPullback(y, input, dim: d))
+      }
+      // recording off (a plain backward): one pass per row instead of three map-sized temporaries
+      if !GradMode.isEnabled, d == y.rank - 1, y.isContiguous, g.shape == y.shape, g.dtype == y.dtype { return [try softmaxBackward(y, g)] }
+      return [try y.mul(g.sub(g.mul(y).sum(dims: [d], keepDim: true)))]
     }
+  }
+
+  /// dx = y ⊙ (g - Σ_last g ⊙ y) along the last dim, unrecorded (the pullback's fused form).
+  static func softmaxBackward(_ y: Tensor, _ g: Tensor) throws -> Tensor {
+    let dx = try Tensor.empty(y.shape, dtype: y.dtype), gc = try g.contiguousData()
+    switch y.dtype {
+    case .float32: softmaxBackwardRows(y, gc, into: dx, Float.self)
+    case .float64: softmaxBackwardRows(y, gc, into: dx, Double.self)
+    }
+    return dx
   }
 
   /// x - logsumexp(x) along `dim`. Reference: torch.log_softmax.
@@ -288,6 +315,21 @@ func softmaxRows<T: TensorScalar>(_ x: Tensor, into y: Tensor, _: T.Type) {
       }
       let inv = T(1 / s)
       for i in 0..<n { b[i] *= inv }
+    }
+  }
+}
+
+/// dx = y ⊙ (g - Σ g ⊙ y) for each row of the last dim (all contiguous), the sum in float64.
+func softmaxBackwardRows<T: TensorScalar>(_ y: Tensor, _ g: Tensor, into dx: Tensor, _: T.Type) {
+  let n = y.shape.last ?? 1, rows = n == 0 ? 0 : y.numel / n
+  let py = y.pointer(T.self), pg = g.pointer(T.self), pd = dx.pointer(T.self)
+  Parallel.forChunks(rows, grain: Swift.max(1, 16384 / Swift.max(1, n))) { r in
+    for row in r {
+      let a = py + row * n, b = pg + row * n, c = pd + row * n
+      var s = 0.0
+      for i in 0..<n { s += Double(a[i]) * Double(b[i]) }
+      let st = T(s)
+      for i in 0..<n { c[i] = a[i] * (b[i] - st) }
     }
   }
 }
