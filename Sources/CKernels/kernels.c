@@ -1,4 +1,5 @@
 #include "lg_kernels.h"
+#include <math.h>
 
 #define SUFFIX avx512
 #define TARGET __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,bmi2"), noinline))
@@ -29,11 +30,12 @@ typedef struct {
   void (*conv3x3_direct_weight)(const float *, const float *, int, int, int, int, int, long, long, float *);
   void (*wino4_weights)(const float *, int, int, int, long, long, float *);
   void (*wino4_weights_adjoint)(const float *, long, long, long, float *);
+  void (*softmax_rows)(const float *, float *, long, long, long);
 } lg_kernel_table;
 
 #define TABLE(s) { wino_input_##s, wino_output_##s, wino_output_adjoint_##s, wino4_input_##s, wino4_output_##s, \
                    wino4_output_adjoint_##s, conv3x3_direct_##s, conv3x3_direct_weight_##s, wino4_weights_##s, \
-                   wino4_weights_adjoint_##s }
+                   wino4_weights_adjoint_##s, softmax_rows_##s }
 static const lg_kernel_table tables[3] = { TABLE(base), TABLE(avx2), TABLE(avx512) };
 static const lg_kernel_table *current = &tables[0];
 static int currentLevel = 1;
@@ -75,4 +77,7 @@ void lg_wino4_weights(const float *w, int K, int C, int flip, long p0, long p1, 
 }
 void lg_wino4_weights_adjoint(const float *du, long plane, long p0, long p1, float *dw) {
   current->wino4_weights_adjoint(du, plane, p0, p1, dw);
+}
+void lg_softmax_rows(const float *x, float *y, long n, long r0, long r1) {
+  current->softmax_rows(x, y, n, r0, r1);
 }

@@ -380,10 +380,58 @@ TARGET static void NAME(wino4_weights_adjoint)(const float *du, long plane, long
     // dw = Gᵀ t: column l of t through Gᵀ gives column l of dw (rows k)
     for (int l = 0; l < 3; l++) {
       double r[3][B];
-      for (int j = 0; j < B; j++) WINO4_GT(r[0][j], r[1][j], r[2][j], t[0][l][j], t[1][l][j], t[2][l][j], t[3][l][j], t[4][l][j], t[5][l][j]);
+      for (int j = 0; j < B; j++)
+        WINO4_GT(r[0][j], r[1][j], r[2][j], t[0][l][j], t[1][l][j], t[2][l][j], t[3][l][j], t[4][l][j], t[5][l][j]);
       for (int j = 0; j < n; j++)
         for (int k = 0; k < 3; k++) dw[(base + j) * 9 + k * 3 + l] = (float)r[k][j];
     }
+  }
+}
+
+
+// Softmax of rows r0..r1-1 of x (rows of n floats, contiguous; y may be x): the row's max m (0
+// when not finite), e = exp(x - m) summed in 16 fixed lanes (then in double, in order, so the
+// bits do not depend on how rows are split), and e scaled by 1 / sum. exp is Cephes' expf
+// (Cody-Waite reduction by ln 2, a degree-6 polynomial, 2^n through the exponent bits; about
+// 1 ulp), written as plain arithmetic so the loop vectorizes; below -87.34 it is 0.
+TARGET static void NAME(softmax_rows)(const float *x, float *y, long n, long r0, long r1) {
+  for (long row = r0; row < r1; row++) {
+    const float *a = x + row * n;
+    float *b = y + row * n;
+    float top[16];   // the max in 16 lanes (exact in any order), so the loop vectorizes
+    for (int l = 0; l < 16; l++) top[l] = a[0];
+    long i = 0;
+    for (; i + 16 <= n; i += 16)
+      for (int l = 0; l < 16; l++) top[l] = a[i + l] > top[l] ? a[i + l] : top[l];
+    for (; i < n; i++) top[0] = a[i] > top[0] ? a[i] : top[0];
+    float m = top[0];
+    for (int l = 1; l < 16; l++) m = top[l] > m ? top[l] : m;
+    if (!(m - m == 0)) m = 0;
+    float lane[16] = { 0 };
+    for (long i0 = 0; i0 < n; i0 += 16) {
+      const int len = n - i0 < 16 ? (int)(n - i0) : 16;
+      for (int l = 0; l < len; l++) {
+        const float v = a[i0 + l] - m;
+        const float fn = fminf(fmaxf(floorf(v * 1.44269504088896341f + 0.5f), -126.0f), 127.0f);
+        const float r = (v - fn * 0.693359375f) + fn * 2.12194440e-4f, z = r * r;
+        float p = 1.9875691500e-4f;
+        p = p * r + 1.3981999507e-3f;
+        p = p * r + 8.3334519073e-3f;
+        p = p * r + 4.1665795894e-2f;
+        p = p * r + 1.6666665459e-1f;
+        p = p * r + 5.0000001201e-1f;
+        union { int i; float f; } scale = { .i = ((int)fn + 127) << 23 };
+        float e = (p * z + r + 1.0f) * scale.f;
+        e = v < -87.336544f ? 0.0f : (v > 88.72283f ? __builtin_inff() : e);
+        e = v == v ? e : v;
+        b[i0 + l] = e;
+        lane[l] += e;
+      }
+    }
+    double s = 0;
+    for (int l = 0; l < 16; l++) s += lane[l];
+    const float inv = (float)(1.0 / s);
+    for (long i = 0; i < n; i++) b[i] *= inv;
   }
 }
 

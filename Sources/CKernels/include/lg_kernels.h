@@ -31,6 +31,9 @@ void lg_wino4_output_adjoint(const float *dy, int K, int H, int W, int r0, int n
 void lg_wino4_weights(const float *w, int K, int C, int flip, long p0, long p1, float *u);
 void lg_wino4_weights_adjoint(const float *du, long plane, long p0, long p1, float *dw);
 
+// y = softmax of rows r0..r1-1 of x (rows of n floats, contiguous; y may be x).
+void lg_softmax_rows(const float *x, float *y, long n, long r0, long r1);
+
 // Direct 3x3 convolution, stride 1, padding 1, float32, for layers with few input or output
 // channels (an RGB or single-channel layer), where GEMMs are thin:
 //   y[n][k] (=/+=) Σ_c Σ_ij w[k][c][i][j] x[n][c][h+i-1][w+j-1]   (flip: w read as the

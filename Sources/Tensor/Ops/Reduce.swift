@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 
 /// Reductions. `sum` and `softmax` are the primitives; mean, var, std, logsumexp and logSoftmax
@@ -296,11 +297,17 @@ extension Tensor {
 }
 
 /// y = softmax of each row of x's last dim (x contiguous; y may be x): the max, then exp(x - max)
-/// summed in float64, then scaled by the sum's reciprocal, as PyTorch's CPU kernel scales. Rows
+/// summed in float64 (float32: CKernels' softmax_rows), then scaled by the sum's reciprocal, as
+/// PyTorch's CPU kernel scales. Rows
 /// are split across threads, each row summed in order, so any thread count gives the same bits.
 func softmaxRows<T: TensorScalar>(_ x: Tensor, into y: Tensor, _: T.Type) {
   let n = x.shape.last ?? 1, rows = n == 0 ? 0 : x.numel / n
   let px = x.pointer(T.self), py = y.pointer(T.self)
+  if T.self == Float.self {   // the vector kernel for this CPU (CKernels: a vectorizable expf, lanes summed in order)
+    let xf = UnsafeRawPointer(px).assumingMemoryBound(to: Float.self), yf = UnsafeMutableRawPointer(py).assumingMemoryBound(to: Float.self)
+    Parallel.forChunks(rows, grain: Swift.max(1, 16384 / Swift.max(1, n))) { r in lg_softmax_rows(xf, yf, n, r.lowerBound, r.upperBound) }
+    return
+  }
   Parallel.forChunks(rows, grain: Swift.max(1, 16384 / Swift.max(1, n))) { r in
     for row in r {
       let a = px + row * n, b = py + row * n
