@@ -296,19 +296,24 @@ extension Tensor {
   public func logSoftmax(dim: Int) throws -> Tensor { try sub(logsumexp(dim: dim, keepDim: true)) }
 }
 
+/// Runs body(n, rows) over the rows of t's last dim (n elements each), split across threads
+/// by a grain fixed by the shape: a row is always one worker's, so sums along it are in order.
+func forEachRowChunk(_ t: Tensor, _ body: (Int, Range<Int>) -> Void) {
+  let n = t.shape.last ?? 1, rows = n == 0 ? 0 : t.numel / n
+  Parallel.forChunks(rows, grain: Swift.max(1, 16384 / Swift.max(1, n))) { body(n, $0) }
+}
+
 /// y = softmax of each row of x's last dim (x contiguous; y may be x): the max, then exp(x - max)
 /// summed in float64 (float32: CKernels' softmax_rows), then scaled by the sum's reciprocal, as
-/// PyTorch's CPU kernel scales. Rows
-/// are split across threads, each row summed in order, so any thread count gives the same bits.
+/// PyTorch's CPU kernel scales. Each row is summed in order, so any thread count gives the same bits.
 func softmaxRows<T: TensorScalar>(_ x: Tensor, into y: Tensor, _: T.Type) {
-  let n = x.shape.last ?? 1, rows = n == 0 ? 0 : x.numel / n
   let px = x.pointer(T.self), py = y.pointer(T.self)
   if T.self == Float.self {   // the vector kernel for this CPU (CKernels: a vectorizable expf, lanes summed in order)
     let xf = UnsafeRawPointer(px).assumingMemoryBound(to: Float.self), yf = UnsafeMutableRawPointer(py).assumingMemoryBound(to: Float.self)
-    Parallel.forChunks(rows, grain: Swift.max(1, 16384 / Swift.max(1, n))) { r in lg_softmax_rows(xf, yf, n, r.lowerBound, r.upperBound) }
+    forEachRowChunk(x) { n, r in lg_softmax_rows(xf, yf, n, r.lowerBound, r.upperBound) }
     return
   }
-  Parallel.forChunks(rows, grain: Swift.max(1, 16384 / Swift.max(1, n))) { r in
+  forEachRowChunk(x) { n, r in
     for row in r {
       let a = px + row * n, b = py + row * n
       var m = a[0]
@@ -328,9 +333,8 @@ func softmaxRows<T: TensorScalar>(_ x: Tensor, into y: Tensor, _: T.Type) {
 
 /// dx = y ⊙ (g - Σ g ⊙ y) for each row of the last dim (all contiguous), the sum in float64.
 func softmaxBackwardRows<T: TensorScalar>(_ y: Tensor, _ g: Tensor, into dx: Tensor, _: T.Type) {
-  let n = y.shape.last ?? 1, rows = n == 0 ? 0 : y.numel / n
   let py = y.pointer(T.self), pg = g.pointer(T.self), pd = dx.pointer(T.self)
-  Parallel.forChunks(rows, grain: Swift.max(1, 16384 / Swift.max(1, n))) { r in
+  forEachRowChunk(y) { n, r in
     for row in r {
       let a = py + row * n, b = pg + row * n, c = pd + row * n
       var s = 0.0
