@@ -251,10 +251,11 @@ extension TensorLib {
         return 0
       }),
       ("memory", { c in
-        lua_createtable(c.L, 0, 4)
+        lua_createtable(c.L, 0, 6)
         c.push(MemoryAccounting.liveBytes); c.setField(-1, "tensorBytes")
         c.push(MemoryAccounting.peakBytes); c.setField(-1, "peakTensorBytes")
         c.push(residentBytes()); c.setField(-1, "rss")
+        c.push(StorageAllocator.cachedBytes); c.setField(-1, "cachedBytes")
         c.push(Int(lg_gc_count_kb(c.L)) * 1024); c.setField(-1, "luaBytes")
         if let limit = MemoryAccounting.limitBytes { c.push(limit); c.setField(-1, "limit") }
         return 1

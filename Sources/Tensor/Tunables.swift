@@ -40,7 +40,7 @@ public enum Tunables {
     "tiles per sub-block in the small-layer weight gradient")
   public static let directMaxChannels = Knob("LG_DIRECT_MAX", 4, 0...64,
     "3x3 convolutions with at most this many output channels (a generator's image layer) use the direct kernel")
-  public static let poolPercentOfPeak = Knob("LG_POOL_FRACTION", 110, 0...1000,
+  public static let poolPercentOfPeak = Knob("LG_POOL_FRACTION", 130, 0...1000,
     "percent of the peak of live tensor bytes that live plus pooled (freed, kept for reuse) bytes may reach")
   public static let poolFloorMB = Knob("LG_POOL_FLOOR_MB", 256, 0...1 << 20,
     "MiB the allocator's reuse pool may hold whatever the peak")

@@ -44,8 +44,8 @@ struct ConvGeometry {
 }
 
 /// Scratch buffers for column matrices and Winograd transforms. They come from the storage
-/// allocator's size-class pool, so a network whose layers need different sizes reuses each
-/// one instead of re-faulting fresh pages (a 4-slot private pool thrashed on such networks).
+/// allocator's segments, so a network whose layers need different sizes reuses pages already
+/// touched instead of re-faulting fresh ones (a 4-slot private pool thrashed on such networks).
 enum Scratch {
   static func with<T, R>(_: T.Type, count: Int, _ body: (UnsafeMutablePointer<T>) throws -> R) throws -> R {
     let size = StorageAllocator.sizeClass(Swift.max(64, count * MemoryLayout<T>.stride))

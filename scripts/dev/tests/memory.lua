@@ -3,7 +3,7 @@
 local T = require("testing")
 
 T.test("3000 iterations of 4 MiB temporaries stay under 300 MiB resident", function()
-  local peakRss, peakTensors = 0, 0
+  local peakRss, peakTensors, peakCached = 0, 0, 0
   local a = tensor.ones(1024, 1024)  -- 4 MiB of float32
   local t0 = tensor.clock()
   for i = 1, 3000 do
@@ -15,6 +15,7 @@ T.test("3000 iterations of 4 MiB temporaries stay under 300 MiB resident", funct
       local m = tensor.memory()
       peakRss = math.max(peakRss, m.rss)
       peakTensors = math.max(peakTensors, m.tensorBytes)
+      peakCached = math.max(peakCached, m.cachedBytes)
     end
     assert(e)
   end
@@ -22,6 +23,8 @@ T.test("3000 iterations of 4 MiB temporaries stay under 300 MiB resident", funct
   print(("memory: 3000 iterations x 4 x 4 MiB in %.1f s; peak resident %.1f MiB, peak live tensors %.1f MiB")
     :format(tensor.clock() - t0, peakRss / mib, peakTensors / mib))
   T.check(peakTensors <= 64 * mib, ("live tensors reached %.1f MiB"):format(peakTensors / mib))
+  -- freed blocks kept for reuse stay under the allocator's floor (the live peak is small)
+  T.check(peakCached > 0 and peakCached <= 256 * mib, ("cached %.1f MiB"):format(peakCached / mib))
   if tensor.config().addressSanitizer then   -- its quarantine keeps freed blocks resident
     print("memory: resident size not bounded under AddressSanitizer")
   else
