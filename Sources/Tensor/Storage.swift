@@ -234,7 +234,9 @@ public enum StorageAllocator {
       if k > 0, segments[k - 1].base + segments[k - 1].size > segment.base { return "segments \(k - 1) and \(k) overlap" }
       var end = segment.base
       for (i, r) in segment.free.enumerated() {
-        if r.size <= 0 || r.start < end || r.start + r.size > segment.base + segment.size { return "segment \(k) free range \(i) out of place" }
+        if r.size <= 0 || r.start < end || r.start + r.size > segment.base + segment.size {
+          return "segment \(k) free range \(i) out of place"
+        }
         if i > 0, r.start == end, segment.free[i - 1].resident == r.resident { return "segment \(k) free ranges \(i - 1), \(i) not merged" }
         if r.resident { resident += r.size }
         end = r.start + r.size
