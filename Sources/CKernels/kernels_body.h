@@ -131,22 +131,34 @@ static inline wino4_segment wino4_segment_at(long t, int left, int r0, int th, i
 TARGET static void NAME(wino4_input)(const float *x, int C, int H, int W, int r0, int nr, int c0, int c1, float *v) {
   const int th = (H + 3) / 4, tw = (W + 3) / 4;
   const long tb = (long)nr * tw;
-  float d[36][WINO4_CHUNK], u[36][WINO4_CHUNK];
+  float d[36][WINO4_CHUNK], u[36][WINO4_CHUNK], padded[4 * WINO4_CHUNK + 2];
   for (int c = c0; c < c1; c++) {
     for (long j0 = 0; j0 < tb; j0 += WINO4_CHUNK) {
       const int len = (int)(tb - j0 < WINO4_CHUNK ? tb - j0 : WINO4_CHUNK);
       for (int j0s = 0; j0s < len;) {   // one tile row segment at a time
         const wino4_segment seg = wino4_segment_at(j0 + j0s, len - j0s, r0, th, tw, W);
         const float *plane = x + ((long)seg.n * C + c) * H * W;
-        const int y0 = 4 * seg.ty - 1, rowsInside = y0 >= 0 && y0 + 5 < H;
-        for (int j = j0s, x0 = 4 * seg.tx0 - 1; j < j0s + seg.cnt; j++, x0 += 4) {
-          if (rowsInside && x0 >= 0 && x0 + 5 < W) {
-            for (int a = 0; a < 6; a++) for (int b = 0; b < 6; b++) d[a * 6 + b][j] = plane[(long)(y0 + a) * W + x0 + b];
+        // Patch rows are read from the image, or, where a row or the segment's columns
+        // 4·tx0 - 1 ... 4·(tx0 + cnt) + 1 leave it, from a zero-padded copy: every tile then takes
+        // the same six stride-4 streams per row, which vectorize.
+        const int y0 = 4 * seg.ty - 1, xs = 4 * seg.tx0 - 1, span = 4 * seg.cnt + 2;
+        for (int a = 0; a < 6; a++) {
+          const int iy = y0 + a;
+          const float *row = padded;
+          if (iy >= 0 && iy < H && xs >= 0 && xs + span <= W) {
+            row = plane + (long)iy * W + xs;
           } else {
-            for (int a = 0; a < 6; a++) for (int b = 0; b < 6; b++) {
-              const int iy = y0 + a, ix = x0 + b;
-              d[a * 6 + b][j] = (iy >= 0 && iy < H && ix >= 0 && ix < W) ? plane[(long)iy * W + ix] : 0;
+            for (int i = 0; i < span; i++) padded[i] = 0;
+            if (iy >= 0 && iy < H) {
+              const int from = xs < 0 ? 0 : xs, to = xs + span < W ? xs + span : W;
+              for (int ix = from; ix < to; ix++) padded[ix - xs] = plane[(long)iy * W + ix];
             }
+          }
+          float *restrict e0 = d[a * 6] + j0s, *restrict e1 = d[a * 6 + 1] + j0s, *restrict e2 = d[a * 6 + 2] + j0s;
+          float *restrict e3 = d[a * 6 + 3] + j0s, *restrict e4 = d[a * 6 + 4] + j0s, *restrict e5 = d[a * 6 + 5] + j0s;
+          for (int q = 0; q < seg.cnt; q++) {
+            e0[q] = row[4 * q]; e1[q] = row[4 * q + 1]; e2[q] = row[4 * q + 2];
+            e3[q] = row[4 * q + 3]; e4[q] = row[4 * q + 4]; e5[q] = row[4 * q + 5];
           }
         }
         j0s += seg.cnt;
