@@ -301,7 +301,13 @@ public final class Storage {
     if let limit = MemoryAccounting.limitBytes, bytes > limit - Swift.min(limit, MemoryAccounting.liveBytes) {
       throw TensorError("cannot allocate \(Storage.humanBytes(bytes)) for a tensor: \(Storage.humanBytes(MemoryAccounting.liveBytes)) of the limit of \(Storage.humanBytes(limit)) (tensor.setMemoryLimit) already live")
     }
-    try Memory.checkHeadroom(bytes, "a tensor")
+    do {
+      try Memory.checkHeadroom(bytes, "a tensor")
+    } catch {
+      // The allocator's free memory counts against the limits until it is handed back.
+      StorageAllocator.emptyCache()
+      try Memory.checkHeadroom(bytes, "a tensor")
+    }
     let size = StorageAllocator.sizeClass(bytes)
     guard let block = StorageAllocator.allocate(size) else {
       throw TensorError("out of memory allocating \(Storage.humanBytes(bytes)) for a tensor")

@@ -363,5 +363,19 @@ T.test("12. allocations larger than the process may take are Lua errors", functi
   end
 end)
 
+-- Freed tensors stay mapped in the allocator's cache (up to 1.3x the live peak); under an
+-- address-space limit, a request that fits only once the cache is handed back must still succeed.
+T.test("13. memory freed to the allocator's cache is usable under the limit", function()
+  if not allocationsOnly then return end
+  local held = {}
+  for i = 1, 400 do held[i] = tensor.ones(1024, 1024) end   -- 1.6 GiB
+  held = nil
+  collectgarbage()
+  check(tensor.memory().cachedBytes > 1 << 30, ("cached %d bytes"):format(tensor.memory().cachedBytes))
+  local ok, big = pcall(tensor.zeros, 590, 1024, 1024)       -- 2.3 GiB
+  check(ok, "after freeing 1.6 GiB: " .. tostring(big))
+  if ok then check(big:numel() == 590 * 1024 * 1024) end
+end)
+
 os.execute("rm -rf '" .. tmp .. "'")
 T.finish()
