@@ -343,12 +343,15 @@ public final class LuaVM {
 
   // MARK: - Collector pacing (DESIGN.md house decision 3)
 
+  /// A full collection, charged to "(collector)" in `tensor.profile`.
+  static func collect(_ L: LuaState) { Profiler.charge("(collector)") { lg_gc_collect(L) } }
+
   /// A backward pass has just freed its graph: the forward's activations are now held only by
   /// Lua values that went out of scope. When they are big, collect them now, before the next
   /// step allocates its own (otherwise a GAN step's peak holds two steps of activations).
   static func collectAfterBackward(_ L: LuaState) {
     guard MemoryAccounting.liveBytes >= collectAfterBackwardBytes else { return }
-    lg_gc_collect(L)
+    collect(L)
     let ctx = lg_context(L)!
     ctx.pointee.sinceCollect = 0
     ctx.pointee.softLimit = Swift.max(softLimitBase, Int64(MemoryAccounting.liveBytes) * 3 / 2)
@@ -365,7 +368,7 @@ public final class LuaVM {
     guard !GradMode.isEnabled else { return }
     let ctx = lg_context(L)!
     guard ctx.pointee.sinceCollect >= collectBeforeCallBytes else { return }
-    lg_gc_collect(L)
+    collect(L)
     ctx.pointee.sinceCollect = 0
   }
   static let collectBeforeCallBytes: Int64 = 64 << 20
@@ -386,11 +389,11 @@ public final class LuaVM {
     if ctx.pointee.gcCarry >= 64 << 10 {
       let kb = ctx.pointee.gcCarry >> 10
       ctx.pointee.gcCarry &= 1023
-      lg_gc_step(L, Int32(clamping: kb))
+      Profiler.charge("(collector)") { lg_gc_step(L, Int32(clamping: kb)) }
     }
     let live = Int64(MemoryAccounting.liveBytes)
     if live > ctx.pointee.softLimit {
-      lg_gc_collect(L)
+      collect(L)
       ctx.pointee.sinceCollect = 0
       let after = Int64(MemoryAccounting.liveBytes)
       ctx.pointee.softLimit = Swift.max(softLimitBase, after + after / 2)

@@ -4,7 +4,7 @@ import Synchronization
 /// A coarse op-level profiler (`tensor.profile(fn)` in Lua): while enabled, the time between
 /// one recorded op and the next is charged to the later op, so each primitive collects its
 /// kernel time (plus the interpreter time that led to it); ops run inside pullbacks are
-/// charged as "backward <op>". Costs nothing when off.
+/// charged as "backward <op>", the collector's runs as "(collector)". Costs nothing when off.
 public enum Profiler {
   nonisolated(unsafe) public private(set) static var isEnabled = false
   nonisolated(unsafe) static var inBackward = false
@@ -25,6 +25,20 @@ public enum Profiler {
     isEnabled = false
     return totals.map { (op: $0.key, calls: $0.value.calls, seconds: Double($0.value.nanoseconds) * 1e-9) }
       .sorted { $0.seconds > $1.seconds }
+  }
+
+  /// Runs `body` and charges its time to `label` instead of to the next op: the collector's runs
+  /// (and the storages they free) would otherwise land on whichever op happened to trigger them.
+  public static func charge<R>(_ label: String, _ body: () throws -> R) rethrows -> R {
+    guard isEnabled else { return try body() }
+    let t0 = now()
+    defer {
+      let elapsed = now() &- t0
+      let old = totals[label] ?? (0, 0)
+      totals[label] = (old.calls + 1, old.nanoseconds + elapsed)
+      last &+= elapsed
+    }
+    return try body()
   }
 
   /// Charges the time since the previous mark to `op`.

@@ -25,7 +25,8 @@ end
 --- tensor.profile(fn, ...) -> report, fn's results: runs fn(...) with the op profiler on.
 -- The report lists {op=, calls=, seconds=} rows, the most expensive first: each op is charged
 -- the time since the op before it (its kernel and the Lua that led to it), ops inside
--- pullbacks as "backward <op>". tostring(report) prints a table.
+-- pullbacks as "backward <op>", the collector's runs (and the storages they free) as
+-- "(collector)". tostring(report) prints a table.
 local reportMeta = {
   __tostring = function(rows)
     local total = 0

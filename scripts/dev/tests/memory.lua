@@ -32,6 +32,19 @@ T.test("3000 iterations of 4 MiB temporaries stay under 300 MiB resident", funct
   end
 end)
 
+-- The collector's runs free storages; tensor.profile shows them on their own line instead of
+-- charging them to whichever op triggered them.
+T.test("tensor.profile puts the collector's time on a line of its own", function()
+  local a = tensor.ones(1024, 1024)
+  local report = tensor.profile(function()
+    for _ = 1, 100 do assert((a * 2 + 1):sqrt()) end   -- 1.2 GB of garbage in 4 MiB tensors
+  end)
+  local rows = {}
+  for _, r in ipairs(report) do rows[r.op] = r end
+  T.check(rows["(collector)"] and rows["(collector)"].calls > 0, "no (collector) row in\n" .. tostring(report))
+  T.check(rows.mul and rows.mul.calls == 100, "mul's calls:\n" .. tostring(report))
+end)
+
 -- Issue 30: with no graph to record, a forward holds its weights and a few activations. At the
 -- output of BigGAN-deep (the largest activations: the last block's skip and output, the output
 -- BN and conv, each `unit` bytes) the forward written without in-place steps held 5.5 units at
