@@ -125,9 +125,13 @@ extension Tensor {
            beta: 0, C: out.pointer(T.self), ldc: N)
     }
     switch dt { case .float32: go(Float.self); case .float64: go(Double.self) }
+    // An operand stored transposed (linear's Wᵀ) gets its gradient in that layout, as bmm's do:
+    // the permute back to W is then contiguous, and W.grad accumulates without a strided add.
+    let aT = oa.transposed && M > 1 && K > 1, bT = ob.transposed && K > 1 && N > 1
     return record("mm", out, [a, b]) { [ka = saved(a, if: b.requiresGrad), kb = saved(b, if: a.requiresGrad)] g, needs in
-      // d(AB)/dA = G·Bᵀ, d(AB)/dB = Aᵀ·G
-      [needs[0] ? try g.mm(kb!.t()) : nil, needs[1] ? try ka!.t().mm(g) : nil]
+      // d(AB)/dA = G·Bᵀ = (B·Gᵀ)ᵀ, d(AB)/dB = Aᵀ·G = (Gᵀ·A)ᵀ
+      [needs[0] ? (aT ? try kb!.mm(g.t()).t() : try g.mm(kb!.t())) : nil,
+       needs[1] ? (bT ? try g.t().mm(ka!).t() : try ka!.t().mm(g)) : nil]
     }
   }
 

@@ -117,4 +117,21 @@ T.test("softmax: rows far from 0, -inf entries and any dim, as torch.softmax", f
   check((a:softmax(2):sum(2) - 1):abs():max():item() < 1e-15, "sums to 1")
 end)
 
+-- linear computes x·Wᵀ with Wᵀ a transposed view; mm returns that operand's gradient in its
+-- layout, so W.grad arrives contiguous and later steps accumulate into it in place (a strided
+-- add of a transposed gradient cost 4 ms per step for a 4096x512 weight).
+T.test("a linear layer's weight gradient is contiguous and accumulates in place", function()
+  local lin = nn.Linear(6, 5)
+  local x = tensor.randn(3, 6)
+  check(tensor.grad(lin(x):sum(), lin.weight)[1]:isContiguous(), "the gradient as backward produces it")
+  lin(x):sum():backward()
+  local g1 = lin.weight.grad
+  check(g1:isContiguous(), "weight.grad after one backward")
+  local first = g1:clone()
+  lin(x):sum():backward()
+  check(lin.weight.grad:isContiguous(), "weight.grad after two")
+  check((lin.weight.grad - first * 2):abs():max():item() < 1e-6, "accumulated twice")
+  check((first - x:sum(1):reshape(1, 6):expand(5, 6)):abs():max():item() < 1e-6, "dW = Σ_n x")
+end)
+
 T.finish("autograd")
