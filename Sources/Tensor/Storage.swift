@@ -246,6 +246,12 @@ public enum StorageAllocator {
     return resident == cached ? nil : "cached \(cached) bytes but \(resident) resident free"
   }
 
+  /// ", under <the tightest limit> (N left)" for an out-of-memory message, or "".
+  static func limitNote() -> String {
+    guard let room = MemoryAccounting.headroom() else { return "" }
+    return " (\(Storage.humanBytes(room.bytes)) left under \(room.limit))"
+  }
+
   /// Returns every cached block to the system.
   public static func emptyCache() {
     lock.lock()
@@ -310,7 +316,8 @@ public final class Storage {
     }
     let size = StorageAllocator.sizeClass(bytes)
     guard let block = StorageAllocator.allocate(size) else {
-      throw TensorError("out of memory allocating \(Storage.humanBytes(bytes)) for a tensor")
+      throw TensorError("out of memory allocating \(Storage.humanBytes(bytes)) for a tensor: the system refused it with "
+                        + "\(Storage.humanBytes(MemoryAccounting.liveBytes)) of tensors live\(StorageAllocator.limitNote())")
     }
     raw = block.pointer
     allocatedBytes = block.size

@@ -50,7 +50,7 @@ enum Scratch {
   static func with<T, R>(_: T.Type, count: Int, _ body: (UnsafeMutablePointer<T>) throws -> R) throws -> R {
     let size = StorageAllocator.sizeClass(Swift.max(64, count * MemoryLayout<T>.stride))
     guard let block = StorageAllocator.allocate(size) else {
-      throw TensorError("out of memory allocating a \(Storage.humanBytes(size)) convolution buffer")
+      throw TensorError("out of memory allocating a \(Storage.humanBytes(size)) convolution buffer\(StorageAllocator.limitNote())")
     }
     defer { StorageAllocator.release(block.pointer, block.size) }
     return try body(block.pointer.bindMemory(to: T.self, capacity: count))
