@@ -34,8 +34,7 @@ public enum Profiler {
     let t0 = now()
     defer {
       let elapsed = now() &- t0
-      let old = totals[label] ?? (0, 0)
-      totals[label] = (old.calls + 1, old.nanoseconds + elapsed)
+      add(label, elapsed)
       last &+= elapsed
     }
     return try body()
@@ -44,10 +43,13 @@ public enum Profiler {
   /// Charges the time since the previous mark to `op`.
   static func mark(_ op: String) {
     let t = now()
-    let key = inBackward ? "backward " + op : op
-    let old = totals[key] ?? (0, 0)
-    totals[key] = (old.calls + 1, old.nanoseconds + (t &- last))
+    add(inBackward ? "backward " + op : op, t &- last)
     last = t
+  }
+
+  static func add(_ key: String, _ nanoseconds: UInt64) {
+    let old = totals[key] ?? (0, 0)
+    totals[key] = (old.calls + 1, old.nanoseconds + nanoseconds)
   }
 }
 

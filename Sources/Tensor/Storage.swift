@@ -165,17 +165,16 @@ public enum StorageAllocator {
   static func insertFree(_ range: FreeRange, into segment: Segment) {
     var range = range
     var i = firstIndex(in: segment.free) { $0.start < range.start }
-    if i < segment.free.count, segment.free[i].resident == range.resident, range.start + range.size == segment.free[i].start {
-      range.size += segment.free[i].size
-      range.freedAt = Swift.max(range.freedAt, segment.free[i].freedAt)
-      segment.free.remove(at: i)
+    func absorb(_ j: Int) {   // merges free[j], which touches `range` and has its residency
+      let other = segment.free.remove(at: j)
+      range.start = Swift.min(range.start, other.start)
+      range.size += other.size
+      range.freedAt = Swift.max(range.freedAt, other.freedAt)
     }
+    if i < segment.free.count, segment.free[i].resident == range.resident, range.start + range.size == segment.free[i].start { absorb(i) }
     if i > 0, segment.free[i - 1].resident == range.resident, segment.free[i - 1].start + segment.free[i - 1].size == range.start {
       i -= 1
-      range.start = segment.free[i].start
-      range.size += segment.free[i].size
-      range.freedAt = Swift.max(range.freedAt, segment.free[i].freedAt)
-      segment.free.remove(at: i)
+      absorb(i)
     }
     segment.free.insert(range, at: i)
   }
@@ -215,11 +214,10 @@ public enum StorageAllocator {
     munmap(UnsafeMutableRawPointer(bitPattern: segment.base), segment.size)
   }
 
-  /// Returns free memory to the system: every resident free range, and every wholly free
-  /// segment's mapping. Caller holds the lock.
+  /// Returns free memory to the system: every resident free range (a segment left wholly free is
+  /// unmapped as it happens). Caller holds the lock.
   static func releaseFree() {
     while returnOldestRange() {}
-    for segment in segments where segment.isWhollyFree { unmap(segment) }
     publish()
   }
 
