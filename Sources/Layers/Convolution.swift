@@ -5,13 +5,22 @@ import Tensor
 /// Reference: torch.nn.Conv2d.
 public final class Conv2d: WeightedModule {
   public let inChannels: Int, outChannels: Int, kernel: (Int, Int), spec: ConvSpec, hasBias: Bool
+  /// The forward computes only the first `outputsUsed` output channels (nil: all): a layer
+  /// whose later channels are thrown away, as pytorch-pretrained-BigGAN's 128-wide RGB conv of
+  /// which the image keeps 3, need not make them (at 512 px and batch 8 they are 1 GiB). The
+  /// weight keeps all outChannels rows (spectral norm's σ is still the whole matrix's).
+  public let outputsUsed: Int?
 
   public init(_ inChannels: Int, _ outChannels: Int, kernel: (Int, Int), stride: (Int, Int) = (1, 1),
               padding: (Int, Int) = (0, 0), bias: Bool = true, equalized: Bool = false,
-              gain: Double = 2.0.squareRoot(), generator: Generator = .global) throws {
+              gain: Double = 2.0.squareRoot(), outputsUsed: Int? = nil, generator: Generator = .global) throws {
     guard inChannels > 0, outChannels > 0, kernel.0 > 0, kernel.1 > 0 else {
       throw TensorError("Conv2d: channels and kernel size must be positive, got \(inChannels), \(outChannels), \(kernel.0)x\(kernel.1)")
     }
+    if let k = outputsUsed, k < 1 || k > outChannels {
+      throw TensorError("Conv2d: outputsUsed must be in 1...\(outChannels) (the output channels), got \(k)")
+    }
+    self.outputsUsed = outputsUsed
     guard stride.0 > 0, stride.1 > 0, padding.0 >= 0, padding.1 >= 0 else {
       throw TensorError("Conv2d: stride must be positive and padding >= 0")
     }
@@ -27,7 +36,12 @@ public final class Conv2d: WeightedModule {
 
   public override func forward(_ inputs: [Tensor]) throws -> Tensor {
     try expectInputs(inputs, 1, "1 input (N, \(inChannels), H, W)")
-    return try Tensor.conv2d(inputs[0], effectiveWeight(), bias: parameter("bias"), spec: spec)
+    var w = try effectiveWeight(), b = parameter("bias")
+    if let k = outputsUsed, k < outChannels {
+      w = try w.narrow(dim: 0, start: 0, length: k)
+      b = try b?.narrow(dim: 0, start: 0, length: k)
+    }
+    return try Tensor.conv2d(inputs[0], w, bias: b, spec: spec)
   }
 
   public override var summary: String {
@@ -36,11 +50,12 @@ public final class Conv2d: WeightedModule {
     func pair(_ p: (Int, Int)) -> String { p.0 == p.1 ? "\(p.0)" : "(\(p.0), \(p.1))" }
     if spec.stride != (1, 1) { s += ", stride=\(pair(spec.stride))" }
     if spec.padding != (0, 0) { s += ", padding=\(pair(spec.padding))" }
+    if let k = outputsUsed { s += ", outputsUsed=\(k)" }
     return s + (hasBias ? "" : ", bias=false") + reparametrizationSummary + ")"
   }
   public override func makeShell() throws -> Module {
     try Conv2d(inChannels, outChannels, kernel: kernel, stride: spec.stride, padding: spec.padding, bias: hasBias,
-               generator: Generator(seed: 0))
+               outputsUsed: outputsUsed, generator: Generator(seed: 0))
   }
 }
 

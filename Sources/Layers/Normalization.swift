@@ -50,7 +50,7 @@ func crossReplicaBatchNorm(_ x: Tensor, channels c: Int, scale: Tensor?, shift: 
 /// the unbiased variance; eval mode uses the running estimates.
 /// Reference: torch.nn.functional.batch_norm.
 func batchNormalize(_ x: Tensor, _ module: Module, channels: Int, momentum: Double, eps: Double,
-                    scale: Tensor? = nil, shift: Tensor? = nil) throws -> Tensor {
+                    scale: Tensor? = nil, shift: Tensor? = nil, inPlace: Bool = false) throws -> Tensor {
   guard x.rank == 4, x.shape[1] == channels else {
     throw TensorError("\(module.typeName): input must be (N, \(channels), H, W), got \(formatShape(x.shape))")
   }
@@ -85,6 +85,15 @@ func batchNormalize(_ x: Tensor, _ module: Module, channels: Int, momentum: Doub
   if folds, let s = scale { alpha = try alpha.mul(s.reshape([1, c, 1, 1])) }
   var beta = try mean.mul(alpha).neg()
   if folds, let t = shift { beta = try t.reshape([1, c, 1, 1]).sub(mean.mul(alpha)) }
+  // inPlace (the caller's promise that nothing else reads x): with no graph to record, the same
+  // steps are written over x, the same bits and no second tensor of x's size.
+  let records = GradMode.isEnabled && ([x, alpha, beta] + [scale, shift].compactMap { $0 }).contains { $0.requiresGrad }
+  if inPlace && !records && x.isContiguous {
+    try x.mul_(alpha).add_(beta)
+    if !folds, let s = scale { try x.mul_(s.reshape([s.shape[0], c, 1, 1])) }
+    if !folds, let t = shift { try x.add_(t.reshape([t.shape[0], c, 1, 1])) }
+    return x
+  }
   var y = try x.mul(alpha).addIntoFresh(beta)
   if !folds, let s = scale { y = try y.mulIntoFresh(s.reshape([s.shape[0], c, 1, 1])) }
   if !folds, let t = shift { y = try y.addIntoFresh(t.reshape([t.shape[0], c, 1, 1])) }
@@ -95,13 +104,16 @@ func batchNormalize(_ x: Tensor, _ module: Module, channels: Int, momentum: Doub
 /// Reference: torch.nn.BatchNorm2d.
 public final class BatchNorm2d: Module, CrossReplicaNormalization {
   public let channels: Int, eps: Double, momentum: Double, affine: Bool
+  /// In eval mode with no graph to record, the output is written over the input (which nothing
+  /// else may read then: a generator's last activation at 512 px is 1 GiB at batch 8).
+  public let inPlace: Bool
   /// Training statistics over every replica's batch (cross-replica BatchNorm).
   public var crossReplica = false
 
-  public init(_ channels: Int, eps: Double = 1e-5, momentum: Double = 0.1, affine: Bool = true) throws {
+  public init(_ channels: Int, eps: Double = 1e-5, momentum: Double = 0.1, affine: Bool = true, inPlace: Bool = false) throws {
     guard channels > 0 else { throw TensorError("BatchNorm2d: channel count must be positive, got \(channels)") }
     guard eps > 0, momentum >= 0, momentum <= 1 else { throw TensorError("BatchNorm2d: eps must be > 0 and momentum in [0, 1]") }
-    self.channels = channels; self.eps = eps; self.momentum = momentum; self.affine = affine
+    self.channels = channels; self.eps = eps; self.momentum = momentum; self.affine = affine; self.inPlace = inPlace
     super.init(typeName: "BatchNorm2d")
     if affine {
       let w = try Tensor.ones([channels]); w.requiresGrad = true
@@ -117,11 +129,14 @@ public final class BatchNorm2d: Module, CrossReplicaNormalization {
     try expectInputs(inputs, 1, "1 input (N, \(channels), H, W)")
     let scale = affine ? try requireParameter("weight").reshape([1, channels]) : nil
     let shift = affine ? try requireParameter("bias").reshape([1, channels]) : nil
-    return try batchNormalize(inputs[0], self, channels: channels, momentum: momentum, eps: eps, scale: scale, shift: shift)
+    return try batchNormalize(inputs[0], self, channels: channels, momentum: momentum, eps: eps, scale: scale, shift: shift,
+                              inPlace: inPlace)
   }
 
-  public override var summary: String { "(\(channels), eps=\(eps), momentum=\(momentum)\(affine ? "" : ", affine=false"))" }
-  public override func makeShell() throws -> Module { try BatchNorm2d(channels, eps: eps, momentum: momentum, affine: affine) }
+  public override var summary: String {
+    "(\(channels), eps=\(eps), momentum=\(momentum)\(affine ? "" : ", affine=false")\(inPlace ? ", inPlace" : ""))"
+  }
+  public override func makeShell() throws -> Module { try BatchNorm2d(channels, eps: eps, momentum: momentum, affine: affine, inPlace: inPlace) }
 }
 
 /// BigGAN's class-conditional batch norm (ccbn): BN without an affine of its own, then

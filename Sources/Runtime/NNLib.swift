@@ -66,7 +66,7 @@ enum NNLib {
         let o = try c.options(4)
         let m = try Conv2d(c.integer(1), c.integer(2), kernel: kernelArg(c, 3), stride: o.pair("stride", (1, 1)),
                            padding: o.pair("padding", (0, 0)), bias: o.bool("bias", true), equalized: o.bool("equalized", false),
-                           gain: o.number("gain", 2.0.squareRoot()))
+                           gain: o.number("gain", 2.0.squareRoot()), outputsUsed: o.integer("outputsUsed"))
         try o.finish()
         return m
       }),
@@ -81,7 +81,8 @@ enum NNLib {
       ("_Embedding", make { c in try Embedding(c.integer(1), c.integer(2)) }),
       ("_BatchNorm2d", make { c in
         let o = try c.options(2)
-        let m = try BatchNorm2d(c.integer(1), eps: o.number("eps", 1e-5), momentum: o.number("momentum", 0.1), affine: o.bool("affine", true))
+        let m = try BatchNorm2d(c.integer(1), eps: o.number("eps", 1e-5), momentum: o.number("momentum", 0.1), affine: o.bool("affine", true),
+                                inPlace: o.bool("inPlace", false))
         try o.finish()
         return m
       }),

@@ -57,11 +57,24 @@ extension Tensor {
     return self
   }
 
-  /// self *= s.
+  /// self *= s, in self's storage (the same bits as self · s).
   @discardableResult
   public func mul_(_ s: Double) throws -> Tensor {
+    try mul_(Tensor.scalar(s, dtype: dtype))
+  }
+
+  /// self *= other (other broadcast to self), in self's storage: the same bits as self · other.
+  /// Reference: torch.Tensor.mul_.
+  @discardableResult
+  public func mul_(_ other: Tensor) throws -> Tensor {
     try checkWritable("mul_")
-    try copy_(detach().mul(Tensor.scalar(s, dtype: dtype)))
+    var o = try other.detach().to(dtype)
+    if o.storage === storage { o = try o.clone() }  // overlapping views: read before writing
+    guard try broadcastShapes(shape, o.shape, op: "mul_") == shape else {
+      throw TensorError("mul_: cannot multiply shape \(formatShape(o.shape)) into \(formatShape(shape))")
+    }
+    zipInPlace(o, MulFn())
+    bumpVersion()
     return self
   }
 

@@ -166,8 +166,11 @@ function Generator:init(o)
     self.blocks:add(stage)
   end
   local last = arch.outC[#arch.outC] * o.ch
-  self.output_bn = nn.BatchNorm2d(last, { eps = o.outputBnEps })
-  self.output_conv = SN(nn.Conv2d(last, o.outputWidth, 3, { padding = 1 }), o.snEps)
+  -- With no graph, the output BN writes over the last activation, and the RGB conv makes only
+  -- the channels the image keeps (pytorch-pretrained-BigGAN's is 128 wide and keeps 3): at
+  -- 512 px and batch 8 each would otherwise be a second 1 GiB tensor at the forward's peak.
+  self.output_bn = nn.BatchNorm2d(last, { eps = o.outputBnEps, inPlace = true })
+  self.output_conv = SN(nn.Conv2d(last, o.outputWidth, 3, { padding = 1, outputsUsed = o.outChannels }), o.snEps)
   self.options = o
   biggan.initWeights(self, o.init)
 end
@@ -186,9 +189,8 @@ function Generator:forward(z, y)
   for _, stage in ipairs(self.blocks) do
     for _, block in ipairs(stage) do h = replace(h, block(h, cond)) end
   end
-  h = self.output_conv(replace(h, relu(self.output_bn(h))))
-  if self.options.outputWidth > self.options.outChannels then h = h:narrow(2, 1, self.options.outChannels) end
-  return h:tanh()
+  h = replace(h, relu(self.output_bn(h)))
+  return replace(h, self.output_conv(h)):tanh()
 end
 
 --- pytorch-pretrained-BigGAN's truncation-indexed BatchNorm statistics: each BN of a
