@@ -1,23 +1,38 @@
 #include "lg_kernels.h"
 #include <math.h>
 
+// The small GEMM's register tile per ISA: GEMM_MR x GEMM_NR accumulators (16 of 32 zmm, 12 of
+// 16 ymm, 8 of 16 xmm).
+
 #define SUFFIX avx512
 #define TARGET __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,bmi2"), noinline))
+#define GEMM_MR 8
+#define GEMM_NR 32
 #include "kernels_body.h"
 #undef SUFFIX
 #undef TARGET
+#undef GEMM_MR
+#undef GEMM_NR
 
 #define SUFFIX avx2
 #define TARGET __attribute__((target("avx2,fma,bmi2"), noinline))
+#define GEMM_MR 6
+#define GEMM_NR 16
 #include "kernels_body.h"
 #undef SUFFIX
 #undef TARGET
+#undef GEMM_MR
+#undef GEMM_NR
 
 #define SUFFIX base
 #define TARGET __attribute__((noinline))
+#define GEMM_MR 4
+#define GEMM_NR 8
 #include "kernels_body.h"
 #undef SUFFIX
 #undef TARGET
+#undef GEMM_MR
+#undef GEMM_NR
 
 typedef struct {
   void (*wino_input)(const float *, int, int, int, int, int, int, int, float *);
@@ -31,11 +46,12 @@ typedef struct {
   void (*wino4_weights)(const float *, int, int, int, long, long, float *);
   void (*wino4_weights_adjoint)(const float *, long, long, long, float *);
   void (*softmax_rows)(const float *, float *, long, long, long);
+  void (*sgemm_nn)(const float *, long, const float *, long, float *, long, int, int, int);
 } lg_kernel_table;
 
 #define TABLE(s) { wino_input_##s, wino_output_##s, wino_output_adjoint_##s, wino4_input_##s, wino4_output_##s, \
                    wino4_output_adjoint_##s, conv3x3_direct_##s, conv3x3_direct_weight_##s, wino4_weights_##s, \
-                   wino4_weights_adjoint_##s, softmax_rows_##s }
+                   wino4_weights_adjoint_##s, softmax_rows_##s, sgemm_nn_##s }
 static const lg_kernel_table tables[3] = { TABLE(base), TABLE(avx2), TABLE(avx512) };
 static const lg_kernel_table *current = &tables[0];
 static int currentLevel = 1;
@@ -80,4 +96,7 @@ void lg_wino4_weights_adjoint(const float *du, long plane, long p0, long p1, flo
 }
 void lg_softmax_rows(const float *x, float *y, long n, long r0, long r1) {
   current->softmax_rows(x, y, n, r0, r1);
+}
+void lg_sgemm_nn(const float *A, long lda, const float *B, long ldb, float *C, long ldc, int M, int N, int K) {
+  current->sgemm_nn(A, lda, B, ldb, C, ldc, M, N, K);
 }

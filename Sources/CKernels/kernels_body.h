@@ -447,6 +447,48 @@ TARGET static void NAME(softmax_rows)(const float *x, float *y, long n, long r0,
   }
 }
 
+// C (M×N, ldc) = A (M×K, lda) · B (K×N, ldb), row-major float32, without packing: the
+// small-channel Winograd path's forward products (M, K at most 64 channels, N a few hundred
+// tiles), whose panels stay in L1, where a BLAS's packing and its beta pass cost as much as the
+// arithmetic (OpenBLAS's Haswell core: a third of the GEMM time). GEMM_MR x GEMM_NR tiles of C
+// live in registers; every element sums its K products in order, one multiply-add each.
+TARGET static void NAME(sgemm_edge)(const float *A, long lda, const float *B, long ldb, float *C, long ldc,
+                                    int i0, int mr, int j0, int nr, int K) {
+  for (int r = 0; r < mr; r++) {
+    float *restrict c = C + (long)(i0 + r) * ldc + j0;
+    for (int j = 0; j < nr; j++) c[j] = 0;
+    for (int k = 0; k < K; k++) {
+      const float a = A[(long)(i0 + r) * lda + k];
+      const float *restrict b = B + (long)k * ldb + j0;
+      for (int j = 0; j < nr; j++) c[j] += a * b[j];
+    }
+  }
+}
+
+TARGET static void NAME(sgemm_nn)(const float *A, long lda, const float *B, long ldb, float *C, long ldc, int M, int N, int K) {
+  int i0 = 0;
+  for (; i0 + GEMM_MR <= M; i0 += GEMM_MR) {
+    int j0 = 0;
+    for (; j0 + GEMM_NR <= N; j0 += GEMM_NR) {
+      float acc[GEMM_MR][GEMM_NR];
+      for (int r = 0; r < GEMM_MR; r++) for (int j = 0; j < GEMM_NR; j++) acc[r][j] = 0;
+      for (int k = 0; k < K; k++) {
+        const float *restrict b = B + (long)k * ldb + j0;
+        for (int r = 0; r < GEMM_MR; r++) {
+          const float a = A[(long)(i0 + r) * lda + k];
+          for (int j = 0; j < GEMM_NR; j++) acc[r][j] += a * b[j];
+        }
+      }
+      for (int r = 0; r < GEMM_MR; r++) {
+        float *restrict c = C + (long)(i0 + r) * ldc + j0;
+        for (int j = 0; j < GEMM_NR; j++) c[j] = acc[r][j];
+      }
+    }
+    if (j0 < N) NAME(sgemm_edge)(A, lda, B, ldb, C, ldc, i0, GEMM_MR, j0, N - j0, K);
+  }
+  if (i0 < M) NAME(sgemm_edge)(A, lda, B, ldb, C, ldc, i0, M - i0, 0, N, K);
+}
+
 #undef NAME
 #undef CAT
 #undef CAT2

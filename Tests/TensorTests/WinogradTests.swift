@@ -1,3 +1,5 @@
+import CKernels
+import Host
 import Tensor
 import XCTest
 
@@ -85,6 +87,35 @@ final class WinogradTests: XCTestCase {
       for (name, (a, b)) in zip(["output", "input grad", "weight grad"], zip(try passes(padding: 1), try passes(padding: 0))) {
         let scale = a.map { abs($0) }.max()!, err = zip(a, b).map { abs($0 - $1) }.max()!
         XCTAssertLessThanOrEqual(err / scale, tol, "\(dtype) 1x1 \(name): max error \(err) of \(scale)")
+      }
+    }
+  }
+
+  /// The small-layer Winograd products' own GEMM (C = A·B, row-major, strided) against a
+  /// float64 sum, with sizes off every register tile (edges in both directions), at every ISA
+  /// level; C's padding columns stay untouched.
+  func testSmallGemmKernel() {
+    let g = Generator(seed: 3)
+    for (M, N, K) in [(64, 128, 64), (13, 37, 29), (1, 1, 1), (8, 33, 17), (7, 5, 100), (64, 64, 256), (3, 200, 5), (17, 31, 1)] {
+      let lda = K + 3, ldb = N + 5, ldc = N + 2
+      let a = (0..<(M * lda)).map { _ in Float(g.normal()) }
+      let b = (0..<(K * ldb)).map { _ in Float(g.normal()) }
+      for level in [1, 3, 4] {
+        var c = [Float](repeating: 7, count: M * ldc)
+        SIMDKernels.with(level: level) { lg_sgemm_nn(a, lda, b, ldb, &c, ldc, Int32(M), Int32(N), Int32(K)) }
+        var worst = 0.0
+        for i in 0..<M {
+          for j in 0..<ldc {
+            guard j < N else { XCTAssertEqual(c[i * ldc + j], 7, "padding written"); continue }
+            var exact = 0.0, bound = 0.0
+            for k in 0..<K {
+              let p = Double(a[i * lda + k]) * Double(b[k * ldb + j])
+              exact += p; bound += abs(p)
+            }
+            worst = max(worst, abs(Double(c[i * ldc + j]) - exact) / bound)
+          }
+        }
+        XCTAssertLessThan(worst, Double(K + 1) * 1.2e-7, "A·B \(M)x\(N)x\(K) at level \(level)")
       }
     }
   }

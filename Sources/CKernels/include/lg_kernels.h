@@ -34,6 +34,11 @@ void lg_wino4_weights_adjoint(const float *du, long plane, long p0, long p1, flo
 // y = softmax of rows r0..r1-1 of x (rows of n floats, contiguous; y may be x).
 void lg_softmax_rows(const float *x, float *y, long n, long r0, long r1);
 
+// A small float32 GEMM without packing, row-major, C overwritten: C (M×N) = A (M×K) · B (K×N),
+// for the small-channel Winograd products (panels in L1); each element sums its K products in
+// order (multiply-adds where the ISA has FMA), whatever the thread count.
+void lg_sgemm_nn(const float *A, long lda, const float *B, long ldb, float *C, long ldc, int M, int N, int K);
+
 // Direct 3x3 convolution, stride 1, padding 1, float32, for layers with few input or output
 // channels (an RGB or single-channel layer), where GEMMs are thin:
 //   y[n][k] (=/+=) Σ_c Σ_ij w[k][c][i][j] x[n][c][h+i-1][w+j-1]   (flip: w read as the
