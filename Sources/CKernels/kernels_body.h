@@ -447,46 +447,51 @@ TARGET static void NAME(softmax_rows)(const float *x, float *y, long n, long r0,
   }
 }
 
-// C (M×N, ldc) = A (M×K, lda) · B (K×N, ldb), row-major float32, without packing: the
-// small-channel Winograd path's forward products (M, K at most 64 channels, N a few hundred
-// tiles), whose panels stay in L1, where a BLAS's packing and its beta pass cost as much as the
-// arithmetic (OpenBLAS's Haswell core: a third of the GEMM time). GEMM_MR x GEMM_NR tiles of C
-// live in registers; every element sums its K products in order, one multiply-add each.
-TARGET static void NAME(sgemm_edge)(const float *A, long lda, const float *B, long ldb, float *C, long ldc,
-                                    int i0, int mr, int j0, int nr, int K) {
-  for (int r = 0; r < mr; r++) {
-    float *restrict c = C + (long)(i0 + r) * ldc + j0;
-    for (int j = 0; j < nr; j++) c[j] = 0;
-    for (int k = 0; k < K; k++) {
-      const float a = A[(long)(i0 + r) * lda + k];
-      const float *restrict b = B + (long)k * ldb + j0;
-      for (int j = 0; j < nr; j++) c[j] += a * b[j];
+// C (M×N, ldc) = A (M×K, lda) · B (K×N, ldb), row-major float32, K at most LG_SGEMM_MAX_K,
+// without packing: the small-channel Winograd path's forward products (M, K at most 64
+// channels, N a few hundred tiles), whose panels stay in L1, where a BLAS's packing and its beta
+// pass cost as much as the arithmetic (OpenBLAS's Haswell core: a third of the GEMM time).
+// GEMM_MR x GEMM_NR tiles of C live in registers; every element sums its K products in order,
+// one multiply-add each. Edge tiles run the same kernel on zero-padded copies of A's last rows
+// and B's last columns (a scalar edge ran at a tenth of the speed: N = 140 took 2.5x N = 128).
+TARGET static void NAME(sgemm_tile)(const float *A, long lda, const float *B, long ldb, int K, float *C, long ldc) {
+  float acc[GEMM_MR][GEMM_NR];
+  for (int r = 0; r < GEMM_MR; r++) for (int j = 0; j < GEMM_NR; j++) acc[r][j] = 0;
+  for (int k = 0; k < K; k++) {
+    const float *restrict b = B + (long)k * ldb;
+    for (int r = 0; r < GEMM_MR; r++) {
+      const float a = A[(long)r * lda + k];
+      for (int j = 0; j < GEMM_NR; j++) acc[r][j] += a * b[j];
     }
   }
+  for (int r = 0; r < GEMM_MR; r++) for (int j = 0; j < GEMM_NR; j++) C[(long)r * ldc + j] = acc[r][j];
 }
 
 TARGET static void NAME(sgemm_nn)(const float *A, long lda, const float *B, long ldb, float *C, long ldc, int M, int N, int K) {
-  int i0 = 0;
-  for (; i0 + GEMM_MR <= M; i0 += GEMM_MR) {
-    int j0 = 0;
-    for (; j0 + GEMM_NR <= N; j0 += GEMM_NR) {
-      float acc[GEMM_MR][GEMM_NR];
-      for (int r = 0; r < GEMM_MR; r++) for (int j = 0; j < GEMM_NR; j++) acc[r][j] = 0;
-      for (int k = 0; k < K; k++) {
-        const float *restrict b = B + (long)k * ldb + j0;
-        for (int r = 0; r < GEMM_MR; r++) {
-          const float a = A[(long)(i0 + r) * lda + k];
-          for (int j = 0; j < GEMM_NR; j++) acc[r][j] += a * b[j];
-        }
-      }
-      for (int r = 0; r < GEMM_MR; r++) {
-        float *restrict c = C + (long)(i0 + r) * ldc + j0;
-        for (int j = 0; j < GEMM_NR; j++) c[j] = acc[r][j];
-      }
-    }
-    if (j0 < N) NAME(sgemm_edge)(A, lda, B, ldb, C, ldc, i0, GEMM_MR, j0, N - j0, K);
+  if (K > LG_SGEMM_MAX_K || M <= 0 || N <= 0) return;
+  const int k1 = K > 0 ? K : 1, nEdge = N % GEMM_NR, nFull = N - nEdge;
+  float aPad[GEMM_MR * k1], bPad[nEdge ? k1 * GEMM_NR : 1], cPad[GEMM_MR * GEMM_NR];
+  if (nEdge) {  // B's last nEdge columns, zero-padded to a full tile
+    for (int k = 0; k < K; k++) for (int j = 0; j < GEMM_NR; j++) bPad[k * GEMM_NR + j] = j < nEdge ? B[(long)k * ldb + nFull + j] : 0;
   }
-  if (i0 < M) NAME(sgemm_edge)(A, lda, B, ldb, C, ldc, i0, M - i0, 0, N, K);
+  for (int i0 = 0; i0 < M; i0 += GEMM_MR) {
+    const int mr = M - i0 < GEMM_MR ? M - i0 : GEMM_MR;
+    const float *a = A + (long)i0 * lda;
+    float *c = C + (long)i0 * ldc;
+    long la = lda;
+    if (mr < GEMM_MR) {  // A's last rows, zero-padded to a full tile
+      for (int r = 0; r < GEMM_MR; r++) for (int k = 0; k < K; k++) aPad[r * k1 + k] = r < mr ? a[(long)r * lda + k] : 0;
+      a = aPad; la = k1;
+    }
+    for (int j0 = 0; j0 < N; j0 += GEMM_NR) {
+      const int nr = j0 < nFull ? GEMM_NR : nEdge;
+      const float *b = j0 < nFull ? B + j0 : bPad;
+      const long lb = j0 < nFull ? ldb : GEMM_NR;
+      if (mr == GEMM_MR && nr == GEMM_NR) { NAME(sgemm_tile)(a, la, b, lb, K, c + j0, ldc); continue; }
+      NAME(sgemm_tile)(a, la, b, lb, K, cPad, GEMM_NR);  // an edge tile: only its mr x nr corner is C's
+      for (int r = 0; r < mr; r++) for (int j = 0; j < nr; j++) c[(long)r * ldc + j0 + j] = cPad[r * GEMM_NR + j];
+    }
+  }
 }
 
 #undef NAME

@@ -85,14 +85,10 @@ func batchNormalize(_ x: Tensor, _ module: Module, channels: Int, momentum: Doub
   if folds, let s = scale { alpha = try alpha.mul(s.reshape([1, c, 1, 1])) }
   var beta = try mean.mul(alpha).neg()
   if folds, let t = shift { beta = try t.reshape([1, c, 1, 1]).sub(mean.mul(alpha)) }
-  // inPlace (the caller's promise that nothing else reads x): with no graph to record, the same
-  // steps are written over x, the same bits and no second tensor of x's size.
-  let records = GradMode.isEnabled && ([x, alpha, beta] + [scale, shift].compactMap { $0 }).contains { $0.requiresGrad }
-  if inPlace && !records && x.isContiguous {
-    try x.mul_(alpha).add_(beta)
-    if !folds, let s = scale { try x.mul_(s.reshape([s.shape[0], c, 1, 1])) }
-    if !folds, let t = shift { try x.add_(t.reshape([t.shape[0], c, 1, 1])) }
-    return x
+  // inPlace (the caller's promise that nothing else reads x): under noGrad, x on no graph, the
+  // same two steps are written over x: the same bits, no second tensor of x's size.
+  if inPlace && !GradMode.isEnabled && !x.requiresGrad && folds && x.isContiguous && alpha.dtype == x.dtype {
+    return try x.mul_(alpha).add_(beta)
   }
   var y = try x.mul(alpha).addIntoFresh(beta)
   if !folds, let s = scale { y = try y.mulIntoFresh(s.reshape([s.shape[0], c, 1, 1])) }
@@ -104,8 +100,9 @@ func batchNormalize(_ x: Tensor, _ module: Module, channels: Int, momentum: Doub
 /// Reference: torch.nn.BatchNorm2d.
 public final class BatchNorm2d: Module, CrossReplicaNormalization {
   public let channels: Int, eps: Double, momentum: Double, affine: Bool
-  /// In eval mode with no graph to record, the output is written over the input (which nothing
-  /// else may read then: a generator's last activation at 512 px is 1 GiB at batch 8).
+  /// In eval mode under noGrad, the output is written over a contiguous input on no graph (which
+  /// nothing else may read then: a generator's last activation at 512 px is 1 GiB at batch 8);
+  /// otherwise, and in training mode, the output is a new tensor.
   public let inPlace: Bool
   /// Training statistics over every replica's batch (cross-replica BatchNorm).
   public var crossReplica = false
@@ -136,7 +133,9 @@ public final class BatchNorm2d: Module, CrossReplicaNormalization {
   public override var summary: String {
     "(\(channels), eps=\(eps), momentum=\(momentum)\(affine ? "" : ", affine=false")\(inPlace ? ", inPlace" : ""))"
   }
-  public override func makeShell() throws -> Module { try BatchNorm2d(channels, eps: eps, momentum: momentum, affine: affine, inPlace: inPlace) }
+  public override func makeShell() throws -> Module {
+    try BatchNorm2d(channels, eps: eps, momentum: momentum, affine: affine, inPlace: inPlace)
+  }
 }
 
 /// BigGAN's class-conditional batch norm (ccbn): BN without an affine of its own, then

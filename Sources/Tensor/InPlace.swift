@@ -48,7 +48,8 @@ extension Tensor {
   @discardableResult
   public func add_(_ other: Tensor, alpha: Double = 1) throws -> Tensor {
     try checkWritable("add_")
-    let o = try (alpha == 1 ? other.detach() : other.detach().mul(Tensor.scalar(alpha, dtype: other.dtype))).to(dtype)
+    var o = try (alpha == 1 ? other.detach() : other.detach().mul(Tensor.scalar(alpha, dtype: other.dtype))).to(dtype)
+    if o.storage === storage { o = try o.clone() }  // overlapping views: read before writing
     guard try broadcastShapes(shape, o.shape, op: "add_") == shape else {
       throw TensorError("add_: cannot add shape \(formatShape(o.shape)) into \(formatShape(shape))")
     }

@@ -39,7 +39,7 @@ public enum Tunables {
   public static let winogradWeightTiles = Knob("LG_WINO_WTILES", 256, 1...1 << 20,
     "tiles per sub-block in the small-layer weight gradient")
   public static let smallGemm = Knob("LG_SMALL_GEMM", 1, 0...1,
-    "1: the small-layer Winograd forward products use luagan's own unpacked GEMM kernel; 0: the BLAS's sgemm")
+    "1: the small-layer Winograd forward and input-gradient products use luagan's own unpacked GEMM kernel; 0: the BLAS's sgemm")
   public static let directMaxChannels = Knob("LG_DIRECT_MAX", 4, 0...64,
     "3x3 convolutions with at most this many output channels (a generator's image layer) use the direct kernel")
   public static let poolPercentOfPeak = Knob("LG_POOL_FRACTION", 130, 0...1000,

@@ -36,7 +36,9 @@ void lg_softmax_rows(const float *x, float *y, long n, long r0, long r1);
 
 // A small float32 GEMM without packing, row-major, C overwritten: C (M×N) = A (M×K) · B (K×N),
 // for the small-channel Winograd products (panels in L1); each element sums its K products in
-// order (multiply-adds where the ISA has FMA), whatever the thread count.
+// order (multiply-adds where the ISA has FMA), whatever the thread count. K at most
+// LG_SGEMM_MAX_K (its edge tiles are padded on the stack); larger K does nothing.
+#define LG_SGEMM_MAX_K 256
 void lg_sgemm_nn(const float *A, long lda, const float *B, long ldb, float *C, long ldc, int M, int N, int K);
 
 // Direct 3x3 convolution, stride 1, padding 1, float32, for layers with few input or output

@@ -114,7 +114,7 @@ struct SmallBlocks {
   static let ownGemm = Tunables.smallGemm.value == 1
   static func gemm(transB: Bool, M: Int, N: Int, K: Int, A: UnsafePointer<Float>, lda: Int, B: UnsafePointer<Float>, ldb: Int,
                    C: UnsafeMutablePointer<Float>, ldc: Int) {
-    guard ownGemm, !transB else {
+    guard ownGemm, !transB, K <= LG_SGEMM_MAX_K else {
       return gemmCall(Float.self, transA: false, transB: transB, M: M, N: N, K: K, alpha: 1, A: A, lda: lda, B: B, ldb: ldb,
                       beta: 0, C: C, ldc: ldc)
     }

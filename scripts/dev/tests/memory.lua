@@ -50,7 +50,6 @@ end)
 -- BN and conv, each `unit` bytes) the forward written without in-place steps held 5.5 units at
 -- once (every activation alive until its block returned, the skip upsampled into a copy); then
 -- 2.3: a block holds its input, one activation and its output, the output stage its BN and conv.
--- Now 2.0: the output BN writes over its input and the RGB conv makes only the image's channels.
 T.test("BigGAN-deep's forward under noGrad holds its weights and at most 2.1 output-sized activations", function()
   local deep = require("models.biggan_deep")
   tensor.manualSeed(1)
@@ -73,6 +72,28 @@ T.test("BigGAN-deep's forward under noGrad holds its weights and at most 2.1 out
   -- the in-place path changes no bit: the same forward recorded on a graph gives the same image
   local recorded = G(z, G:embed(y))
   T.check(recorded:requiresGrad() and T.maxDiff(recorded:detach(), sampled) == 0, "noGrad and recorded forwards agree bit for bit")
+end)
+
+-- At 512 px the last stage keeps its width (1 -> 1 ch), so the output stage, not the last block,
+-- set the peak: the BN's fresh result or the 16-wide RGB conv's was a second output-sized tensor
+-- beside the last activation (2 units). The BN now writes over it and the conv makes the 3 image
+-- channels: the last block's input, hidden activation and output (1.5 units) are the peak.
+T.test("BigGAN-deep 512's output stage under noGrad adds no second output-sized tensor", function()
+  local deep = require("models.biggan_deep")
+  tensor.manualSeed(2)
+  local G = deep.Generator { resolution = 512, ch = 16, numClasses = 10, attention = "0", outputWidth = 16, init = "N02" }
+  local z, y = gan.truncatedNoise(1, 128, 2) * 0.4, tensor.randint(1, 10, 1)
+  tensor.noGrad(function() return G(z, G:embed(y)) end)   -- training mode once: BN statistics that do not overflow
+  G:eval()
+  local unit = 16 * 512 * 512 * 4                             -- one (1, ch, 512, 512) float32 activation
+  collectgarbage()
+  local before = tensor.memory().tensorBytes
+  tensor.resetPeakMemory()
+  local sampled = tensor.noGrad(function() return G(z, G:embed(y)) end)
+  local peak = tensor.memory().peakTensorBytes - before
+  print(("memory: BigGAN-deep 512 (ch 16, batch 1) under noGrad: %.2f units of %.2f MiB"):format(peak / unit, unit / 2^20))
+  T.check(sampled:size(2) == 3 and sampled:abs():max():item() <= 1, "(1, 3, 512, 512) images")
+  T.check(peak <= 1.75 * unit, ("the forward held %.2f output-sized activations"):format(peak / unit))
 end)
 
 T.test("self-attention under noGrad holds its attention map about twice, with the same bits", function()
