@@ -96,7 +96,9 @@ final class WinogradTests: XCTestCase {
   /// level this CPU runs; C's padding columns and the row after it stay untouched.
   func testSmallGemmKernel() {
     let g = Generator(seed: 3)
-    for (M, N, K) in [(64, 128, 64), (13, 37, 29), (1, 1, 1), (8, 33, 17), (7, 5, 100), (64, 64, 256), (3, 200, 5), (17, 31, 1), (32, 140, 32), (9, 70, 0)] {
+    let shapes = [(64, 128, 64), (13, 37, 29), (1, 1, 1), (8, 33, 17), (7, 5, 100), (64, 64, 256), (3, 200, 5), (17, 31, 1),
+                  (32, 140, 32), (9, 70, 0)]
+    for (M, N, K) in shapes {
       let lda = K + 3, ldb = N + 5, ldc = N + 2
       let a = (0..<(M * lda)).map { _ in Float(g.normal()) }
       let b = (0..<(K * ldb)).map { _ in Float(g.normal()) }
