@@ -45,7 +45,7 @@ local strings = { "", "x", "float32", "float64", "int8", "box", "nearest", "bili
   "grad", "shape", "training", "__class", "forward" }
 -- Option keys that luagan's functions read, so option tables get past "unknown option" often.
 local optionKeys = { "dtype", "requiresGrad", "stride", "padding", "dilation", "groups", "bias", "eps", "momentum",
-  "affine", "numClasses", "inputSize", "spectralNorm", "snEps", "equalized", "gain", "nrow", "padValue", "range", "mode",
+  "affine", "inPlace", "outputsUsed", "numClasses", "inputSize", "spectralNorm", "snEps", "equalized", "gain", "nrow", "padValue", "range", "mode",
   "lo", "hi", "mean", "std", "keepdim", "unbiased", "createGraph", "retainGraph", "allowUnused", "gradOutputs",
   "secondOrder", "lr", "betas", "weightDecay", "nesterov", "dampening", "decay", "startIter", "batchSize", "shuffle",
   "seed", "dropLast", "transform", "split", "root", "size", "channels", "k", "subsets", "subsetSize", "degree", "gamma",
@@ -151,8 +151,10 @@ end
 local moduleMakers = {
   function() return nn.Linear(R(1, 4), R(1, 4), { bias = chance(0.5) }) end,
   function() return nn.Conv2d(R(1, 3), R(1, 3), R(1, 3), { padding = R(0, 1), stride = R(1, 2) }) end,
+  function() return nn.Conv2d(R(1, 3), 3, 3, { padding = 1, outputsUsed = R(1, 3) }) end,
   function() return nn.ConvTranspose2d(R(1, 3), R(1, 3), R(1, 4), { stride = R(1, 2) }) end,
   function() return nn.BatchNorm2d(R(1, 3)) end,
+  function() return nn.BatchNorm2d(R(1, 3), { inPlace = true }) end,
   function() return nn.ConditionalBatchNorm2d(R(1, 3), { numClasses = R(1, 4) }) end,
   function() return nn.ConditionalBatchNorm2d(R(1, 3), { inputSize = R(1, 4) }) end,
   function() return nn.Embedding(R(1, 5), R(1, 4)) end,
