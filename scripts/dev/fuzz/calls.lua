@@ -45,7 +45,8 @@ local strings = { "", "x", "float32", "float64", "int8", "box", "nearest", "bili
   "grad", "shape", "training", "__class", "forward" }
 -- Option keys that luagan's functions read, so option tables get past "unknown option" often.
 local optionKeys = { "dtype", "requiresGrad", "stride", "padding", "dilation", "groups", "bias", "eps", "momentum",
-  "affine", "inPlace", "outputsUsed", "numClasses", "inputSize", "spectralNorm", "snEps", "equalized", "gain", "nrow", "padValue", "range", "mode",
+  "affine", "inPlace", "outputsUsed", "numClasses", "inputSize", "spectralNorm", "snEps", "equalized", "gain", "nrow",
+  "padValue", "range", "mode",
   "lo", "hi", "mean", "std", "keepdim", "unbiased", "createGraph", "retainGraph", "allowUnused", "gradOutputs",
   "secondOrder", "lr", "betas", "weightDecay", "nesterov", "dampening", "decay", "startIter", "batchSize", "shuffle",
   "seed", "dropLast", "transform", "split", "root", "size", "channels", "k", "subsets", "subsetSize", "degree", "gamma",
