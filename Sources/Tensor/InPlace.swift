@@ -48,12 +48,19 @@ extension Tensor {
   @discardableResult
   public func add_(_ other: Tensor, alpha: Double = 1) throws -> Tensor {
     try checkWritable("add_")
-    var o = try (alpha == 1 ? other.detach() : other.detach().mul(Tensor.scalar(alpha, dtype: other.dtype))).to(dtype)
+    let o = alpha == 1 ? other.detach() : try other.detach().mul(Tensor.scalar(alpha, dtype: other.dtype))
+    return try combineInPlace(o, AddFn(), op: "add_", verb: "add")
+  }
+
+  /// self = f(self, other), other broadcast to self and converted to its dtype, read before
+  /// anything is written when it shares self's storage; bumps the version.
+  private func combineInPlace<F: BinaryFn>(_ other: Tensor, _ f: F, op: String, verb: String) throws -> Tensor {
+    var o = try other.to(dtype)
     if o.storage === storage { o = try o.clone() }  // overlapping views: read before writing
-    guard try broadcastShapes(shape, o.shape, op: "add_") == shape else {
-      throw TensorError("add_: cannot add shape \(formatShape(o.shape)) into \(formatShape(shape))")
+    guard try broadcastShapes(shape, o.shape, op: op) == shape else {
+      throw TensorError("\(op): cannot \(verb) shape \(formatShape(o.shape)) into \(formatShape(shape))")
     }
-    zipInPlace(o, AddFn())
+    zipInPlace(o, f)
     bumpVersion()
     return self
   }
@@ -69,14 +76,7 @@ extension Tensor {
   @discardableResult
   public func mul_(_ other: Tensor) throws -> Tensor {
     try checkWritable("mul_")
-    var o = try other.detach().to(dtype)
-    if o.storage === storage { o = try o.clone() }  // overlapping views: read before writing
-    guard try broadcastShapes(shape, o.shape, op: "mul_") == shape else {
-      throw TensorError("mul_: cannot multiply shape \(formatShape(o.shape)) into \(formatShape(shape))")
-    }
-    zipInPlace(o, MulFn())
-    bumpVersion()
-    return self
+    return try combineInPlace(other.detach(), MulFn(), op: "mul_", verb: "multiply")
   }
 
   /// max(x, 0) written over x (refused on a graph node, as every in-place write).

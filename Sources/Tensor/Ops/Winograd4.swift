@@ -106,16 +106,16 @@ struct SmallBlocks {
     blocks = (rows + blockRows - 1) / blockRows
   }
 
-  /// C = A·B or A·Bᵀ (row-major, C overwritten) on one core. A·B (the forward and the input
-  /// gradient) takes CKernels' unpacked kernel (`LG_SMALL_GEMM`=1): OpenBLAS's Haswell core packs
-  /// both operands and zeroes C first, a third of its time at these sizes, so a step's speed
-  /// hung on the BLAS core (pggan64, Haswell core forced: -20% of the step's CPU samples with
-  /// it). A·Bᵀ stays with the BLAS: a dot-product kernel, or a transposed copy of B, lost to it.
+  /// C = A·B (row-major, C overwritten) on one core, for the forward and the input gradient:
+  /// CKernels' unpacked kernel (`LG_SMALL_GEMM`=1), since OpenBLAS's Haswell core packs both
+  /// operands and zeroes C first, a third of its time at these sizes (pggan64 with that core:
+  /// -15 to -20% of the step's CPU samples). The weight gradient's A·Bᵀ stays with the BLAS: a
+  /// dot-product kernel and a transposed copy of B both lost to it.
   static let ownGemm = Tunables.smallGemm.value == 1
-  static func gemm(transB: Bool, M: Int, N: Int, K: Int, A: UnsafePointer<Float>, lda: Int, B: UnsafePointer<Float>, ldb: Int,
+  static func gemm(M: Int, N: Int, K: Int, A: UnsafePointer<Float>, lda: Int, B: UnsafePointer<Float>, ldb: Int,
                    C: UnsafeMutablePointer<Float>, ldc: Int) {
-    guard ownGemm, !transB, K <= LG_SGEMM_MAX_K else {
-      return gemmCall(Float.self, transA: false, transB: transB, M: M, N: N, K: K, alpha: 1, A: A, lda: lda, B: B, ldb: ldb,
+    guard ownGemm, K <= LG_SGEMM_MAX_K else {
+      return gemmCall(Float.self, transA: false, transB: false, M: M, N: N, K: K, alpha: 1, A: A, lda: lda, B: B, ldb: ldb,
                       beta: 0, C: C, ldc: ldc)
     }
     lg_sgemm_nn(A, lda, B, ldb, C, ldc, Int32(M), Int32(N), Int32(K))
@@ -139,8 +139,7 @@ struct SmallBlocks {
       let r0 = b * blockRows, nr = Swift.min(blockRows, rows - r0), n = nr * tw
       lg_wino4_input(x, Int32(C), Int32(H), Int32(W), Int32(r0), Int32(nr), 0, Int32(C), v)
       for xi in 0..<36 {
-        SmallBlocks.gemm(transB: false, M: K, N: n, K: C, A: u + xi * K * C, lda: C, B: v + xi * C * n, ldb: n,
-                         C: m + xi * K * n, ldc: n)
+        SmallBlocks.gemm(M: K, N: n, K: C, A: u + xi * K * C, lda: C, B: v + xi * C * n, ldb: n, C: m + xi * K * n, ldc: n)
       }
       lg_wino4_output(m, Int32(K), Int32(H), Int32(W), Int32(r0), Int32(nr), 0, Int32(K), y)
     }
@@ -156,8 +155,8 @@ struct SmallBlocks {
         lg_wino4_input(x, Int32(C), Int32(H), Int32(W), Int32(r0), Int32(nr), 0, Int32(C), v)
         lg_wino4_output_adjoint(dy, Int32(K), Int32(H), Int32(W), Int32(r0), Int32(nr), 0, Int32(K), mb)
         for xi in 0..<36 {
-          SmallBlocks.gemm(transB: true, M: K, N: C, K: n, A: mb + xi * K * n, lda: n, B: v + xi * C * n, ldb: n,
-                           C: parts + b * plane + xi * K * C, ldc: C)
+          gemmCall(Float.self, transA: false, transB: true, M: K, N: C, K: n, alpha: 1, A: mb + xi * K * n, lda: n,
+                   B: v + xi * C * n, ldb: n, beta: 0, C: parts + b * plane + xi * K * C, ldc: C)
         }
       }
       sumInOrder(parts, count: blocks, length: plane, into: du)
