@@ -1,5 +1,4 @@
 import COpenBLAS
-import Dispatch
 import Foundation
 
 /// The worker pool: how many threads kernels use. Work is always split into chunks whose
@@ -31,7 +30,7 @@ public enum Parallel {
     if chunks == 1 || _threads == 1 {
       for c in 0..<chunks { body(c * g..<Swift.min(count, (c + 1) * g)) }
     } else {
-      DispatchQueue.concurrentPerform(iterations: chunks) { c in body(c * g..<Swift.min(count, (c + 1) * g)) }
+      WorkerPool.shared.run(chunks, helpers: _threads - 1) { c in body(c * g..<Swift.min(count, (c + 1) * g)) }
     }
   }
 
@@ -43,7 +42,7 @@ public enum Parallel {
       for i in 0..<count { body(i) }
       return
     }
-    DispatchQueue.concurrentPerform(iterations: count) { body($0) }
+    WorkerPool.shared.run(count, helpers: _threads - 1, body)
   }
 
   /// Elementwise work below this many elements is not worth a thread hop.

@@ -47,6 +47,10 @@ public enum Tunables {
   public static let poolFloorMB = Knob("LG_POOL_FLOOR_MB", 256, 0...1 << 20,
     "MiB the allocator's reuse pool may hold whatever the peak")
 
+  public static let spinMicroseconds = Knob("LG_SPIN_US", 300, 0...1_000_000,
+    "microseconds a worker thread spins waiting for the next parallel region before it sleeps")
+
   public static let all: [Knob] = [winogradMinChannels, winogradBlockBytes, winogradTile, winogradSmallChannels,
-                                   winogradForwardTiles, winogradWeightTiles, smallGemm, directMaxChannels, poolPercentOfPeak, poolFloorMB]
+                                   winogradForwardTiles, winogradWeightTiles, smallGemm, directMaxChannels, poolPercentOfPeak, poolFloorMB,
+                                   spinMicroseconds]
 }

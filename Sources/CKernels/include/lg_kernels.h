@@ -34,6 +34,13 @@ void lg_wino4_weights_adjoint(const float *du, long plane, long p0, long p1, flo
 // y = softmax of rows r0..r1-1 of x (rows of n floats, contiguous; y may be x).
 void lg_softmax_rows(const float *x, float *y, long n, long r0, long r1);
 
+// A spin-wait hint for the worker pool's waiting loops (x86 PAUSE; nothing elsewhere).
+static inline void lg_cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
 // A small float32 GEMM without packing, row-major, C overwritten: C (M×N) = A (M×K) · B (K×N),
 // for the small-channel Winograd products (panels in L1); each element sums its K products in
 // order (multiply-adds where the ISA has FMA), whatever the thread count. K at most
