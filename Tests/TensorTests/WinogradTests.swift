@@ -53,6 +53,9 @@ final class WinogradTests: XCTestCase {
       try compare(dtype: .float32, n: 4, c: 64, k: 32, h: 8, w: 8, tol: tol)
       try compare(dtype: .float32, n: 2, c: 32, k: 48, h: 9, w: 6, tol: tol)
       try compare(dtype: .float32, n: 3, c: 16, k: 16, h: 1, w: 5, tol: tol)
+      // one tile a row, crossing both borders (4, 2, 1 wide); 10 wide: a last tile 2 columns out;
+      // 52 wide: 11 tiles inside the row, a run of 8 and one moved back over 5 of them
+      for (h, w) in [(4, 4), (7, 2), (2, 1), (5, 10), (3, 52)] { try compare(dtype: .float32, n: 2, c: 16, k: 16, h: h, w: w, tol: tol) }
       try compare(dtype: .float32, n: 3, c: 16, k: 24, h: 30, w: 29, tol: tol)
       try compare(dtype: .float32, n: 1, c: 16, k: 8, h: 6, w: 263, tol: tol)   // 66 tiles a row: chunks end mid-row
       try compare(dtype: .float32, n: 2, c: 72, k: 80, h: 10, w: 9, tol: tol)   // wider than SmallBlocks: the blocked path
