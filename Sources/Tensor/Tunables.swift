@@ -28,6 +28,8 @@ public enum Tunables {
 
   public static let winogradMinChannels = Knob("LG_WINO_MIN", 16, 1...1 << 20,
     "3x3 convolutions with fewer input or output channels than this use im2col + GEMM instead of Winograd")
+  public static let winogradMinTiles = Knob("LG_WINO_MIN_TILES", 16, 1...1 << 20,
+    "3x3 convolutions with fewer 4x4 output tiles than this over the batch (4x4 images at batch 8: 8) use im2col + GEMM")
   public static let winogradBlockBytes = Knob("LG_WINO_BUDGET", 4 << 20, 1 << 16...1 << 30,
     "bytes of transformed tiles per block in wide Winograd layers (cache blocking)")
   public static let winogradTile = Knob("LG_WINO_TILE", 4, 2...4,
@@ -50,7 +52,7 @@ public enum Tunables {
   public static let spinMicroseconds = Knob("LG_SPIN_US", 300, 0...1_000_000,
     "microseconds a worker thread spins waiting for the next parallel region before it sleeps")
 
-  public static let all: [Knob] = [winogradMinChannels, winogradBlockBytes, winogradTile, winogradSmallChannels,
+  public static let all: [Knob] = [winogradMinChannels, winogradMinTiles, winogradBlockBytes, winogradTile, winogradSmallChannels,
                                    winogradForwardTiles, winogradWeightTiles, smallGemm, directMaxChannels, poolPercentOfPeak, poolFloorMB,
                                    spinMicroseconds]
 }

@@ -22,7 +22,8 @@ final class WinogradTests: XCTestCase {
     let saved = (ConvolutionSettings.winograd, ConvolutionSettings.direct)
     defer { (ConvolutionSettings.winograd, ConvolutionSettings.direct) = saved }
     ConvolutionSettings.winogradMinChannels = 1
-    defer { ConvolutionSettings.winogradMinChannels = 16 }
+    ConvolutionSettings.winogradMinTiles = 1   // tiny images too: their borders are the edge cases
+    defer { ConvolutionSettings.winogradMinChannels = 16; ConvolutionSettings.winogradMinTiles = Tunables.winogradMinTiles.value }
     (ConvolutionSettings.winograd, ConvolutionSettings.direct) = (false, false)
     let reference = try passes()
     (ConvolutionSettings.winograd, ConvolutionSettings.direct) = (true, true)
@@ -133,7 +134,8 @@ final class WinogradTests: XCTestCase {
   /// Second-order gradients through the Winograd path.
   func testGradGradThroughWinograd() throws {
     ConvolutionSettings.winogradMinChannels = 1
-    defer { ConvolutionSettings.winogradMinChannels = 16 }
+    ConvolutionSettings.winogradMinTiles = 1   // tiny images too: their borders are the edge cases
+    defer { ConvolutionSettings.winogradMinChannels = 16; ConvolutionSettings.winogradMinTiles = Tunables.winogradMinTiles.value }
     let g = Generator(seed: 5)
     let x = try Tensor.randn([1, 2, 4, 3], dtype: .float64, generator: g)
     let w = try Tensor.randn([2, 2, 3, 3], dtype: .float64, generator: g)

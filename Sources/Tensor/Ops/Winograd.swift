@@ -16,14 +16,19 @@ import Foundation
 enum Winograd {
   static var enabled: Bool { ConvolutionSettings.winograd }
 
-  /// Whether a convolution takes this path: 3×3 kernel, stride 1, padding 1, and enough
-  /// channels for the 16 GEMMs to be efficient (the RGB layers stay on im2col).
+  /// Whether a convolution takes this path: 3×3 kernel, stride 1, padding 1, enough channels
+  /// for the GEMMs to be efficient (the RGB layers stay on im2col), and enough 4×4 output tiles
+  /// over the batch: at 4×4 images and batch 8 (8 tiles; BigGAN's last D block at 128 px) the
+  /// weight transforms and the 8-column products cost more than im2col's one GEMM (512
+  /// channels, forward and both gradients: 27 ms against 14; 16 tiles: 24 against 27).
   static func applies(_ g: ConvGeometry) -> Bool {
     _ = SIMDKernels.selected
     return enabled && g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1 && g.ph == 1 && g.pw == 1
       && g.cin >= minChannels && g.cout >= minChannels && g.ho == g.h && g.wo == g.w
+      && g.n * ((g.ho + 3) / 4) * ((g.wo + 3) / 4) >= minTiles
   }
   nonisolated(unsafe) static var minChannels = Tunables.winogradMinChannels.value
+  nonisolated(unsafe) static var minTiles = Tunables.winogradMinTiles.value
   nonisolated(unsafe) static var blockBudget = Tunables.winogradBlockBytes.value
 
   /// Tile-rows per block: the transformed block (`planes` planes: 16 for F(2×2), 36 for F(4×4))
@@ -275,5 +280,10 @@ public enum ConvolutionSettings {
   public static var winogradMinChannels: Int {
     get { Winograd.minChannels }
     set { Winograd.minChannels = newValue }
+  }
+  /// The fewest 4×4 output tiles over the batch for which Winograd is used.
+  public static var winogradMinTiles: Int {
+    get { Winograd.minTiles }
+    set { Winograd.minTiles = newValue }
   }
 }
