@@ -405,7 +405,8 @@ extension Tensor {
     }
     // The direct and Winograd kernels write every element; col2im and the 1x1 path add into zeros.
     let overwrites = Winograd.applies(g) || (dt == .float32 && DirectConv.applies(g, Float.self))
-    let x = overwrites && y.numel > 0 ? try Tensor.empty([g.n, g.cin, g.h, g.w], dtype: dt) : try Tensor.zeros([g.n, g.cin, g.h, g.w], dtype: dt)
+    let shape = [g.n, g.cin, g.h, g.w]
+    let x = overwrites && y.numel > 0 ? try Tensor.empty(shape, dtype: dt) : try Tensor.zeros(shape, dtype: dt)
     FlopCounter.add(g.flops)
     if x.numel > 0 && y.numel > 0 {
       let yc = try y.contiguousData(), wc = try w.contiguousData()
