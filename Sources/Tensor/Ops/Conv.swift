@@ -253,7 +253,7 @@ func convForwardKernel<T: TensorScalar>(_: T.Type, _ x: Tensor, _ w: Tensor, _ g
   }
 }
 
-/// dx = convᵀ(dy, w): dy (n, cout, ho, wo), w (cout, ck); dx zero-initialised (n, cin, h, w).
+/// dx = convᵀ(dy, w): dy (n, cout, ho, wo), w (cout, ck); dx (n, cin, h, w), every element written.
 func convBackwardInputKernel<T: TensorScalar>(_: T.Type, _ dy: Tensor, _ w: Tensor, _ g: ConvGeometry, _ dx: Tensor) throws {
   let pdy = UnsafePointer(dy.pointer(T.self)), pw = UnsafePointer(w.pointer(T.self)), pdx = dx.pointer(T.self)
   if DirectConv.applies(g, T.self) {  // the adjoint: the forward with the kernel flipped and channels swapped
@@ -263,6 +263,7 @@ func convBackwardInputKernel<T: TensorScalar>(_: T.Type, _ dy: Tensor, _ w: Tens
     return try Winograd.forward(T.self, x: pdy, w: pw, N: g.n, C: g.cout, K: g.cin, H: g.h, W: g.w, flip: true, y: pdx)
   }
   if PointwiseConv.applies(g) { return PointwiseConv.backwardInput(pdy, pw, g, pdx) }
+  pdx.update(repeating: 0, count: g.n * g.cin * g.hw)   // col2im adds each column into its pixels
   let gs = g.groupSize(MemoryLayout<T>.stride)
   try Scratch.with(T.self, count: g.ck * gs * g.howo + (gs > 1 ? g.cout * gs * g.howo : 0)) { buf in
     let cols = buf, tmp = buf + g.ck * gs * g.howo
@@ -403,10 +404,10 @@ extension Tensor {
     guard g.ho == y.shape[2], g.wo == y.shape[3] else {
       throw TensorError("convTranspose2d: input {\(y.shape[2]),\(y.shape[3])} does not match output size {\(outputSize.0),\(outputSize.1)} for this kernel, stride and padding")
     }
-    // The direct and Winograd kernels write every element; col2im and the 1x1 path add into zeros.
-    let overwrites = Winograd.applies(g) || (dt == .float32 && DirectConv.applies(g, Float.self))
+    // The kernel writes every element of x (it zeroes what it accumulates into); with no y it
+    // does not run, and x is zero.
     let shape = [g.n, g.cin, g.h, g.w]
-    let x = overwrites && y.numel > 0 ? try Tensor.empty(shape, dtype: dt) : try Tensor.zeros(shape, dtype: dt)
+    let x = y.numel > 0 ? try Tensor.empty(shape, dtype: dt) : try Tensor.zeros(shape, dtype: dt)
     FlopCounter.add(g.flops)
     if x.numel > 0 && y.numel > 0 {
       let yc = try y.contiguousData(), wc = try w.contiguousData()
