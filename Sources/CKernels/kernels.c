@@ -1,5 +1,12 @@
 #include "lg_kernels.h"
 #include <math.h>
+#include <stdlib.h>
+
+// The packed GEMM's blocks: PACK_KC of K (a B sliver, PACK_KC·GEMM_NR floats, stays in L1),
+// PACK_MC rows of A (PACK_MC·PACK_KC floats, in L2) and PACK_NC columns of B per packed panel.
+#define PACK_KC 256
+#define PACK_MC 128
+#define PACK_NC 512
 
 // The small GEMM's register tile per ISA: GEMM_MR x GEMM_NR accumulators (16 of 32 zmm, 12 of
 // 16 ymm, 8 of 16 xmm).
@@ -8,31 +15,55 @@
 #define TARGET __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,bmi2"), noinline))
 #define GEMM_MR 8
 #define GEMM_NR 32
+#define PACK_MR 8
+#define PACK_VEC 16
+#define PACK_NV 2
+#define PACK_NR 32
 #include "kernels_body.h"
 #undef SUFFIX
 #undef TARGET
 #undef GEMM_MR
 #undef GEMM_NR
+#undef PACK_MR
+#undef PACK_VEC
+#undef PACK_NV
+#undef PACK_NR
 
 #define SUFFIX avx2
 #define TARGET __attribute__((target("avx2,fma,bmi2"), noinline))
 #define GEMM_MR 6
 #define GEMM_NR 16
+#define PACK_MR 6
+#define PACK_VEC 8
+#define PACK_NV 2
+#define PACK_NR 16
 #include "kernels_body.h"
 #undef SUFFIX
 #undef TARGET
 #undef GEMM_MR
 #undef GEMM_NR
+#undef PACK_MR
+#undef PACK_VEC
+#undef PACK_NV
+#undef PACK_NR
 
 #define SUFFIX base
 #define TARGET __attribute__((noinline))
 #define GEMM_MR 4
 #define GEMM_NR 8
+#define PACK_MR 4
+#define PACK_VEC 4
+#define PACK_NV 2
+#define PACK_NR 8
 #include "kernels_body.h"
 #undef SUFFIX
 #undef TARGET
 #undef GEMM_MR
 #undef GEMM_NR
+#undef PACK_MR
+#undef PACK_VEC
+#undef PACK_NV
+#undef PACK_NR
 
 typedef struct {
   void (*wino_input)(const float *, int, int, int, int, int, int, int, float *);
@@ -47,11 +78,12 @@ typedef struct {
   void (*wino4_weights_adjoint)(const float *, long, long, long, float *);
   void (*softmax_rows)(const float *, float *, long, long, long);
   void (*sgemm_nn)(const float *, long, const float *, long, float *, long, int, int, int);
+  void (*sgemm_packed)(int, int, int, int, int, float, const float *, long, const float *, long, float, float *, long, float *);
 } lg_kernel_table;
 
 #define TABLE(s) { wino_input_##s, wino_output_##s, wino_output_adjoint_##s, wino4_input_##s, wino4_output_##s, \
                    wino4_output_adjoint_##s, conv3x3_direct_##s, conv3x3_direct_weight_##s, wino4_weights_##s, \
-                   wino4_weights_adjoint_##s, softmax_rows_##s, sgemm_nn_##s }
+                   wino4_weights_adjoint_##s, softmax_rows_##s, sgemm_nn_##s, sgemm_packed_##s }
 static const lg_kernel_table tables[3] = { TABLE(base), TABLE(avx2), TABLE(avx512) };
 static const lg_kernel_table *current = &tables[0];
 static int currentLevel = 1;
@@ -99,4 +131,20 @@ void lg_softmax_rows(const float *x, float *y, long n, long r0, long r1) {
 }
 void lg_sgemm_nn(const float *A, long lda, const float *B, long ldb, float *C, long ldc, int M, int N, int K) {
   current->sgemm_nn(A, lda, B, ldb, C, ldc, M, N, K);
+}
+
+// Each thread's packing buffers, allocated on its first packed GEMM and kept (a few hundred KiB
+// per thread; the threads are the caller and the worker pool's).
+static _Thread_local float *packBuffer = 0;
+
+int lg_sgemm(int transA, int transB, int M, int N, int K, float alpha, const float *A, long lda, const float *B, long ldb,
+             float beta, float *C, long ldc) {
+  if (currentLevel < 4 || M <= 0 || N <= 0 || K <= 0) return 1;
+  if (!packBuffer) {
+    void *p = 0;
+    if (posix_memalign(&p, 64, sizeof(float) * PACK_KC * PACK_NC)) return 1;
+    packBuffer = p;
+  }
+  current->sgemm_packed(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, packBuffer);
+  return 0;
 }

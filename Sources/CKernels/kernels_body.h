@@ -521,6 +521,114 @@ TARGET static void NAME(sgemm_nn)(const float *A, long lda, const float *B, long
   }
 }
 
+// C tile (PACK_MR × NV vectors) = alpha · Σ_k a[k·sk + r·sr] · b[k·PACK_NR + j] + beta · C:
+// PACK_MR × NV vector accumulators in registers, A read in place (row r, column k at
+// a[k·sk + r·sr]: sk = 1 for A as stored, sr = 1 for its transpose), B from a packed sliver.
+// Explicit vectors: the vectorizer turned the scalar form of this loop into gathers. C is not
+// read when beta is 0; an edge tile (mr < PACK_MR or nr < NV vectors) goes through a buffer.
+// NV = PACK_NV for whole slivers, 1 for a last sliver at most one vector wide (N = 112 with
+// 32-wide slivers would otherwise compute 128 columns).
+typedef float NAME(gemm_vec) __attribute__((vector_size(PACK_VEC * 4)));
+#define PACKED_TILE(F, NV)                                                                                                  \
+TARGET static void NAME(F)(const float *restrict a, long sk, long sr, const float *restrict b, int K,                     \
+                                               float *C, long ldc, int mr, int nr, float alpha, float beta) {             \
+  typedef NAME(gemm_vec) vec;                                                                                              \
+  vec t[PACK_MR][NV];                                                                                                      \
+  for (int r = 0; r < PACK_MR; r++) for (int v = 0; v < NV; v++) t[r][v] = (vec){ 0 };                                     \
+  for (int k = 0; k < K; k++) {                                                                                            \
+    vec bk[NV];                                                                                                            \
+    for (int v = 0; v < NV; v++) __builtin_memcpy(&bk[v], b + (long)k * PACK_NR + v * PACK_VEC, sizeof bk[v]);            \
+    for (int r = 0; r < PACK_MR; r++) {                                                                                    \
+      const float x = a[k * sk + r * sr];                                                                                  \
+      for (int v = 0; v < NV; v++) t[r][v] += x * bk[v];                                                                   \
+    }                                                                                                                      \
+  }                                                                                                                        \
+  if (mr == PACK_MR && nr == NV * PACK_VEC) {                                                                              \
+    for (int r = 0; r < PACK_MR; r++)                                                                                      \
+      for (int v = 0; v < NV; v++) {                                                                                       \
+        float *c = C + (long)r * ldc + v * PACK_VEC;                                                                       \
+        vec out = alpha * t[r][v];                                                                                         \
+        if (beta != 0) { vec old; __builtin_memcpy(&old, c, sizeof old); out += beta * old; }                              \
+        __builtin_memcpy(c, &out, sizeof out);                                                                             \
+      }                                                                                                                    \
+    return;                                                                                                                \
+  }                                                                                                                        \
+  float acc[PACK_MR][NV * PACK_VEC];                                                                                       \
+  for (int r = 0; r < PACK_MR; r++) for (int v = 0; v < NV; v++) __builtin_memcpy(acc[r] + v * PACK_VEC, &t[r][v], sizeof t[r][v]); \
+  for (int r = 0; r < mr; r++) {                                                                                           \
+    float *restrict cr = C + (long)r * ldc;                                                                                \
+    if (beta == 0) for (int j = 0; j < nr; j++) cr[j] = alpha * acc[r][j];                                                 \
+    else for (int j = 0; j < nr; j++) cr[j] = alpha * acc[r][j] + beta * cr[j];                                            \
+  }                                                                                                                        \
+}
+PACKED_TILE(sgemm_packed_tile1, 1)
+PACKED_TILE(sgemm_packed_tile_nv, PACK_NV)
+#undef PACKED_TILE
+
+// C = alpha·op(A)·op(B) + beta·C for any float32 GEMM, row-major (op(A): M×K, op(B): K×N),
+// blocked the way GotoBLAS and BLIS block (Goto & van de Geijn 2008, "Anatomy of
+// high-performance matrix multiplication"): for each PACK_NC columns and PACK_KC of K, B's
+// panel is copied into slivers of PACK_NR columns, k-major, each of which stays in L1 while
+// the PACK_MC rows of A above it pass over it (A is read in place: a sliver's rows are
+// contiguous runs, or its columns are, and the block stays in L2). Edge rows of A and edge
+// columns of B are zero-padded copies, so every tile runs the same kernel. Every element sums
+// its products in k order within a K block and adds the blocks in order: the same bits for any
+// thread count. bp: PACK_KC·PACK_NC floats (PACK_NC a multiple of PACK_NR).
+TARGET static void NAME(sgemm_packed)(int transA, int transB, int M, int N, int K, float alpha, const float *A, long lda,
+                                      const float *B, long ldb, float beta, float *C, long ldc, float *bp) {
+  const long sk = transA ? lda : 1, sr = transA ? 1 : lda;   // op(A)[i][k] = A[i·sr + k·sk]
+  for (int jc = 0; jc < N; jc += PACK_NC) {
+    const int nc = N - jc < PACK_NC ? N - jc : PACK_NC;
+    for (int pc = 0; pc < K; pc += PACK_KC) {
+      const int kc = K - pc < PACK_KC ? K - pc : PACK_KC;
+      const float betaHere = pc == 0 ? beta : 1;
+      for (int j0 = 0; j0 < nc; j0 += PACK_NR) {   // op(B)[pc + k][jc + j0 + j] -> bp[j0·kc + k·NR + j]
+        float *restrict sliver = bp + (long)j0 * kc;
+        const int nr = nc - j0 < PACK_NR ? nc - j0 : PACK_NR;
+        if (!transB) {
+          for (int k = 0; k < kc; k++) {
+            const float *restrict src = B + (long)(pc + k) * ldb + jc + j0;
+            float *restrict dst = sliver + (long)k * PACK_NR;
+            if (nr == PACK_NR) { for (int j = 0; j < PACK_NR; j++) dst[j] = src[j]; }
+            else { for (int j = 0; j < PACK_NR; j++) dst[j] = j < nr ? src[j] : 0; }
+          }
+          continue;
+        }
+        // a transpose: 16 values of k at a time from each row of B (B: N×K), so every row's
+        // cache line is read once and the sliver's rows are written whole
+        for (int k0 = 0; k0 < kc; k0 += 16) {
+          const int kn = kc - k0 < 16 ? kc - k0 : 16;
+          for (int j = 0; j < PACK_NR; j++) {
+            const float *restrict src = B + (long)(jc + j0 + j) * ldb + pc + k0;
+#pragma clang loop vectorize(disable)
+            for (int k = 0; k < kn; k++) sliver[(long)(k0 + k) * PACK_NR + j] = j < nr ? src[k] : 0;
+          }
+        }
+      }
+      for (int ic = 0; ic < M; ic += PACK_MC) {
+        const int mc = M - ic < PACK_MC ? M - ic : PACK_MC, edge = mc % PACK_MR, edgeRow = ic + mc - edge;
+        float aPad[PACK_MR * PACK_KC];
+        if (edge) {   // A's last rows, zero-padded, once per block: aPad[r·kc + k]
+          const float *a = A + edgeRow * sr + pc * sk;
+          for (int r = 0; r < PACK_MR; r++)
+            for (int k = 0; k < kc; k++) aPad[r * kc + k] = r < edge ? a[r * sr + k * sk] : 0;
+        }
+        for (int j0 = 0; j0 < nc; j0 += PACK_NR) {
+          const int nr = nc - j0 < PACK_NR ? nc - j0 : PACK_NR;
+          for (int i0 = ic; i0 < ic + mc; i0 += PACK_MR) {
+            const int mr = ic + mc - i0 < PACK_MR ? ic + mc - i0 : PACK_MR;
+            const float *a = mr < PACK_MR ? aPad : A + i0 * sr + pc * sk;
+            const long ask = mr < PACK_MR ? 1 : sk, asr = mr < PACK_MR ? kc : sr;
+            float *c = C + (long)i0 * ldc + jc + j0;
+            if (nr <= PACK_VEC) NAME(sgemm_packed_tile1)(a, ask, asr, bp + (long)j0 * kc, kc, c, ldc, mr, nr, alpha, betaHere);
+            else NAME(sgemm_packed_tile_nv)(a, ask, asr, bp + (long)j0 * kc, kc, c, ldc, mr, nr, alpha, betaHere);
+          }
+        }
+      }
+    }
+  }
+}
+
 #undef NAME
 #undef CAT
 #undef CAT2

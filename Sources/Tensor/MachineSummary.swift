@@ -9,7 +9,13 @@ public enum Machine {
       BLAS: OpenBLAS \(BLASCore.current) kernels (best for this CPU: \(BLASCore.best(for: cpu)); chosen by \(BLASCore.chosenBy))
       OpenBLAS build: \(Parallel.blasDescription)
       luagan kernels: \(SIMDKernels.name)
+      float32 GEMM: \(Machine.sgemmOwner)
       threads: \(Parallel.threads)
       """
+  }
+
+  /// Whose kernel runs float32 matrix products (see ownSgemm).
+  public static var sgemmOwner: String {
+    ownSgemm && SIMDKernels.level >= 4 ? "luagan's packed AVX-512 kernel" : "OpenBLAS \(BLASCore.current)"
   }
 }

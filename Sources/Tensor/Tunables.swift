@@ -42,6 +42,8 @@ public enum Tunables {
     "tiles per sub-block in the small-layer weight gradient")
   public static let smallGemm = Knob("LG_SMALL_GEMM", 1, 0...1,
     "1: the small-layer Winograd forward and input-gradient products use luagan's own unpacked GEMM kernel; 0: the BLAS's sgemm")
+  public static let ownGemm = Knob("LG_OWN_GEMM", 1, 0...1,
+    "1: float32 matrix products use luagan's packed AVX-512 kernel where the CPU has AVX-512; 0: the BLAS's sgemm everywhere")
   public static let directMaxChannels = Knob("LG_DIRECT_MAX", 4, 0...64,
     "3x3 convolutions with at most this many output channels (a generator's image layer) use the direct kernel")
   public static let poolPercentOfPeak = Knob("LG_POOL_FRACTION", 130, 0...1000,
@@ -53,6 +55,6 @@ public enum Tunables {
     "microseconds a worker thread spins waiting for the next parallel region before it sleeps")
 
   public static let all: [Knob] = [winogradMinChannels, winogradMinTiles, winogradBlockBytes, winogradTile, winogradSmallChannels,
-                                   winogradForwardTiles, winogradWeightTiles, smallGemm, directMaxChannels, poolPercentOfPeak, poolFloorMB,
+                                   winogradForwardTiles, winogradWeightTiles, smallGemm, ownGemm, directMaxChannels, poolPercentOfPeak, poolFloorMB,
                                    spinMicroseconds]
 }

@@ -127,6 +127,49 @@ final class WinogradTests: XCTestCase {
     }
   }
 
+  /// The packed GEMM every float32 product takes on an AVX-512 CPU (lg_sgemm: C = alpha·op(A)·op(B)
+  /// + beta·C) against a float64 sum, for all four transposes, sizes off every block and
+  /// register tile (M off 8 and the 128-row block, N off the 32-wide sliver, one vector or less,
+  /// past the 512-column panel, K past the 256 block), strided operands, and alpha, beta: C's
+  /// padding stays untouched and, with beta 0, C is not read (NaN there stays out of the result).
+  /// Without AVX-512 it declines (returns 1) and the BLAS runs.
+  func testPackedGemmKernel() {
+    let g = Generator(seed: 5)
+    let shapes = [(1, 1, 1), (8, 32, 256), (13, 37, 29), (7, 16, 300), (130, 100, 257), (17, 530, 40), (64, 112, 520), (9, 15, 3),
+                  (129, 33, 1)]
+    for (M, N, K) in shapes {
+      for (transA, transB) in [(false, false), (true, false), (false, true), (true, true)] {
+        for (alpha, beta) in [(Float(1), Float(0)), (0.5, 1), (1, -0.25)] {
+          let lda = (transA ? M : K) + 3, ldb = (transB ? K : N) + 5, ldc = N + 2
+          let a = (0..<((transA ? K : M) * lda)).map { _ in Float(g.normal()) }
+          let b = (0..<((transB ? N : K) * ldb)).map { _ in Float(g.normal()) }
+          let c0 = (0..<((M + 1) * ldc)).map { i in i % ldc < N && i < M * ldc ? (beta == 0 ? Float.nan : Float(g.normal())) : 7 }
+          var c = c0
+          let declined = SIMDKernels.with(level: 4) {
+            lg_sgemm(transA ? 1 : 0, transB ? 1 : 0, Int32(M), Int32(N), Int32(K), alpha, a, lda, b, ldb, beta, &c, ldc)
+          }
+          guard CPU.current.isaLevel >= 4 else { XCTAssertEqual(declined, 1, "lg_sgemm ran without AVX-512"); continue }
+          XCTAssertEqual(declined, 0)
+          var worst = 0.0
+          for i in 0..<M {
+            for j in 0..<ldc {
+              guard j < N else { XCTAssertEqual(c[i * ldc + j], 7, "padding written"); continue }
+              var exact = beta == 0 ? 0 : Double(beta) * Double(c0[i * ldc + j]), bound = abs(exact)
+              for k in 0..<K {
+                let p = Double(alpha) * Double(transA ? a[k * lda + i] : a[i * lda + k]) * Double(transB ? b[j * ldb + k] : b[k * ldb + j])
+                exact += p; bound += abs(p)
+              }
+              worst = max(worst, abs(Double(c[i * ldc + j]) - exact) / bound)
+            }
+          }
+          let what = "\(transA ? "Aᵀ" : "A")·\(transB ? "Bᵀ" : "B") \(M)x\(N)x\(K) alpha \(alpha) beta \(beta)"
+          XCTAssertLessThan(worst, Double(K + 2) * 1.2e-7, what)
+          XCTAssertEqual(c[(M * ldc)...], ArraySlice(repeating: 7, count: ldc), "written past C's last row: \(what)")
+        }
+      }
+    }
+  }
+
   func testKernelLevelIsChosenByCPUID() {
     XCTAssertEqual(SIMDKernels.level, CPU.current.isaLevel >= 4 ? 4 : CPU.current.isaLevel >= 3 ? 3 : 1)
   }

@@ -48,6 +48,14 @@ static inline void lg_cpu_relax(void) {
 #define LG_SGEMM_MAX_K 256
 void lg_sgemm_nn(const float *A, long lda, const float *B, long ldb, float *C, long ldc, int M, int N, int K);
 
+// Any float32 GEMM, row-major: C (M×N) = alpha·op(A)·op(B) + beta·C (C not read when beta is
+// 0), with luagan's packed kernel; op(A) is A (M×K, lda) or its transpose (A: K×M), op(B) B
+// (K×N, ldb) or its transpose. Each element sums its products in k order (blocks of 256 in
+// order), whatever the thread count. Returns 0 when done, 1 when the caller should use the
+// BLAS instead (a CPU without AVX-512, an empty product, or no memory for the packing buffers).
+int lg_sgemm(int transA, int transB, int M, int N, int K, float alpha, const float *A, long lda, const float *B, long ldb,
+             float beta, float *C, long ldc);
+
 // Direct 3x3 convolution, stride 1, padding 1, float32, for layers with few input or output
 // channels (an RGB or single-channel layer), where GEMMs are thin:
 //   y[n][k] (=/+=) Σ_c Σ_ij w[k][c][i][j] x[n][c][h+i-1][w+j-1]   (flip: w read as the

@@ -1,4 +1,6 @@
+import CKernels
 import COpenBLAS
+import Host
 
 /// Matrix products on OpenBLAS. mm and bmm are primitives; their pullbacks are products with
 /// transposed views (which BLAS reads in place, without copies). matmul and linear compose them.
@@ -83,6 +85,13 @@ extension Tensor {
   }
 }
 
+/// Float32 products on luagan's packed kernel (CKernels' lg_sgemm) where the CPU has AVX-512
+/// (LG_OWN_GEMM): with OpenBLAS's Haswell core, which is what a forced or older OpenBLAS gives
+/// an AVX-512 machine, sgemm reached half the CPU's peak (214 GFLOP/s on a 2-core Zen 5 against
+/// 463 for the packed kernel and 371 for OpenBLAS's Cooperlake core), and the training steps
+/// then depended on which core OpenBLAS had picked (biggan64: 886 against 710 ms a step).
+let ownSgemm: Bool = { _ = SIMDKernels.selected; return Tunables.ownGemm.value == 1 }()
+
 /// Rows or columns of C per concurrent GEMM block.
 let gemmBlock = 128
 
@@ -91,6 +100,12 @@ func gemmCall<T: TensorScalar>(_: T.Type, transA: Bool, transB: Bool, M: Int, N:
                                A: UnsafePointer<T>, lda: Int, B: UnsafePointer<T>, ldb: Int,
                                beta: Double, C: UnsafeMutablePointer<T>, ldc: Int) {
   let ta = transA ? CblasTrans : CblasNoTrans, tb = transB ? CblasTrans : CblasNoTrans
+  if T.self == Float.self, ownSgemm, M <= Int(Int32.max), N <= Int(Int32.max), K <= Int(Int32.max),
+     lg_sgemm(transA ? 1 : 0, transB ? 1 : 0, Int32(M), Int32(N), Int32(K), Float(alpha),
+              UnsafeRawPointer(A).assumingMemoryBound(to: Float.self), lda, UnsafeRawPointer(B).assumingMemoryBound(to: Float.self), ldb,
+              Float(beta), UnsafeMutableRawPointer(C).assumingMemoryBound(to: Float.self), ldc) == 0 {
+    return
+  }
   if T.self == Float.self {
     cblas_sgemm(CblasRowMajor, ta, tb, Int32(M), Int32(N), Int32(K), Float(alpha),
                 UnsafeRawPointer(A).assumingMemoryBound(to: Float.self), Int32(lda),

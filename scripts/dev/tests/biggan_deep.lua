@@ -99,8 +99,10 @@ T.test("BigGANdeep.py's G and D: same samples, scores and gradients in training 
       T.check(p ~= nil, "a parameter for " .. name)
       local g = p.grad:reshape(ref:shape())
       -- G's gradients pass six batch-statistics BNs backwards: torch's own float32 ones differ
-      -- from its float64 ones by up to 2.2e-3 of the largest (measured on this fixture)
-      T.close(g, ref, 2e-3 * ref:abs():max():item(), 0, "gradient of " .. name)
+      -- from its float64 ones by up to 2.2e-3 of the largest (measured on this fixture), so two
+      -- float32 implementations may differ by twice that; luagan's differ from torch's by 3.4e-6
+      -- with OpenBLAS's Haswell sgemm, 5.3e-4 with its Cooperlake one, 2.1e-3 with luagan's own
+      T.close(g, ref, 4.4e-3 * ref:abs():max():item(), 0, "gradient of " .. name)
       worst = math.max(worst, T.maxDiff(g, ref) / ref:abs():max():item())
     end
   end
