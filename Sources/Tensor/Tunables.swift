@@ -1,4 +1,5 @@
 import Foundation
+import Host
 
 /// The `LG_*` environment variables that tune luagan's kernels and allocator, each declared once
 /// here with its default, its bounds and what it changes. Every one only moves speed and memory
@@ -34,8 +35,12 @@ public enum Tunables {
     "bytes of transformed tiles per block in wide Winograd layers (cache blocking)")
   public static let winogradTile = Knob("LG_WINO_TILE", 4, 2...4,
     "4: float32 3x3 convolutions use F(4x4,3x3); 2: F(2x2,3x3) everywhere (float64 always uses F(2x2))")
-  public static let winogradSmallChannels = Knob("LG_WINO_SMALL", 64, 0...1 << 20,
-    "layers of at most this many channels run whole Winograd sub-blocks per worker (one dispatch per conv)")
+  /// 256 where the float32 products run on luagan's packed GEMM (AVX-512), 64 elsewhere: with
+  /// that GEMM, layers of 128 and 256 channels ran faster as whole sub-blocks per worker than as
+  /// three phases across workers (2-core Zen 5: biggan64 702 -> 658 ms a step, biggan128@8
+  /// 951 -> 914, deep256 sampling 1,205 -> 1,166; deep512 at batch 4 1,098 -> 1,127).
+  public static let winogradSmallChannels = Knob("LG_WINO_SMALL", SIMDKernels.selected >= 4 && ownGemm.value == 1 ? 256 : 64, 0...1 << 20,
+    "layers of at most this many channels run whole Winograd sub-blocks per worker (one dispatch per conv); default 256 with luagan's AVX-512 GEMM, else 64")
   public static let winogradForwardTiles = Knob("LG_WINO_SUBTILES", 128, 1...1 << 20,
     "tiles per sub-block in the small-layer forward and input gradient")
   public static let winogradWeightTiles = Knob("LG_WINO_WTILES", 256, 1...1 << 20,
