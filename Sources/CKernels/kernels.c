@@ -15,6 +15,7 @@
 #define TARGET __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,bmi2"), noinline))
 #define GEMM_MR 8
 #define GEMM_NR 32
+#define PACK_TRANSPOSE16
 #define PACK_MR 8
 #define PACK_VEC 16
 #define PACK_NV 2
@@ -28,6 +29,7 @@
 #undef PACK_VEC
 #undef PACK_NV
 #undef PACK_NR
+#undef PACK_TRANSPOSE16
 
 #define SUFFIX avx2
 #define TARGET __attribute__((target("avx2,fma,bmi2"), noinline))

@@ -521,6 +521,35 @@ TARGET static void NAME(sgemm_nn)(const float *A, long lda, const float *B, long
   }
 }
 
+#if defined(PACK_TRANSPOSE16) && !defined(LG_TRANSPOSE16_DEFINED)
+#define LG_TRANSPOSE16_DEFINED
+#include <immintrin.h>
+// dst[k·ldd + j] = src[j·lds + k] for a 16x16 block: unpack pairs of rows, then pairs of pairs,
+// then 128-bit lanes twice (the usual AVX-512 transpose); the packed GEMM's Bᵀ slivers, which
+// a scalar loop wrote at a quarter of the rate.
+__attribute__((target("avx512f"), always_inline)) static inline void lg_transpose16(const float *src, long lds, float *dst, long ldd) {
+  __m512 r[16], t[16];
+  for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(src + i * lds);
+  for (int i = 0; i < 16; i += 2) { t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]); t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]); }
+  for (int i = 0; i < 16; i += 4) {
+    r[i] = _mm512_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+    r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+    r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+    r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+  }
+  for (int i = 0; i < 4; i++) {   // rows 4i.. of r hold columns i, i+4, i+8, i+12 per 128-bit lane
+    t[i] = _mm512_shuffle_f32x4(r[i], r[4 + i], 0x88);
+    t[4 + i] = _mm512_shuffle_f32x4(r[i], r[4 + i], 0xdd);
+    t[8 + i] = _mm512_shuffle_f32x4(r[8 + i], r[12 + i], 0x88);
+    t[12 + i] = _mm512_shuffle_f32x4(r[8 + i], r[12 + i], 0xdd);
+  }
+  for (int i = 0; i < 8; i++) {
+    _mm512_storeu_ps(dst + i * ldd, _mm512_shuffle_f32x4(t[i], t[8 + i], 0x88));
+    _mm512_storeu_ps(dst + (8 + i) * ldd, _mm512_shuffle_f32x4(t[i], t[8 + i], 0xdd));
+  }
+}
+#endif
+
 // C tile (PACK_MR × NV vectors) = alpha · Σ_k a[k·sk + r·sr] · b[k·PACK_NR + j] + beta · C:
 // PACK_MR × NV vector accumulators in registers, A read in place (row r, column k at
 // a[k·sk + r·sr]: sk = 1 for A as stored, sr = 1 for its transpose), B from a packed sliver.
@@ -598,6 +627,13 @@ TARGET static void NAME(sgemm_packed)(int transA, int transB, int M, int N, int 
         // cache line is read once and the sliver's rows are written whole
         for (int k0 = 0; k0 < kc; k0 += 16) {
           const int kn = kc - k0 < 16 ? kc - k0 : 16;
+#ifdef PACK_TRANSPOSE16
+          if (kn == 16 && nr == PACK_NR) {   // whole 16x16 blocks in registers
+            for (int jb = 0; jb < PACK_NR; jb += 16)
+              lg_transpose16(B + (long)(jc + j0 + jb) * ldb + pc + k0, ldb, sliver + (long)k0 * PACK_NR + jb, PACK_NR);
+            continue;
+          }
+#endif
           for (int j = 0; j < PACK_NR; j++) {
             const float *restrict src = B + (long)(jc + j0 + j) * ldb + pc + k0;
 #pragma clang loop vectorize(disable)
