@@ -45,8 +45,8 @@ public enum Parallel {
     WorkerPool.shared.run(count, helpers: _threads - 1, body)
   }
 
-  /// Elementwise work below this many elements is not worth a thread hop.
-  public static let elementGrain = 1 << 15
+  /// Elementwise work below this many elements is not worth a thread hop (LG_ELEMENT_GRAIN).
+  public static let elementGrain = Tunables.elementGrain.value
 }
 
 extension Parallel {
