@@ -39,8 +39,9 @@ public enum Tunables {
   /// that GEMM, layers of 128 and 256 channels ran faster as whole sub-blocks per worker than as
   /// three phases across workers (2-core Zen 5: biggan64 702 -> 658 ms a step, biggan128@8
   /// 951 -> 914, deep256 sampling 1,205 -> 1,166; deep512 at batch 4 1,098 -> 1,127).
-  public static let winogradSmallChannels = Knob("LG_WINO_SMALL", SIMDKernels.selected >= 4 && ownGemm.value == 1 ? 256 : 64, 0...1 << 20,
-    "layers of at most this many channels run whole Winograd sub-blocks per worker (one dispatch per conv); default 256 with luagan's AVX-512 GEMM, else 64")
+  public static let winogradSmallChannels = Knob("LG_WINO_SMALL", SIMDKernels.selected >= 4 && ownGemm.value == 1 ? 256 : 64,
+    0...1 << 20, "layers of at most this many channels run whole Winograd sub-blocks per worker (one dispatch per conv); "
+      + "default 256 with luagan's AVX-512 GEMM, else 64")
   public static let winogradForwardTiles = Knob("LG_WINO_SUBTILES", 128, 1...1 << 20,
     "tiles per sub-block in the small-layer forward and input gradient")
   public static let winogradWeightTiles = Knob("LG_WINO_WTILES", 256, 1...1 << 20,
@@ -69,6 +70,6 @@ public enum Tunables {
     "microseconds a worker thread spins waiting for the next parallel region before it sleeps")
 
   public static let all: [Knob] = [winogradMinChannels, winogradMinTiles, winogradBlockBytes, winogradTile, winogradSmallChannels,
-                                   winogradForwardTiles, winogradWeightTiles, smallGemm, ownGemm, directMaxChannels, elementGrain, poolPercentOfPeak, poolFloorMB,
-                                   spinMicroseconds]
+                                   winogradForwardTiles, winogradWeightTiles, smallGemm, ownGemm, directMaxChannels, elementGrain,
+                                   poolPercentOfPeak, poolFloorMB, spinMicroseconds]
 }
