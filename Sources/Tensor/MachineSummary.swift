@@ -16,6 +16,6 @@ public enum Machine {
 
   /// Whose kernel runs float32 matrix products (see ownSgemm).
   public static var sgemmOwner: String {
-    ownSgemm && SIMDKernels.level >= 4 ? "luagan's packed AVX-512 kernel" : "OpenBLAS \(BLASCore.current)"
+    sgemmRunsOwnKernel ? "luagan's packed AVX-512 kernel" : "OpenBLAS \(BLASCore.current)"
   }
 }

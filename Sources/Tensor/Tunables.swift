@@ -1,5 +1,4 @@
 import Foundation
-import Host
 
 /// The `LG_*` environment variables that tune luagan's kernels and allocator, each declared once
 /// here with its default, its bounds and what it changes. Every one only moves speed and memory
@@ -39,7 +38,7 @@ public enum Tunables {
   /// that GEMM, layers of 128 and 256 channels ran faster as whole sub-blocks per worker than as
   /// three phases across workers (2-core Zen 5: biggan64 702 -> 658 ms a step, biggan128@8
   /// 951 -> 914, deep256 sampling 1,205 -> 1,166; deep512 at batch 4 1,098 -> 1,127).
-  public static let winogradSmallChannels = Knob("LG_WINO_SMALL", SIMDKernels.selected >= 4 && ownGemm.value == 1 ? 256 : 64,
+  public static let winogradSmallChannels = Knob("LG_WINO_SMALL", sgemmRunsOwnKernel ? 256 : 64,
     0...1 << 20, "layers of at most this many channels run whole Winograd sub-blocks per worker (one dispatch per conv); "
       + "default 256 with luagan's AVX-512 GEMM, else 64")
   public static let winogradForwardTiles = Knob("LG_WINO_SUBTILES", 128, 1...1 << 20,

@@ -91,6 +91,8 @@ extension Tensor {
 /// 463 for the packed kernel and 371 for OpenBLAS's Cooperlake core), and the training steps
 /// then depended on which core OpenBLAS had picked (biggan64: 886 against 710 ms a step).
 let ownSgemm: Bool = { _ = SIMDKernels.selected; return Tunables.ownGemm.value == 1 }()
+/// Whether float32 products run on that kernel now (LG_OWN_GEMM on, kernels at AVX-512).
+var sgemmRunsOwnKernel: Bool { ownSgemm && SIMDKernels.level >= 4 }
 
 /// Rows or columns of C per concurrent GEMM block.
 let gemmBlock = 128

@@ -110,8 +110,8 @@ struct SmallBlocks {
   /// C = A·B (row-major, C overwritten) on one core, for the forward and the input gradient:
   /// CKernels' unpacked kernel (`LG_SMALL_GEMM`=1), since OpenBLAS's Haswell core packs both
   /// operands and zeroes C first, a third of its time at these sizes (pggan64 with that core:
-  /// -15 to -20% of the step's CPU samples). The weight gradient's A·Bᵀ stays with the BLAS: a
-  /// dot-product kernel and a transposed copy of B both lost to it.
+  /// -15 to -20% of the step's CPU samples). The weight gradient's A·Bᵀ goes through gemmCall
+  /// (the packed kernel on AVX-512, else the BLAS): a dot-product kernel lost to both.
   static let ownGemm = Tunables.smallGemm.value == 1
   static func gemm(M: Int, N: Int, K: Int, A: UnsafePointer<Float>, lda: Int, B: UnsafePointer<Float>, ldb: Int,
                    C: UnsafeMutablePointer<Float>, ldc: Int) {

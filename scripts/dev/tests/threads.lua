@@ -19,22 +19,19 @@ local function step(threads)
   local x, w = tensor.randn(9, 48, 20, 20), tensor.randn(40, 48, 3, 3)
   out.winograd = tensor.conv2d(x, w, nil, { padding = 1 })
   out.strided = tensor.conv2d(x, w, nil, { stride = 2 })
+  -- a padded 3x3 conv's output and the weight gradient of sum(y²)
+  local function convAndWeightGrad(xs, ws)
+    local wg = ws:requiresGrad(true)
+    local y = tensor.conv2d(xs, wg, nil, { padding = 1 })
+    ;(y * y):sum():backward()
+    return y:detach(), wg.grad
+  end
   -- wider than 64 channels (each Winograd phase split across workers where the sub-block limit
-  -- is 64; as sub-blocks where it is 256), and a 1x1 conv whose
-  -- weight gradient sums two 8-image chunks
-  local xw, ww = tensor.randn(3, 80, 12, 12), tensor.randn(72, 80, 3, 3):requiresGrad(true)
-  local yw = tensor.conv2d(xw, ww, nil, { padding = 1 })
-  out.wide = yw:detach()
-  local lossW = (yw * yw):sum()
-  lossW:backward()
-  out.wideWeightGrad = ww.grad
-  -- wider than 256 (the sub-block limit where luagan's AVX-512 GEMM runs, LG_WINO_SMALL), 32 tiles
-  local xv, wv = tensor.randn(2, 264, 16, 16), tensor.randn(264, 264, 3, 3):requiresGrad(true)
-  local yv = tensor.conv2d(xv, wv, nil, { padding = 1 })
-  out.wider = yv:detach()
-  local lossV = (yv * yv):sum()
-  lossV:backward()
-  out.widerWeightGrad = wv.grad
+  -- is 64; as sub-blocks where it is 256), then wider than 256 (the limit where luagan's AVX-512
+  -- GEMM runs, LG_WINO_SMALL; 32 tiles), and a 1x1 conv whose weight gradient sums two 8-image
+  -- chunks
+  out.wide, out.wideWeightGrad = convAndWeightGrad(tensor.randn(3, 80, 12, 12), tensor.randn(72, 80, 3, 3))
+  out.wider, out.widerWeightGrad = convAndWeightGrad(tensor.randn(2, 264, 16, 16), tensor.randn(264, 264, 3, 3))
   local w1 = tensor.randn(24, 48, 1, 1):requiresGrad(true)
   local y1 = tensor.conv2d(x, w1)
   local loss1 = (y1 * y1):sum()
