@@ -23,6 +23,7 @@ luagan=${LUAGAN:-.build/release/luagan}
 python=${TORCH_PYTHON:-../.venv-torch/bin/python}
 out=runs/pggan-matrix
 mkdir -p "$out"
+summary='FID \(domain\)|KL\(hist|SWD|MS-SSIM|classes covered'   # the evaluation's lines worth echoing per run
 [ "${1:-}" = table ] && seeds=""
 for seed in $seeds; do
   for setup in $setups; do
@@ -41,7 +42,7 @@ for seed in $seeds; do
       env "${env[@]}" "$luagan" scripts/sample.lua --ckpt="$dir" --truncations='{0}' --n=0
       env "${env[@]}" "$luagan" scripts/eval.lua --ckpt="$dir" --n=10000
     } > "$dir.txt" 2>&1 || echo "($setup seed $seed failed: see $dir.txt)"
-    grep -E 'FID \(domain\)|KL\(hist|SWD|MS-SSIM|classes covered' "$dir.txt" || true
+    grep -E "$summary" "$dir.txt" || true
   done
   if [ -x "$python" ]; then
     echo "== twin seed $seed, $(date -u +%FT%TZ)" > "$out/twin-s$seed.txt"
@@ -49,7 +50,7 @@ for seed in $seeds; do
       "$out/twin-s$seed.safetensors" --minutes "$minutes" --seed "$seed" --threads 2 >> "$out/twin-s$seed.txt" 2>&1 &&
       "$luagan" scripts/dev/bench/score_samples.lua "$out/twin-s$seed.safetensors" >> "$out/twin-s$seed.txt" 2>&1 ||
       echo "(twin seed $seed failed: see $out/twin-s$seed.txt)"
-    grep -E 'FID \(domain\)|KL\(hist|SWD|MS-SSIM|classes covered' "$out/twin-s$seed.txt" || true
+    grep -E "$summary" "$out/twin-s$seed.txt" || true
   fi
 done
 
