@@ -36,7 +36,7 @@ demo-pggan: build
 	rm -rf runs/demo-pggan
 	$(LUAGAN) scripts/pggan.lua --config=scripts/configs/demo_pggan.lua
 	$(LUAGAN) scripts/sample.lua --ckpt=runs/demo-pggan --truncations='{0}' --n=0
-	$(LUAGAN) scripts/eval.lua --ckpt=runs/demo-pggan --n=10000
+	$(LUAGAN) scripts/eval.lua --ckpt=runs/demo-pggan --n=16384 --split=train
 	@echo "samples: runs/demo-pggan/samples/latest.png, runs/demo-pggan/sample/; evaluation: runs/demo-pggan/eval-*.json"
 
 # Every test: the Swift suites (gradcheck sweep, Winograd, autograd) and the Lua suites run

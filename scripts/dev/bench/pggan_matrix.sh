@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # PGGAN's main job's acceptance matrix (issue 28): `make demo-pggan` (scripts/configs/demo_pggan.lua,
-# a 15-minute budget, then the 10,000-sample evaluation) for each GEMM set-up and seed, and the
+# a 15-minute budget, then the paper's evaluation: 16,384 samples against the training split) for
+# each GEMM set-up and seed, and the
 # PyTorch twin of the official recipe (scripts/dev/bench/torch/pggan_twin.py) for the same budget
 # and seed on the same machine, its Gs samples scored by the same evaluation. One thing at a time
 # (the budget is wall-clock: nothing else may share the cores). Per seed: each set-up, then the twin.
@@ -8,6 +9,8 @@
 # twin-s<seed>.{safetensors,txt}. Takes about 2 h 20 min (9 runs of 15 minutes).
 #
 #   scripts/dev/bench/pggan_matrix.sh [set-ups (default: "native haswell")] [seeds (default: "1 2 3")]
+#   scripts/dev/bench/pggan_matrix.sh eval       (evaluate the runs and twins already there again, appending
+#                                                 to their logs, then rebuild the table: the last evaluation wins)
 #   scripts/dev/bench/pggan_matrix.sh table      (only rebuild runs/pggan-matrix/table.md from the logs)
 #
 # Set-ups (what runs every float32 GEMM, so the two differ in the kernel that does most of the work):
@@ -24,7 +27,24 @@ python=${TORCH_PYTHON:-../.venv-torch/bin/python}
 out=runs/pggan-matrix
 mkdir -p "$out"
 summary='FID \(domain\)|KL\(hist|SWD|MS-SSIM|classes covered'   # the evaluation's lines worth echoing per run
-[ "${1:-}" = table ] && seeds=""
+samples=16384 split=train   # PGGAN's SWD protocol (config.py: num_images=16384, real images from the training set)
+evaluate() {   # evaluate <run folder or twin samples file> <log>
+  case $1 in
+    *.safetensors) "$luagan" scripts/dev/bench/score_samples.lua "$1" "$split" ;;
+    *) "$luagan" scripts/eval.lua --ckpt="$1" --n="$samples" --split="$split" ;;
+  esac >> "$2" 2>&1 || echo "(evaluating $1 failed: see $2)"
+  grep -E "$summary" "$2" | tail -5
+}
+case ${1:-} in
+  table) seeds="" ;;
+  eval)
+    seeds=""
+    for log in "$out"/*-s*.txt; do
+      run=${log%.txt}; [ -d "$run" ] || run=$run.safetensors
+      echo "== $(basename "$run"): evaluated again, $(date -u +%FT%TZ)" >> "$log"
+      evaluate "$run" "$log"
+    done ;;
+esac
 for seed in $seeds; do
   for setup in $setups; do
     case $setup in
@@ -40,17 +60,15 @@ for seed in $seeds; do
       env "${env[@]}" "$luagan" scripts/pggan.lua --config=scripts/configs/demo_pggan.lua --minutes="$minutes" \
         --seed="$seed" --out="$dir"
       env "${env[@]}" "$luagan" scripts/sample.lua --ckpt="$dir" --truncations='{0}' --n=0
-      env "${env[@]}" "$luagan" scripts/eval.lua --ckpt="$dir" --n=10000
     } > "$dir.txt" 2>&1 || echo "($setup seed $seed failed: see $dir.txt)"
-    grep -E "$summary" "$dir.txt" || true
+    evaluate "$dir" "$dir.txt"
   done
   if [ -x "$python" ]; then
     echo "== twin seed $seed, $(date -u +%FT%TZ)" > "$out/twin-s$seed.txt"
     FMNIST_ROOT=${FMNIST_ROOT:-/usr/share/datasets/fashion-mnist} "$python" scripts/dev/bench/torch/pggan_twin.py \
-      "$out/twin-s$seed.safetensors" --minutes "$minutes" --seed "$seed" --threads 2 >> "$out/twin-s$seed.txt" 2>&1 &&
-      "$luagan" scripts/dev/bench/score_samples.lua "$out/twin-s$seed.safetensors" >> "$out/twin-s$seed.txt" 2>&1 ||
-      echo "(twin seed $seed failed: see $out/twin-s$seed.txt)"
-    grep -E "$summary" "$out/twin-s$seed.txt" || true
+      "$out/twin-s$seed.safetensors" --minutes "$minutes" --seed "$seed" --threads 2 --samples "$samples" \
+      >> "$out/twin-s$seed.txt" 2>&1 || echo "(twin seed $seed failed: see $out/twin-s$seed.txt)"
+    evaluate "$out/twin-s$seed.safetensors" "$out/twin-s$seed.txt"
   fi
 done
 
