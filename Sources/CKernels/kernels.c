@@ -11,6 +11,13 @@
 // The small GEMM's register tile per ISA: GEMM_MR x GEMM_NR accumulators (16 of 32 zmm, 12 of
 // 16 ymm, 8 of 16 xmm).
 
+// Orders non-temporal (streaming) stores before the caller's hand-off to other threads.
+#if defined(__x86_64__) || defined(__i386__)
+#define LG_STORE_FENCE() __builtin_ia32_sfence()
+#else
+#define LG_STORE_FENCE() __atomic_thread_fence(__ATOMIC_SEQ_CST)
+#endif
+
 #define SUFFIX avx512
 #define TARGET __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,bmi2"), noinline))
 #define GEMM_MR 8
@@ -76,7 +83,7 @@ typedef struct {
   void (*wino4_output_adjoint)(const float *, int, int, int, int, int, int, int, float *);
   void (*conv3x3_direct)(const float *, const float *, int, int, int, int, int, int, long, long, float *);
   void (*conv3x3_direct_weight)(const float *, const float *, int, int, int, int, int, long, long, float *);
-  void (*wino4_weights)(const float *, int, int, int, long, long, float *);
+  void (*wino4_weights)(const float *, int, int, int, int, long, long, float *);
   void (*wino4_weights_adjoint)(const float *, long, long, long, float *);
   void (*softmax_rows)(const float *, float *, long, long, long);
   void (*sgemm_nn)(const float *, long, const float *, long, float *, long, int, int, int);
@@ -122,8 +129,8 @@ void lg_conv3x3_direct(const float *x, const float *w, int N, int C, int K, int 
 void lg_conv3x3_direct_weight(const float *x, const float *dy, int N, int C, int K, int H, int W, long p0, long p1, float *dw) {
   current->conv3x3_direct_weight(x, dy, N, C, K, H, W, p0, p1, dw);
 }
-void lg_wino4_weights(const float *w, int K, int C, int flip, long p0, long p1, float *u) {
-  current->wino4_weights(w, K, C, flip, p0, p1, u);
+void lg_wino4_weights(const float *w, int K, int C, int flip, int stream, long p0, long p1, float *u) {
+  current->wino4_weights(w, K, C, flip, stream, p0, p1, u);
 }
 void lg_wino4_weights_adjoint(const float *du, long plane, long p0, long p1, float *dw) {
   current->wino4_weights_adjoint(du, plane, p0, p1, dw);

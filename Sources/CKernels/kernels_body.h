@@ -356,14 +356,15 @@ TARGET static void NAME(conv3x3_direct_weight)(const float *x, const float *dy, 
 // o * inner + i): u[(a*6+b) * plane + oi], in float64 as Winograd4's rows of G (see
 // Winograd4.swift). flip reads w (K, C) as the input gradient's kernel: pair (o, i) is
 // w[i][o] rotated by 180°. Blocks of 16 pairs, lanes across pairs, so each of the 36 planes
-// is written 16 floats at a time; no contraction into FMAs, so the bits are the scalar ones.
+// is written 16 floats at a time (streamed past the caches with `stream`, when those 64 bytes
+// are a whole aligned line); no contraction into FMAs, so the bits are the scalar ones.
 #ifndef WINO4_G
 #define WINO4_G(t0, t1, t2, t3, t4, t5, a, b, c) \
   do { const double ac_ = (a) + (c), even_ = (a) * (1.0 / 24) + (c) * (1.0 / 6), b12_ = (b) * (1.0 / 12); \
        t0 = (a) * 0.25; t1 = (ac_ + (b)) * (-1.0 / 6); t2 = ((b) - ac_) * (1.0 / 6); t3 = even_ + b12_; t4 = even_ - b12_; \
        t5 = (c); } while (0)
 #endif
-TARGET static void NAME(wino4_weights)(const float *w, int K, int C, int flip, long p0, long p1, float *u) {
+TARGET static void NAME(wino4_weights)(const float *w, int K, int C, int flip, int stream, long p0, long p1, float *u) {
 #pragma clang fp contract(off)
   const long outer = flip ? C : K, inner = flip ? K : C, plane = outer * inner;
   enum { B = 16 };
@@ -386,10 +387,15 @@ TARGET static void NAME(wino4_weights)(const float *w, int K, int C, int flip, l
       for (int j = 0; j < B; j++) WINO4_G(r[0][j], r[1][j], r[2][j], r[3][j], r[4][j], r[5][j], t[a][0][j], t[a][1][j], t[a][2][j]);
       for (int b = 0; b < 6; b++) {
         float *dst = u + (a * 6 + b) * plane + base;
-        for (int j = 0; j < n; j++) dst[j] = (float)r[b][j];
+        if (stream && n == B && ((unsigned long)dst & 63) == 0) {
+          for (int j = 0; j < B; j++) __builtin_nontemporal_store((float)r[b][j], dst + j);
+        } else {
+          for (int j = 0; j < n; j++) dst[j] = (float)r[b][j];
+        }
       }
     }
   }
+  if (stream) LG_STORE_FENCE();
 }
 
 // dw = Gᵀ dU G for the pairs kc in [p0, p1): du[(a*6+b) * plane + kc] -> dw[kc*9 + k*3 + l],
@@ -428,6 +434,39 @@ TARGET static void NAME(wino4_weights_adjoint)(const float *du, long plane, long
 }
 
 
+#ifndef SOFTMAX_EXP
+// e = exp(v) as Cephes' expf: Cody-Waite reduction by ln 2, a degree-6 polynomial, 2^n through
+// the exponent bits; 0 below -87.34, inf above 88.72, NaN kept.
+#define SOFTMAX_EXP(e, value) \
+  do { const float v_ = (value); \
+       const float fn_ = fminf(fmaxf(floorf(v_ * 1.44269504088896341f + 0.5f), -126.0f), 127.0f); \
+       const float r_ = (v_ - fn_ * 0.693359375f) + fn_ * 2.12194440e-4f, z_ = r_ * r_; \
+       float p_ = 1.9875691500e-4f; \
+       p_ = p_ * r_ + 1.3981999507e-3f; p_ = p_ * r_ + 8.3334519073e-3f; p_ = p_ * r_ + 4.1665795894e-2f; \
+       p_ = p_ * r_ + 1.6666665459e-1f; p_ = p_ * r_ + 5.0000001201e-1f; \
+       union { int i; float f; } scale_ = { .i = ((int)fn_ + 127) << 23 }; \
+       float x_ = (p_ * z_ + r_ + 1.0f) * scale_.f; \
+       x_ = v_ < -87.336544f ? 0.0f : (v_ > 88.72283f ? __builtin_inff() : x_); \
+       (e) = v_ == v_ ? x_ : v_; } while (0)
+// The same on 16 floats at once (each lane as SOFTMAX_EXP, bit for bit).
+typedef float lg_v16f __attribute__((ext_vector_type(16)));
+typedef int lg_v16i __attribute__((ext_vector_type(16)));
+#define LG_SELECT16(mask, yes, no) ((lg_v16f)(((lg_v16i)(yes) & (mask)) | ((lg_v16i)(no) & ~(mask))))
+#define SOFTMAX_EXP16(e, value) \
+  do { const lg_v16f v_ = (value); \
+       const lg_v16f fn_ = __builtin_elementwise_min(__builtin_elementwise_max( \
+         __builtin_elementwise_floor(v_ * 1.44269504088896341f + 0.5f), (lg_v16f)-126.0f), (lg_v16f)127.0f); \
+       const lg_v16f r_ = (v_ - fn_ * 0.693359375f) + fn_ * 2.12194440e-4f, z_ = r_ * r_; \
+       lg_v16f p_ = 1.9875691500e-4f; \
+       p_ = p_ * r_ + 1.3981999507e-3f; p_ = p_ * r_ + 8.3334519073e-3f; p_ = p_ * r_ + 4.1665795894e-2f; \
+       p_ = p_ * r_ + 1.6666665459e-1f; p_ = p_ * r_ + 5.0000001201e-1f; \
+       const lg_v16f scale_ = (lg_v16f)((__builtin_convertvector(fn_, lg_v16i) + 127) << 23); \
+       lg_v16f x_ = (p_ * z_ + r_ + 1.0f) * scale_; \
+       x_ = LG_SELECT16(v_ > 88.72283f, (lg_v16f)__builtin_inff(), x_); \
+       x_ = LG_SELECT16(v_ < -87.336544f, (lg_v16f)0.0f, x_); \
+       (e) = LG_SELECT16(v_ == v_, x_, v_); } while (0)
+#endif
+
 // Softmax of rows r0..r1-1 of x (rows of n floats, contiguous; y may be x): the row's max m (0
 // when not finite), e = exp(x - m) summed in 16 fixed lanes (then in double, in order, so the
 // bits do not depend on how rows are split), and e scaled by 1 / sum. exp is Cephes' expf
@@ -447,25 +486,23 @@ TARGET static void NAME(softmax_rows)(const float *x, float *y, long n, long r0,
     for (int l = 1; l < 16; l++) m = top[l] > m ? top[l] : m;
     if (!(m - m == 0)) m = 0;
     float lane[16] = { 0 };
-    for (long i0 = 0; i0 < n; i0 += 16) {
-      const int len = n - i0 < 16 ? (int)(n - i0) : 16;
-      for (int l = 0; l < len; l++) {
-        const float v = a[i0 + l] - m;
-        const float fn = fminf(fmaxf(floorf(v * 1.44269504088896341f + 0.5f), -126.0f), 127.0f);
-        const float r = (v - fn * 0.693359375f) + fn * 2.12194440e-4f, z = r * r;
-        float p = 1.9875691500e-4f;
-        p = p * r + 1.3981999507e-3f;
-        p = p * r + 8.3334519073e-3f;
-        p = p * r + 4.1665795894e-2f;
-        p = p * r + 1.6666665459e-1f;
-        p = p * r + 5.0000001201e-1f;
-        union { int i; float f; } scale = { .i = ((int)fn + 127) << 23 };
-        float e = (p * z + r + 1.0f) * scale.f;
-        e = v < -87.336544f ? 0.0f : (v > 88.72283f ? __builtin_inff() : e);
-        e = v == v ? e : v;
-        b[i0 + l] = e;
-        lane[l] += e;
+    long i0 = 0;
+    {   // whole groups of 16 as one vector (the lanes are SIMD lanes; the compiler leaves the scalar loop scalar)
+      lg_v16f acc = { 0 };
+      for (; i0 + 16 <= n; i0 += 16) {
+        lg_v16f v, e;
+        __builtin_memcpy(&v, a + i0, sizeof v);
+        SOFTMAX_EXP16(e, v - m);
+        __builtin_memcpy(b + i0, &e, sizeof e);
+        acc += e;
       }
+      __builtin_memcpy(lane, &acc, sizeof acc);
+    }
+    for (int l = 0; i0 + l < n; l++) {   // the tail, into the same lanes
+      float e;
+      SOFTMAX_EXP(e, a[i0 + l] - m);
+      b[i0 + l] = e;
+      lane[l] += e;
     }
     double s = 0;
     for (int l = 0; l < 16; l++) s += lane[l];

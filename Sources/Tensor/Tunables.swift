@@ -41,6 +41,10 @@ public enum Tunables {
   public static let winogradSmallChannels = Knob("LG_WINO_SMALL", sgemmRunsOwnKernel ? 256 : 64,
     0...1 << 20, "layers of at most this many channels run whole Winograd sub-blocks per worker (one dispatch per conv); "
       + "default 256 with luagan's AVX-512 GEMM, else 64")
+  /// 4 MiB: biggan128 at batch 8 (2-core Zen 5, L3 32 MiB), whose 256- and 512-channel layers have
+  /// U of 9 and 38 MiB: 890 -> 855 ms a step streaming at 2, 4 or 8 MiB, 866 at 20 (the 512s only).
+  public static let winogradStreamMB = Knob("LG_WINO_STREAM_MB", 4, 0...1 << 20,
+    "F(4x4) weight transforms whose 36 planes exceed this many MiB are written with non-temporal stores (0: always)")
   public static let winogradForwardTiles = Knob("LG_WINO_SUBTILES", 128, 1...1 << 20,
     "tiles per sub-block in the small-layer forward and input gradient")
   public static let winogradWeightTiles = Knob("LG_WINO_WTILES", 256, 1...1 << 20,
@@ -69,6 +73,6 @@ public enum Tunables {
     "microseconds a worker thread spins waiting for the next parallel region before it sleeps")
 
   public static let all: [Knob] = [winogradMinChannels, winogradMinTiles, winogradBlockBytes, winogradTile, winogradSmallChannels,
-                                   winogradForwardTiles, winogradWeightTiles, smallGemm, ownGemm, directMaxChannels, elementGrain,
-                                   poolPercentOfPeak, poolFloorMB, spinMicroseconds]
+                                   winogradStreamMB, winogradForwardTiles, winogradWeightTiles, smallGemm, ownGemm, directMaxChannels,
+                                   elementGrain, poolPercentOfPeak, poolFloorMB, spinMicroseconds]
 }

@@ -27,8 +27,10 @@ void lg_wino4_output(const float *m, int K, int H, int W, int r0, int nr, int k0
 void lg_wino4_output_adjoint(const float *dy, int K, int H, int W, int r0, int nr, int k0, int k1, float *mb);
 // U = G g Gᵀ, u[xi][o][i] for the pairs o * inner + i in [p0, p1) (outer, inner = K, C, or with
 // flip C, K: the input gradient's kernel), and its adjoint dw = Gᵀ dU G for pairs [p0, p1) of
-// planes of `plane` pairs; float64 inside, the same bits as the scalar definitions.
-void lg_wino4_weights(const float *w, int K, int C, int flip, long p0, long p1, float *u);
+// planes of `plane` pairs; float64 inside, the same bits as the scalar definitions. stream:
+// write U with non-temporal stores (for a U larger than the caches, which would otherwise read
+// every line from memory before overwriting it).
+void lg_wino4_weights(const float *w, int K, int C, int flip, int stream, long p0, long p1, float *u);
 void lg_wino4_weights_adjoint(const float *du, long plane, long p0, long p1, float *dw);
 
 // y = softmax of rows r0..r1-1 of x (rows of n floats, contiguous; y may be x).

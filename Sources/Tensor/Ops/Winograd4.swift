@@ -23,8 +23,12 @@ enum Winograd4 {
   /// channels and rotates the kernel by 180° (the input gradient's kernel), as
   /// Winograd.transformWeights.
   static func transformWeights(_ w: UnsafePointer<Float>, K: Int, C: Int, flip: Bool, _ u: UnsafeMutablePointer<Float>) {
+    // U larger than the caches goes straight to memory: a plain store would first read each line
+    // in, and the GEMMs read U from memory anyway (the transform was 7% of biggan128@8, half of it
+    // waiting on those stores).
+    let stream: Int32 = 36 * K * C * MemoryLayout<Float>.size > Tunables.winogradStreamMB.value << 20 ? 1 : 0
     Parallel.forChunks(K * C, grain: 4096) { r in
-      lg_wino4_weights(w, Int32(K), Int32(C), flip ? 1 : 0, r.lowerBound, r.upperBound, u)
+      lg_wino4_weights(w, Int32(K), Int32(C), flip ? 1 : 0, stream, r.lowerBound, r.upperBound, u)
     }
   }
 
