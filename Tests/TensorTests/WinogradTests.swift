@@ -170,6 +170,27 @@ final class WinogradTests: XCTestCase {
     }
   }
 
+  /// The softmax kernel's 16-lane vector groups and its scalar tail: the same bits with AVX2 as
+  /// with AVX-512 (its lanes are fixed, not the vector width; both contract into FMAs, which the
+  /// baseline build cannot, so that one agrees to float32 rounding), on rows shorter than, equal
+  /// to and longer than a group, with entries that underflow and a -inf.
+  func testSoftmaxRowsAcrossKernelLevels() throws {
+    let g = Generator(seed: 13)
+    for n in [2, 15, 16, 17, 40, 1037] {
+      var values = try Tensor.randn([6, n], generator: g).toArray().map { $0 * 40 }
+      values[0] = -Double.infinity
+      values[values.count - 1] = -200
+      let x = try Tensor.from(values, shape: [6, n])
+      let levels = [1, 3, 4].filter { $0 <= SIMDKernels.level }
+      let results = try levels.map { level in try SIMDKernels.with(level: level) { try x.softmax(dim: 1).toArray() } }
+      if levels.count == 3 { XCTAssertEqual(results[1], results[2], "rows of \(n): AVX2 against AVX-512") }
+      for r in results.dropFirst() {
+        for (a, b) in zip(results[0], r) { XCTAssertEqual(a, b, accuracy: 1e-6 * Swift.max(abs(a), 1e-30), "rows of \(n)") }
+      }
+      for s in try x.softmax(dim: 1).sum(dims: [1]).toArray() { XCTAssertEqual(s, 1, accuracy: 1e-5) }
+    }
+  }
+
   func testKernelLevelIsChosenByCPUID() {
     XCTAssertEqual(SIMDKernels.level, CPU.current.isaLevel >= 4 ? 4 : CPU.current.isaLevel >= 3 ? 3 : 1)
   }
