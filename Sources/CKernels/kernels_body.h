@@ -164,6 +164,9 @@ TARGET static void NAME(wino4_input)(const float *x, int C, int H, int W, int r0
             continue;
           }
           const float *row = plane + (long)iy * W;
+          if (c + 1 < c1)   // the next channel's same rows, a chunk's work ahead of their use
+            for (long k = xs < 0 ? 0 : xs; k < xs + 4L * seg.cnt + 2 && k < W; k += 16)
+              __builtin_prefetch(row + (long)H * W + k);
           if (W % 4 == 0 && iy > 0 && iy < H - 1) {
             // A row inside the plane, its tiles exactly covering it: the segment straight from the
             // row in one vectorized loop over cnt + 1 tiles reading columns 4q ... 4q+3 (a stride-4
@@ -267,6 +270,8 @@ TARGET static void NAME(wino4_output_adjoint)(const float *dy, int K, int H, int
             continue;
           }
           const float *row = dy + ((long)seg.n * K + k) * H * W + (long)oy * W + 4 * seg.tx0;
+          if (k + 1 < k1)   // the next channel's same rows (as wino4_input)
+            for (long i = 0; i < 4L * seg.cnt && 4L * seg.tx0 + i < W; i += 16) __builtin_prefetch(row + (long)H * W + i);
           for (int q = 0; q < seg.whole; q++) {
             p0[q] = row[4 * q]; p1[q] = row[4 * q + 1]; p2[q] = row[4 * q + 2]; p3[q] = row[4 * q + 3];
           }
