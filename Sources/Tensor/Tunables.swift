@@ -46,7 +46,7 @@ public enum Tunables {
   public static let winogradStreamMB = Knob("LG_WINO_STREAM_MB", 4, 0...1 << 20,
     "F(4x4) weight transforms whose 36 planes exceed this many MiB are written with non-temporal stores (0: always)")
   public static let winogradForwardTiles = Knob("LG_WINO_SUBTILES", 128, 1...1 << 20,
-    "tiles per sub-block in the small-layer forward and input gradient")
+    "tiles per sub-block in the small-layer forward and input gradient (unset: 256 for layers of at most 64 channels, else 128)")
   public static let winogradWeightTiles = Knob("LG_WINO_WTILES", 256, 1...1 << 20,
     "tiles per sub-block in the small-layer weight gradient")
   public static let smallGemm = Knob("LG_SMALL_GEMM", 1, 0...1,

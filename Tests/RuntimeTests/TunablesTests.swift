@@ -15,6 +15,18 @@ final class TunablesTests: XCTestCase {
     print(bits(y), bits(x.grad), bits(w.grad))
     """
 
+  /// The small-layer sub-blocks (256 tiles by default at 64 channels) cut the forward and the
+  /// input gradient anywhere without changing a bit: each tile's sums run over channels alone.
+  func testSubBlockSizeKeepsTheBits() throws {
+    let small = conv.replacingOccurrences(of: "256", with: "64")
+    let byDefault = try Luagan.run(["-e", small])
+    let cut = try Luagan.run(["-e", small], environment: ["LG_WINO_SUBTILES": "4"])
+    XCTAssertEqual(byDefault.status, 0, byDefault.stderr)
+    XCTAssertEqual(cut.status, 0, cut.stderr)
+    XCTAssertFalse(byDefault.stdout.isEmpty)
+    XCTAssertEqual(byDefault.stdout, cut.stdout)
+  }
+
   func testStreamedWeightTransformsKeepTheBits() throws {
     let streamed = try Luagan.run(["-e", conv], environment: ["LG_WINO_STREAM_MB": "0"])
     let plain = try Luagan.run(["-e", conv], environment: ["LG_WINO_STREAM_MB": "100000"])

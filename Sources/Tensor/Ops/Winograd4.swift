@@ -38,7 +38,7 @@ enum Winograd4 {
                       y: UnsafeMutablePointer<Float>) throws {
     let th = (H + 3) / 4, tw = (W + 3) / 4, rows = N * th
     let br = Winograd.blockRows(Swift.max(C, K), tileRows: rows, tilesPerRow: tw, 4, planes: 36), tb = br * tw
-    let small = SmallBlocks(C: C, K: K, rows: rows, tilesPerRow: tw, tiles: SmallBlocks.forwardTiles)
+    let small = SmallBlocks(C: C, K: K, rows: rows, tilesPerRow: tw, tiles: SmallBlocks.forwardTiles(channels: Swift.max(C, K)))
     try Scratch.with(Float.self, count: 36 * K * C + (small == nil ? 36 * C * tb + 36 * K * tb : 0)) { buf in
       let u = buf, v = buf + 36 * K * C, m = v + 36 * C * tb
       transformWeights(w, K: flip ? C : K, C: flip ? K : C, flip: flip, u)
@@ -99,7 +99,14 @@ enum Winograd4 {
 /// the same for any thread count, and the weight gradient sums the sub-blocks' partials in order.
 struct SmallBlocks {
   static let maxChannels = Tunables.winogradSmallChannels.value
-  static let forwardTiles = Tunables.winogradForwardTiles.value
+  /// Tiles per forward / input-gradient sub-block: LG_WINO_SUBTILES when set, else 256 for
+  /// layers of at most 64 channels and 128 above (2-core Zen 5, a step at 128 -> 256: pggan64
+  /// 414 -> 405 ms, pggan128 761 -> 748, biggan128@8 800 -> 788; biggan32, whose layers reach
+  /// 256 channels, 1,702-1,719 -> 1,731-1,769).
+  static func forwardTiles(channels: Int) -> Int {
+    if Tunables.winogradForwardTiles.setting != nil { return Tunables.winogradForwardTiles.value }
+    return channels <= 64 ? 256 : 128
+  }
   static let weightTiles = Tunables.winogradWeightTiles.value
   let C, K, rows, tw, blockRows, blocks: Int
 
