@@ -164,7 +164,7 @@ TARGET static void NAME(wino4_input)(const float *x, int C, int H, int W, int r0
             continue;
           }
           const float *row = plane + (long)iy * W;
-          if (c + 1 < c1)   // the next channel's same rows, a chunk's work ahead of their use
+          if (c + 1 < c1)   // the next channel's same rows, read when this channel's chunks are done
             for (long k = xs < 0 ? 0 : xs; k < xs + 4L * seg.cnt + 2 && k < W; k += 16)
               __builtin_prefetch(row + (long)H * W + k);
           if (W % 4 == 0 && iy > 0 && iy < H - 1) {
@@ -392,8 +392,9 @@ TARGET static void NAME(wino4_weights)(const float *w, int K, int C, int flip, i
       for (int j = 0; j < B; j++) WINO4_G(r[0][j], r[1][j], r[2][j], r[3][j], r[4][j], r[5][j], t[a][0][j], t[a][1][j], t[a][2][j]);
       for (int b = 0; b < 6; b++) {
         float *dst = u + (a * 6 + b) * plane + base;
-        if (stream && n == B && ((unsigned long)dst & 63) == 0) {
-          for (int j = 0; j < B; j++) __builtin_nontemporal_store((float)r[b][j], dst + j);
+        if (stream && n == B && ((unsigned long)dst & 63) == 0) {   // one whole line: a vector streaming store
+          float *line = __builtin_assume_aligned(dst, 64);
+          for (int j = 0; j < B; j++) __builtin_nontemporal_store((float)r[b][j], line + j);
         } else {
           for (int j = 0; j < n; j++) dst[j] = (float)r[b][j];
         }
@@ -474,9 +475,8 @@ typedef int lg_v16i __attribute__((ext_vector_type(16)));
 
 // Softmax of rows r0..r1-1 of x (rows of n floats, contiguous; y may be x): the row's max m (0
 // when not finite), e = exp(x - m) summed in 16 fixed lanes (then in double, in order, so the
-// bits do not depend on how rows are split), and e scaled by 1 / sum. exp is Cephes' expf
-// (Cody-Waite reduction by ln 2, a degree-6 polynomial, 2^n through the exponent bits; about
-// 1 ulp), written as plain arithmetic so the loop vectorizes; below -87.34 it is 0.
+// bits do not depend on how rows are split), and e scaled by 1 / sum. exp is SOFTMAX_EXP16 on
+// whole groups of 16 and SOFTMAX_EXP on the tail, the same bits lane for lane (about 1 ulp).
 TARGET static void NAME(softmax_rows)(const float *x, float *y, long n, long r0, long r1) {
   for (long row = r0; row < r1; row++) {
     const float *a = x + row * n;

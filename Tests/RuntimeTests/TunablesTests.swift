@@ -19,7 +19,7 @@ final class TunablesTests: XCTestCase {
   /// input gradient anywhere without changing a bit: each tile's sums run over channels alone.
   func testSubBlockSizeKeepsTheBits() throws {
     let small = conv.replacingOccurrences(of: "256", with: "64")
-    let byDefault = try Luagan.run(["-e", small])
+    let byDefault = try Luagan.run(["-e", small], environment: ["LG_WINO_SUBTILES": ""])
     let cut = try Luagan.run(["-e", small], environment: ["LG_WINO_SUBTILES": "4"])
     XCTAssertEqual(byDefault.status, 0, byDefault.stderr)
     XCTAssertEqual(cut.status, 0, cut.stderr)

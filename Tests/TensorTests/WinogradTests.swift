@@ -170,24 +170,41 @@ final class WinogradTests: XCTestCase {
     }
   }
 
-  /// The softmax kernel's 16-lane vector groups and its scalar tail: the same bits with AVX2 as
-  /// with AVX-512 (its lanes are fixed, not the vector width; both contract into FMAs, which the
-  /// baseline build cannot, so that one agrees to float32 rounding), on rows shorter than, equal
-  /// to and longer than a group, with entries that underflow and a -inf.
+  /// The softmax kernel's 16-lane vector groups and its scalar tail. Against float64 softmax on
+  /// rows shorter than, equal to and longer than a group, with entries that underflow and a -inf;
+  /// the vector exp and the scalar one give the same bits (a row of 17 whose last entry repeats
+  /// its first: one in a group, one in the tail), also for +inf and NaN rows; and AVX2 gives
+  /// AVX-512's bits (both contract into FMAs; the baseline build cannot, so it agrees to rounding).
   func testSoftmaxRowsAcrossKernelLevels() throws {
+    func same(_ a: [Double], _ b: [Double]) -> Bool {
+      a.count == b.count && zip(a, b).allSatisfy { $0 == $1 || ($0.isNaN && $1.isNaN) }
+    }
     let g = Generator(seed: 13)
+    let levels = [1, 3, 4].filter { $0 <= SIMDKernels.level }
     for n in [2, 15, 16, 17, 40, 1037] {
       var values = try Tensor.randn([6, n], generator: g).toArray().map { $0 * 40 }
       values[0] = -Double.infinity
       values[values.count - 1] = -200
       let x = try Tensor.from(values, shape: [6, n])
-      let levels = [1, 3, 4].filter { $0 <= SIMDKernels.level }
+      // float64 softmax of the same float32 entries; the kernel's x - max rounds in float32 (up to
+      // 2^-24 of |x - max| <= 320 here), so exp agrees to about 1e-5 relative
+      let exact = try x.to(.float64).softmax(dim: 1).toArray()
       let results = try levels.map { level in try SIMDKernels.with(level: level) { try x.softmax(dim: 1).toArray() } }
-      if levels.count == 3 { XCTAssertEqual(results[1], results[2], "rows of \(n): AVX2 against AVX-512") }
-      for r in results.dropFirst() {
-        for (a, b) in zip(results[0], r) { XCTAssertEqual(a, b, accuracy: 1e-6 * Swift.max(abs(a), 1e-30), "rows of \(n)") }
+      if levels.count == 3 { XCTAssertTrue(same(results[1], results[2]), "rows of \(n): AVX2 against AVX-512") }
+      for (level, r) in zip(levels, results) {
+        for (a, b) in zip(exact, r) { XCTAssertEqual(a, b, accuracy: 2e-5 * Swift.max(abs(a), 1e-30), "rows of \(n), kernels \(level)") }
       }
-      for s in try x.softmax(dim: 1).sum(dims: [1]).toArray() { XCTAssertEqual(s, 1, accuracy: 1e-5) }
+    }
+    // first and last entries equal: the group's lane 0 and the tail's lane 0 must agree
+    var row = try Tensor.randn([17], generator: g).toArray()
+    row[16] = row[0]
+    for level in levels {
+      let y = try SIMDKernels.with(level: level) { try Tensor.from(row, shape: [1, 17]).softmax(dim: 1).toArray() }
+      XCTAssertEqual(y[0].bitPattern, y[16].bitPattern, "kernels \(level): vector and scalar exp differ")
+      let special = try SIMDKernels.with(level: level) {
+        try Tensor.from([0, .infinity] + Array(repeating: 1, count: 15) + [.nan, 2], shape: [1, 19]).softmax(dim: 1).toArray()
+      }
+      XCTAssertTrue(special.allSatisfy { $0.isNaN || $0 == 0 }, "kernels \(level): a +inf or NaN row gives NaN or 0, got \(special)")
     }
   }
 

@@ -99,12 +99,13 @@ enum Winograd4 {
 /// the same for any thread count, and the weight gradient sums the sub-blocks' partials in order.
 struct SmallBlocks {
   static let maxChannels = Tunables.winogradSmallChannels.value
-  /// Tiles per forward / input-gradient sub-block: LG_WINO_SUBTILES when set, else 256 for
+  /// Tiles per forward / input-gradient sub-block: LG_WINO_SUBTILES when set (to a valid value), else 256 for
   /// layers of at most 64 channels and 128 above (2-core Zen 5, a step at 128 -> 256: pggan64
   /// 414 -> 405 ms, pggan128 761 -> 748, biggan128@8 800 -> 788; biggan32, whose layers reach
   /// 256 channels, 1,702-1,719 -> 1,731-1,769).
   static func forwardTiles(channels: Int) -> Int {
-    if Tunables.winogradForwardTiles.setting != nil { return Tunables.winogradForwardTiles.value }
+    let knob = Tunables.winogradForwardTiles
+    if let s = knob.setting, let v = Int(s), knob.range.contains(v) { return v }
     return channels <= 64 ? 256 : 128
   }
   static let weightTiles = Tunables.winogradWeightTiles.value

@@ -28,18 +28,21 @@ out=runs/pggan-matrix
 mkdir -p "$out"
 summary='FID \(domain\)|KL\(hist|SWD|MS-SSIM|classes covered'   # the evaluation's lines worth echoing per run
 samples=16384 split=train   # PGGAN's SWD protocol (config.py: num_images=16384, real images from the training set)
-evaluate() {   # evaluate <run folder or twin samples file> <log>
+# evaluate <run folder or twin samples file> <log>: one evaluator for every run and twin (this
+# shell's environment, whatever set-up trained the run)
+evaluate() {
   case $1 in
     *.safetensors) "$luagan" scripts/dev/bench/score_samples.lua "$1" "$split" ;;
     *) "$luagan" scripts/eval.lua --ckpt="$1" --n="$samples" --split="$split" ;;
   esac >> "$2" 2>&1 || echo "(evaluating $1 failed: see $2)"
-  grep -E "$summary" "$2" | tail -5
+  { grep -E "$summary" "$2" || true; } | tail -5
 }
 case ${1:-} in
   table) seeds="" ;;
   eval)
     seeds=""
     for log in "$out"/*-s*.txt; do
+      [ -e "$log" ] || continue   # no logs yet
       run=${log%.txt}; [ -d "$run" ] || run=$run.safetensors
       echo "== $(basename "$run"): evaluated again, $(date -u +%FT%TZ)" >> "$log"
       evaluate "$run" "$log"
@@ -65,13 +68,18 @@ for seed in $seeds; do
   done
   if [ -x "$python" ]; then
     echo "== twin seed $seed, $(date -u +%FT%TZ)" > "$out/twin-s$seed.txt"
-    FMNIST_ROOT=${FMNIST_ROOT:-/usr/share/datasets/fashion-mnist} "$python" scripts/dev/bench/torch/pggan_twin.py \
+    rm -f "$out/twin-s$seed.safetensors"   # a failed twin must not be scored on an earlier run's samples
+    if FMNIST_ROOT=${FMNIST_ROOT:-/usr/share/datasets/fashion-mnist} "$python" scripts/dev/bench/torch/pggan_twin.py \
       "$out/twin-s$seed.safetensors" --minutes "$minutes" --seed "$seed" --threads 2 --samples "$samples" \
-      >> "$out/twin-s$seed.txt" 2>&1 || echo "(twin seed $seed failed: see $out/twin-s$seed.txt)"
-    evaluate "$out/twin-s$seed.safetensors" "$out/twin-s$seed.txt"
+      >> "$out/twin-s$seed.txt" 2>&1; then
+      evaluate "$out/twin-s$seed.safetensors" "$out/twin-s$seed.txt"
+    else
+      echo "(twin seed $seed failed: see $out/twin-s$seed.txt)"
+    fi
   fi
 done
 
+compgen -G "$out/*-s*.txt" > /dev/null || { echo "no runs in $out yet"; exit 0; }
 # The table, one row per log: iterations, kimg per level (each level's fade-in included), SWD x1e3
 # at 32 and 16 px and their average, MS-SSIM, domain FID, IS, classes covered and KL(hist || uniform).
 {
