@@ -2,10 +2,13 @@ import Foundation
 
 /// The `LG_*` environment variables that tune luagan's kernels and allocator, each declared once
 /// here with its default, its bounds and what it changes. Every one only moves speed and memory
-/// against each other: results are the same bits whatever they are set to (the splits they
-/// change are fixed by the shape, never by timing), except LG_WINO_TILE, which picks the
-/// Winograd variant and so the float32 rounding. A value that is not an integer in bounds is
-/// ignored (the default holds) and reported by `tensor.config().tunables`.
+/// against each other, and the splits they change are fixed by the shape, never by timing, so a
+/// setting gives the same bits on every run and thread count. Most give the same bits whatever
+/// they are set to; those that pick an algorithm or regroup a sum do not: LG_WINO_TILE (the
+/// Winograd variant), LG_WINO_MIN and LG_WINO_MIN_TILES (Winograd or im2col), LG_SMALL_GEMM and
+/// LG_OWN_GEMM (whose GEMM), and LG_WINO_SMALL, LG_WINO_BUDGET and LG_WINO_WTILES (how the weight
+/// gradient's partial sums are grouped). A value that is not an integer in bounds is ignored
+/// (the default holds) and reported by `tensor.config().tunables`.
 public enum Tunables {
   public struct Knob: Sendable {
     public let name: String
