@@ -15,24 +15,24 @@ final class TunablesTests: XCTestCase {
     print(bits(y), bits(x.grad), bits(w.grad))
     """
 
+  /// Runs `script` under two settings of one knob and asserts both succeed with the same output.
+  func assertSameBits(_ script: String, _ knob: String, _ a: String, _ b: String, file: StaticString = #filePath,
+                      line: UInt = #line) throws {
+    let first = try Luagan.run(["-e", script], environment: [knob: a])
+    let second = try Luagan.run(["-e", script], environment: [knob: b])
+    XCTAssertEqual(first.status, 0, first.stderr, file: file, line: line)
+    XCTAssertEqual(second.status, 0, second.stderr, file: file, line: line)
+    XCTAssertFalse(first.stdout.isEmpty, file: file, line: line)
+    XCTAssertEqual(first.stdout, second.stdout, "\(knob)=\(a) against \(b)", file: file, line: line)
+  }
+
   /// The small-layer sub-blocks (256 tiles by default at 64 channels) cut the forward and the
   /// input gradient anywhere without changing a bit: each tile's sums run over channels alone.
   func testSubBlockSizeKeepsTheBits() throws {
-    let small = conv.replacingOccurrences(of: "256", with: "64")
-    let byDefault = try Luagan.run(["-e", small], environment: ["LG_WINO_SUBTILES": ""])
-    let cut = try Luagan.run(["-e", small], environment: ["LG_WINO_SUBTILES": "4"])
-    XCTAssertEqual(byDefault.status, 0, byDefault.stderr)
-    XCTAssertEqual(cut.status, 0, cut.stderr)
-    XCTAssertFalse(byDefault.stdout.isEmpty)
-    XCTAssertEqual(byDefault.stdout, cut.stdout)
+    try assertSameBits(conv.replacingOccurrences(of: "256", with: "64"), "LG_WINO_SUBTILES", "", "4")
   }
 
   func testStreamedWeightTransformsKeepTheBits() throws {
-    let streamed = try Luagan.run(["-e", conv], environment: ["LG_WINO_STREAM_MB": "0"])
-    let plain = try Luagan.run(["-e", conv], environment: ["LG_WINO_STREAM_MB": "100000"])
-    XCTAssertEqual(streamed.status, 0, streamed.stderr)
-    XCTAssertEqual(plain.status, 0, plain.stderr)
-    XCTAssertFalse(plain.stdout.isEmpty)
-    XCTAssertEqual(streamed.stdout, plain.stdout)
+    try assertSameBits(conv, "LG_WINO_STREAM_MB", "0", "100000")
   }
 }

@@ -18,6 +18,9 @@ enum Winograd4 {
   /// On by default for float32; LG_WINO_TILE=2 keeps F(2×2, 3×3) everywhere.
   nonisolated(unsafe) static var enabled = Tunables.winogradTile.value == 4
 
+  /// Transformed kernels above this many bytes are written with non-temporal stores (LG_WINO_STREAM_MB).
+  static let streamBytes = Tunables.winogradStreamMB.value << 20
+
   /// U = G g Gᵀ for every (k, c): u[ξ][k][c], computed in float64 (CKernels' wino4_weights, 16
   /// pairs per vector step: as a scalar loop it was 14% of BigGAN-64's step). flip swaps
   /// channels and rotates the kernel by 180° (the input gradient's kernel), as
@@ -26,7 +29,7 @@ enum Winograd4 {
     // U larger than the caches goes straight to memory: a plain store would first read each line
     // in, and the GEMMs read U from memory anyway (the transform was 7% of biggan128@8, half of it
     // waiting on those stores).
-    let stream: Int32 = 36 * K * C * MemoryLayout<Float>.size > Tunables.winogradStreamMB.value << 20 ? 1 : 0
+    let stream: Int32 = 36 * K * C * MemoryLayout<Float>.size > streamBytes ? 1 : 0
     Parallel.forChunks(K * C, grain: 4096) { r in
       lg_wino4_weights(w, Int32(K), Int32(C), flip ? 1 : 0, stream, r.lowerBound, r.upperBound, u)
     }
@@ -103,11 +106,12 @@ struct SmallBlocks {
   /// layers of at most 64 channels and 128 above (2-core Zen 5, a step at 128 -> 256: pggan64
   /// 414 -> 405 ms, pggan128 761 -> 748, biggan128@8 800 -> 788; biggan32, whose layers reach
   /// 256 channels, 1,702-1,719 -> 1,731-1,769).
-  static func forwardTiles(channels: Int) -> Int {
+  static func forwardTiles(channels: Int) -> Int { forwardTilesSet ?? (channels <= 64 ? 256 : 128) }
+  static let forwardTilesSet: Int? = {
     let knob = Tunables.winogradForwardTiles
-    if let s = knob.setting, let v = Int(s), knob.range.contains(v) { return v }
-    return channels <= 64 ? 256 : 128
-  }
+    guard let s = knob.setting, let v = Int(s), knob.range.contains(v) else { return nil }
+    return v
+  }()
   static let weightTiles = Tunables.winogradWeightTiles.value
   let C, K, rows, tw, blockRows, blocks: Int
 
