@@ -26,6 +26,38 @@ T.test("the watch: constant D outputs for `patience` steps mean a dead D, varyin
   check(w2:step(6, {}, dead) ~= nil)
 end)
 
+T.test("the watch: a dying D that varies on a few batches is still dead; the spread tolerance decides what is flat", function()
+  -- D's outputs: flat (a bias) on 19 batches in 20, varying on the 20th, as a D with a few live units
+  local function dying(i) return i % 20 == 0 and tensor.randn(16) or tensor.full({ 16 }, -0.12) end
+  local watch = training.CollapseWatch { patience = 50 }
+  local diagnosis, since
+  for i = 1, 100 do
+    diagnosis, since = watch:step(i, {}, dying(i))
+    if diagnosis then break end
+  end
+  check(diagnosis and diagnosis:find("D is dead", 1, true) and since == 1, tostring(diagnosis) .. " since " .. tostring(since))
+  -- flat on only 4 batches in 5: alive
+  local w2 = training.CollapseWatch { patience = 50 }
+  for i = 1, 200 do
+    check(w2:step(i, {}, i % 5 == 0 and tensor.randn(16) or tensor.full({ 16 }, 0.3)) == nil, "80% flat is not dead, at " .. i)
+  end
+  -- outputs that vary by 1% of the hinge margin: dead under a spread tolerance of 5%, alive under the exact default
+  local function small(i) return tensor.randn(16):mul(0.01):add(-0.1) end
+  local loose, exact = training.CollapseWatch { patience = 10, spread = 0.05 }, training.CollapseWatch { patience = 10 }
+  local fired
+  for i = 1, 10 do
+    fired = loose:step(i, {}, small(i))
+    check(exact:step(i, {}, small(i)) == nil, "a 1e-6 tolerance sees 1% variation as alive")
+  end
+  check(fired ~= nil, "a 5% tolerance sees 1% variation as flat")
+  -- healthy outputs (spread ~0.5) are never flat at 5%
+  local healthy = training.CollapseWatch { patience = 10, spread = 0.05 }
+  for i = 1, 100 do check(healthy:step(i, {}, tensor.randn(16):mul(0.5)) == nil, "a live D at " .. i) end
+  -- the tolerance is relative to the output level above 1 (WGAN critics drift far from 0)
+  local drifted = training.CollapseWatch { patience = 10, spread = 0.05 }
+  for i = 1, 30 do check(drifted:step(i, {}, tensor.randn(16):mul(3):add(40)) == nil, "spread 3 at level 40 is alive") end
+end)
+
 T.test("the watch: a loss that is not finite is a collapse at once", function()
   local watch = training.CollapseWatch()
   local d, since = watch:step(7, { lossG = tensor.new(0 / 0) }, tensor.randn(4))

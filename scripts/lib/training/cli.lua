@@ -28,7 +28,9 @@ function M.commonSpec(d)
     { "onCollapse", d.onCollapse or "warn",
       "when D dies or G's spectra explode: warn, stop, or rollback (to the last good checkpoint, fresh seed)",
       oneOf = { "warn", "stop", "rollback" } },
-    { "collapsePatience", d.collapsePatience or 50, "iterations of constant D outputs that mean D is dead", min = 1 },
+    { "collapsePatience", d.collapsePatience or 50, "iterations of flat D outputs (90% of them) that mean D is dead", min = 1 },
+    { "collapseSpread", d.collapseSpread or 1e-6, "D's outputs are flat when their spread (std over the batch) is at most this "
+      .. "x max(1, mean |output|)", min = 0, max = 1 },
     { "collapseGrowth", d.collapseGrowth or 4.0, "growth of G's first-layer sigma_0 within 5 svEvery records that means it exploded",
       min = 1 },
     { "collapseRetries", d.collapseRetries or 3, "rollbacks before a run that keeps collapsing stops", min = 0 },

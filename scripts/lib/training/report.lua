@@ -13,7 +13,7 @@ function Run:collapsed(trouble, since)
   print(message)
   self.logger:log(self.iter, { collapse = trouble, since = since })
   if opt.onCollapse == "warn" then
-    self.watch = M.CollapseWatch { patience = opt.collapsePatience, growth = opt.collapseGrowth }   -- say it once per episode
+    self.watch = M.collapseWatchFor(opt)   -- say it once per episode
     return
   end
   if opt.onCollapse == "rollback" then
@@ -53,7 +53,7 @@ function Run:rollback(since)
   if self.parts.restore then self.parts.restore(saved) end
   local seed = self.opt.seed + 1000 * self.rollbacks
   tensor.manualSeed(seed)
-  self.watch = M.CollapseWatch { patience = self.opt.collapsePatience, growth = self.opt.collapseGrowth }
+  self.watch = M.collapseWatchFor(self.opt)
   self.done = {}
   self.logger:log(self.iter, { rollback = target, seed = seed })
   if self.tb then self.tb:resume(self.iter + 1) end   -- TensorBoard drops the collapsed tail (see M.Run)

@@ -71,7 +71,7 @@ function M.Run(opt, parts, saved)
     -- step (a killed run's tail); the server's reader takes the first marker as the start.
     self.tb:resume(self.iter + 1)
   end
-  self.watch = M.CollapseWatch { patience = opt.collapsePatience, growth = opt.collapseGrowth }
+  self.watch = M.collapseWatchFor(opt)
   if not opt.quiet then
     self.bar = opt.minutes > 0 and log.Progress(nil, { seconds = opt.minutes * 60 }) or log.Progress(opt.iters)
   end
