@@ -20,7 +20,7 @@ Watch.__index = Watch
 function M.CollapseWatch(opts)
   opts = opts or {}
   return setmetatable({ patience = opts.patience or 50, spread = opts.spread or 1e-6, growth = opts.growth or 4.0,
-                        window = opts.window or 5, steps = {}, sigmas = {} }, Watch)
+                        window = opts.window or 5, flags = {}, iters = {}, seen = 0, flatCount = 0, sigmas = {} }, Watch)
 end
 
 --- The watch a run's options ask for (--collapsePatience, --collapseSpread, --collapseGrowth).
@@ -40,16 +40,19 @@ function Watch:step(iter, scalars, dOut)
   if dOut and dOut:numel() >= 2 then
     local out = dOut:detach():reshape(-1)
     local spread, level = out:std():item(), out:abs():mean():item()
-    local steps = self.steps          -- the last `patience` steps: { iter =, flat = }
-    steps[#steps + 1] = { iter = iter, flat = spread <= self.spread * math.max(1, level) }
-    if #steps > self.patience then table.remove(steps, 1) end
-    local flat, since = 0, nil
-    for _, s in ipairs(steps) do
-      if s.flat then flat = flat + 1; since = since or s.iter end
-    end
-    if #steps == self.patience and flat >= math.ceil(0.9 * self.patience) then
+    -- a ring of the last `patience` steps (slot = step number mod patience) and its count of flat ones
+    local isFlat, slot = spread <= self.spread * math.max(1, level), self.seen % self.patience + 1
+    if self.flags[slot] then self.flatCount = self.flatCount - 1 end
+    self.flags[slot], self.iters[slot] = isFlat, iter
+    if isFlat then self.flatCount = self.flatCount + 1 end
+    self.seen = self.seen + 1
+    if self.seen >= self.patience and self.flatCount >= math.ceil(0.9 * self.patience) then
+      local since
+      for i = 1, self.patience do
+        if self.flags[i] and (not since or self.iters[i] < since) then since = self.iters[i] end
+      end
       return ("D is dead: its outputs stopped depending on its input (spread %.3g at level %.3g; flat on %d of the last %d iterations)")
-        :format(spread, level, flat, self.patience), since
+        :format(spread, level, self.flatCount, self.patience), since
     end
   end
 end
