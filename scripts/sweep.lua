@@ -2,7 +2,8 @@
 -- list of rows of option values, and seeds: every cell (row x seed) is a normal run folder,
 -- trained on the same budget and evaluated with eval.lua; the sweep writes results.jsonl, a
 -- table (markdown and CSV) with mean +- std over seeds per row and the best row marked, and a
--- plot of each metric across the rows (one point per seed). A killed sweep continues where it
+-- plot of each metric across the rows (one point per seed), and, when the cells evaluated while
+-- training (--evalEvery), each metric's curve per row against the iteration. A killed sweep continues where it
 -- stopped: finished cells are never rerun, a cell with a checkpoint resumes from it.
 --
 --   luagan scripts/sweep.lua --grid='GOrthoBeta={0,1e-4,1e-3}' --seeds=3 --minutes=5
@@ -23,7 +24,8 @@ local opt = options.cli(arg, {
   { "parallel", 1, "cells at once; the cores are split between them (--threads each)", min = 1, max = 64 },
   { "evalSamples", 2000, "samples eval.lua draws for each cell's metrics (0: no evaluation)", min = 0, max = 1000000 },
   { "metric", "fid", "the metric that marks the best row: fid, kid, swd, coverageKL (lower is better) or is, accuracy" },
-  { "out", "runs/sweep", "the sweep's folder: a folder per cell, results.jsonl, table.md, table.csv, <metric>.png" },
+  { "out", "runs/sweep", "the sweep's folder: a folder per cell, results.jsonl, table.md, table.csv, <metric>.png, "
+    .. "<metric>_curve.png" },
 }, "Runs a training script over a grid or list of option values and seeds, and tabulates the results.")
 
 local function usage(message) io.stderr:write("sweep.lua: " .. message .. "\n"); os.exit(2) end
@@ -347,7 +349,51 @@ for _, k in ipairs(metrics) do
       ylabel = k == "accuracy" and "class accuracy %" or k })
   end
 end
-print(("wrote %s/results.jsonl, table.md, table.csv and a plot per metric (%d cells run now)"):format(opt.out, started))
+-- Curves: a metric the cells evaluated while training (--evalEvery) against the iteration, one
+-- line per row, the mean over its seeds at each iteration every seed reached. Where a run went
+-- back (a rollback, a resume) and evaluated an iteration again, the later value counts.
+local curves = {}
+for _, k in ipairs(metrics) do
+  local series = {}
+  for _, row in ipairs(rows) do
+    local perSeed = {}
+    for _, r in ipairs(records) do
+      if r.row == row.name and r.ok then
+        local f, at = io.open(r.dir .. "/log.jsonl", "r"), {}
+        if f then
+          for line in f:lines() do
+            local ok, e = pcall(json.decode, line)
+            if ok and type(e) == "table" and e.evalSamples and type(e.iter) == "number" and type(e[k]) == "number" then at[e.iter] = e[k] end
+          end
+          f:close()
+        end
+        perSeed[#perSeed + 1] = at
+      end
+    end
+    local xs, ys = {}, {}
+    if #perSeed > 0 then
+      for it in pairs(perSeed[1]) do
+        local everySeed = true
+        for _, at in ipairs(perSeed) do everySeed = everySeed and at[it] ~= nil end
+        if everySeed then xs[#xs + 1] = it end
+      end
+      table.sort(xs)
+      for j, it in ipairs(xs) do
+        local sum = 0
+        for _, at in ipairs(perSeed) do sum = sum + at[it] end
+        ys[j] = sum / #perSeed * (scale[k] or 1)
+      end
+    end
+    if #xs >= 2 then series[#series + 1] = { name = row.name, x = xs, y = ys } end
+  end
+  if #series > 0 then
+    plot.lines(("%s/%s_curve.png"):format(opt.out, k), series, { title = ("%s during training (mean over seeds)"):format(k),
+      xlabel = "iteration", ylabel = k == "accuracy" and "class accuracy %" or k })
+    curves[#curves + 1] = k
+  end
+end
+print(("wrote %s/results.jsonl, table.md, table.csv, a plot per metric%s (%d cells run now)"):format(opt.out,
+  #curves > 0 and " and its curve during training" or "", started))
 if finished < #cells then
   io.stderr:write(("sweep: interrupted with %d of %d cells finished; the same command continues it\n"):format(finished, #cells))
   os.exit(130)

@@ -3,14 +3,14 @@ import XCTest
 
 /// scripts/sweep.lua: 2 values x 2 seeds of a 20-second BigGAN run, killed (the whole process
 /// group, SIGKILL) once two cells have finished, then run again: it finishes the other two
-/// without rerunning the first two, and writes results.jsonl, a table with mean +- std per row
-/// and a plot.
+/// without rerunning the first two, and writes results.jsonl, a table with mean +- std per row,
+/// a plot across the rows and the curve of what the cells evaluated while training.
 final class SweepTests: XCTestCase {
   func testAKilledSweepContinuesWithoutRerunningFinishedCells() throws {
     let out = FileManager.default.temporaryDirectory.appendingPathComponent("luagan-sweep-\(UUID().uuidString)")
     defer { try? FileManager.default.removeItem(at: out) }
     let args = ["scripts/sweep.lua", "--base=", "--grid=GOrthoBeta={0,1e-3}", "--seeds=2", "--minutes=0.33", "--evalSamples=200",
-                "--set=--ch=2 --dimZ=16 --sharedDim=8 --batchSize=8 --svEvery=0 --evalEvery=0 --sampleEvery=1000 --saveEvery=20",
+                "--set=--ch=2 --dimZ=16 --sharedDim=8 --batchSize=8 --svEvery=0 --evalEvery=15 --evalSamples=100 --sampleEvery=1000 --saveEvery=20",
                 "--out=\(out.path)"]
     func finishedCells() -> [String] {
       let rows = (try? FileManager.default.contentsOfDirectory(atPath: out.path)) ?? []
@@ -54,7 +54,9 @@ final class SweepTests: XCTestCase {
       XCTAssertTrue(table.contains(words), "table.md lacks '\(words)':\n\(table)")
     }
     XCTAssertTrue(FileManager.default.fileExists(atPath: out.appendingPathComponent("table.csv").path))
-    XCTAssertTrue(FileManager.default.fileExists(atPath: out.appendingPathComponent("fid.png").path))
+    for plot in ["fid.png", "fid_curve.png", "accuracy_curve.png"] {
+      XCTAssertTrue(FileManager.default.fileExists(atPath: out.appendingPathComponent(plot).path), "no \(plot):\n\(r.stdout)")
+    }
     // every cell is a normal run folder: sample.lua reads it
     let cell = out.appendingPathComponent(before[0])
     let s = try Luagan.run(["scripts/sample.lua", "--ckpt=\(cell.path)", "--n=0", "--truncations={0}"])
