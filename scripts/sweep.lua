@@ -363,7 +363,8 @@ for _, k in ipairs(metrics) do
         if f then
           for line in f:lines() do
             local ok, e = pcall(json.decode, line)
-            if ok and type(e) == "table" and e.evalSamples and type(e.iter) == "number" and type(e[k]) == "number" then at[e.iter] = e[k] end
+            local evaluated = ok and type(e) == "table" and e.evalSamples and type(e.iter) == "number"
+            if evaluated and type(e[k]) == "number" then at[e.iter] = e[k] end
           end
           f:close()
         end

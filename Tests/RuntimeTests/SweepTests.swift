@@ -10,7 +10,8 @@ final class SweepTests: XCTestCase {
     let out = FileManager.default.temporaryDirectory.appendingPathComponent("luagan-sweep-\(UUID().uuidString)")
     defer { try? FileManager.default.removeItem(at: out) }
     let args = ["scripts/sweep.lua", "--base=", "--grid=GOrthoBeta={0,1e-3}", "--seeds=2", "--minutes=0.33", "--evalSamples=200",
-                "--set=--ch=2 --dimZ=16 --sharedDim=8 --batchSize=8 --svEvery=0 --evalEvery=15 --evalSamples=100 --sampleEvery=1000 --saveEvery=20",
+                "--set=--ch=2 --dimZ=16 --sharedDim=8 --batchSize=8 --svEvery=0 --evalEvery=15 --evalSamples=100 --sampleEvery=1000 "
+                  + "--saveEvery=20",
                 "--out=\(out.path)"]
     func finishedCells() -> [String] {
       let rows = (try? FileManager.default.contentsOfDirectory(atPath: out.path)) ?? []
