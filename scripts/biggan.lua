@@ -111,6 +111,10 @@ local run = training.Run(opt, {
     local y = tensor.new(labels)
     return sample(training.withSeed(opt.seed + 7919 + i, function() return tensor.randn(n, dimZ) end), y), y
   end,
+  -- D's mean output on 500 training images against 500 it never sees, at each evaluation
+  probeD = training.overfitProbe(opt, dataset, 500, function(x, y)
+    return training.withFrozenBuffers(D, function() return D(x, y) end)
+  end),
 }, saved)
 
 local step = recipe.Step { G = G, D = D, optG = optG, optD = optD, ema = ema, opt = opt, batch = B, aids = aids,

@@ -352,8 +352,10 @@ end
 -- Curves: a metric the cells evaluated while training (--evalEvery) against the iteration, one
 -- line per row, the mean over its seeds at each iteration every seed reached. Where a run went
 -- back (a rollback, a resume) and evaluated an iteration again, the later value counts.
-local curves = {}
-for _, k in ipairs(metrics) do
+local curves, curveKeys = {}, { "dGap" }     -- and D's gap between training and held-out images (training.overfitProbe)
+for i, k in ipairs(metrics) do table.insert(curveKeys, i, k) end
+local curveLabels = { accuracy = "class accuracy %", dGap = "D(training images) - D(held-out images)" }
+for _, k in ipairs(curveKeys) do
   local series = {}
   for _, row in ipairs(rows) do
     local perSeed = {}
@@ -389,7 +391,7 @@ for _, k in ipairs(metrics) do
   end
   if #series > 0 then
     plot.lines(("%s/%s_curve.png"):format(opt.out, k), series, { title = ("%s during training (mean over seeds)"):format(k),
-      xlabel = "iteration", ylabel = k == "accuracy" and "class accuracy %" or k })
+      xlabel = "iteration", ylabel = curveLabels[k] or k })
     curves[#curves + 1] = k
   end
 end

@@ -147,4 +147,35 @@ T.test("gradient accumulation: two half batches give the gradients of one full b
   end
 end)
 
+T.test("the overfitting probe: D's mean output on its training images against images it never saw", function()
+  local opt = { dataset = "fashion-mnist", dataRoot = "", resolution = 32, perClass = 20, seed = 4 }
+  local ds = data.fashionMNIST({ split = "train" }):subset(20, 4)           -- 200 images
+  -- a D that has memorized its training set: 1 on an image of it, 0 on any other
+  local function fingerprint(img) return ("%.5f/%.5f"):format(img:sum():item(), (img * img):sum():item()) end
+  local all = data.Loader(ds, { batchSize = ds.size, shuffle = false, transform = { data.pad(2), data.scale(-1, 1) } }):next()
+  local seen = {}
+  for i = 1, ds.size do seen[fingerprint(all[i])] = true end
+  local calls = {}
+  local function memorizing(x, y)
+    calls[#calls + 1] = { n = x:size(1), shape = table.concat(x:shape(), "x"), labels = ("%d..%d"):format(y:min():item(), y:max():item()) }
+    local out = {}
+    for i = 1, x:size(1) do out[i] = seen[fingerprint(x[i])] and 1 or 0 end
+    return tensor.new(out)
+  end
+  local probe = training.overfitProbe(opt, ds, 150, memorizing)
+  local dTrain, dHeldOut = probe()
+  check(dTrain == 1, "every training image is one D has seen: " .. dTrain)
+  check(dHeldOut < 0.02, "the held-out images are the test split's: " .. dHeldOut)
+  check(#calls == 2 and calls[1].n == 150 and calls[2].n == 150, "150 images each")
+  check(calls[1].shape == "150x1x32x32" and calls[2].labels == "1..10", "padded to 32x32 as the loader gives them, with labels: "
+    .. calls[1].shape .. " " .. calls[2].labels)
+  local again = { probe() }
+  check(again[1] == dTrain and again[2] == dHeldOut, "the same images at every call")
+  local whole = training.overfitProbe(opt, ds, 1000, memorizing)
+  whole()
+  check(calls[#calls - 1].n == 200, "n beyond the training set: all of it")
+  check(training.overfitProbe({ dataset = "folder", dataRoot = "", resolution = 32 }, ds, 10, memorizing) == nil,
+    "no test split, no probe")
+end)
+
 T.finish("small_data")

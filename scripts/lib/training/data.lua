@@ -2,6 +2,24 @@
 -- Part of scripts/lib/training.lua (require("training")), which loads every part into one table.
 local M = require("training")
 
+-- The loader's transforms: 28x28 images padded to 32, larger ones downscaled to
+-- opt.resolution, pixels to [-1, 1].
+local function transformsFor(opt, ds, name)
+  local transform = {}
+  local size = ds.images:size(3)
+  if size == 28 then
+    if opt.resolution ~= 32 then error(("%s images are 28x28: train them at --resolution=32 (padded)"):format(name), 0) end
+    transform[#transform + 1] = data.pad(2)
+  elseif size ~= opt.resolution then
+    if size % opt.resolution ~= 0 then
+      error(("%s images are %dx%d, not a multiple of --resolution=%d"):format(name, size, size, opt.resolution), 0)
+    end
+    transform[#transform + 1] = data.downscale(size // opt.resolution)
+  end
+  transform[#transform + 1] = data.scale(-1, 1)
+  return transform
+end
+
 --- The training set as the scripts see it: images in [-1, 1] at opt.resolution.
 -- Returns the dataset, a loader over it, its channel count and class count.
 function M.data(opt, batchSize)
@@ -50,20 +68,36 @@ function M.data(opt, batchSize)
     io.stderr:write(("warning: %d unreadable image%s left out of %d: %s%s\n"):format(#skipped, #skipped == 1 and "" or "s",
       ds.size + #skipped, skipped[1], #skipped > 1 and (" (and %d more)"):format(#skipped - 1) or ""))
   end
-  local transform = {}
-  local size = ds.images:size(3)
-  if size == 28 then
-    if opt.resolution ~= 32 then error(("%s images are 28x28: train them at --resolution=32 (padded)"):format(name), 0) end
-    transform[#transform + 1] = data.pad(2)
-  elseif size ~= opt.resolution then
-    if size % opt.resolution ~= 0 then
-      error(("%s images are %dx%d, not a multiple of --resolution=%d"):format(name, size, size, opt.resolution), 0)
-    end
-    transform[#transform + 1] = data.downscale(size // opt.resolution)
-  end
-  transform[#transform + 1] = data.scale(-1, 1)
+  local transform = transformsFor(opt, ds, name)
   -- batchSize is the global batch; under mpirun each rank's loader yields its share of it
   local loader = data.Loader(ds, { batchSize = batchSize, seed = opt.seed, dropLast = true, transform = transform,
                                    rank = dist.rank(), ranks = dist.size() })
   return ds, loader, ds.images:size(2), ds.numClasses
+end
+
+--- D's memory of its training set (Karras et al. 2020, Fig. 1b): a function probe() -> dTrain,
+-- dHeldOut, the mean of discriminate(x, y) over n training images and over n images of the
+-- data set's test split that D never sees, both as the loader gives them (no augmentation).
+-- A gap that widens as training goes on is D memorizing its images, the overfitting that
+-- DiffAugment, ADA and LeCam are for. nil for data sets without a test split (Fashion-MNIST
+-- and MNIST have one). The images are drawn once, with a seed of their own, at the first call.
+function M.overfitProbe(opt, ds, n, discriminate)
+  local split = ({ ["fashion-mnist"] = data.fashionMNIST, mnist = data.mnist })[opt.dataset]
+  if not split then return nil end
+  local train, heldOut
+  return function()
+    if not train then
+      local root = opt.dataRoot ~= "" and opt.dataRoot or nil
+      local test = split { split = "test", root = root }
+      local function draw(set)
+        local loader = data.Loader(set, { batchSize = math.min(n, set.size), seed = 20200611,
+                                          transform = transformsFor(opt, set, opt.dataset) })
+        local x, y = loader:next()
+        return { x = x, y = y }
+      end
+      train, heldOut = draw(ds), draw(test)
+    end
+    local function mean(r) return tensor.noGrad(function() return discriminate(r.x, r.y):mean():item() end) end
+    return mean(train), mean(heldOut)
+  end
 end

@@ -133,7 +133,9 @@ end
 
 
 --- Periodic evaluation on Fashion-MNIST: domain FID, IS, KID and class accuracy of
--- `sampler(n, offset)` samples against the test split (the reference is computed once).
+-- `sampler(n, offset)` samples against the test split (the reference is computed once), and
+-- with parts.probeD, D's mean output on training against held-out images (dTrain, dHeldOut,
+-- dGap).
 function Run:evaluate(iter, sampler)
   if self.opt.dataset ~= "fashion-mnist" or self.opt.resolution ~= 32 then return nil end
   local evaluation = require("evaluation")
@@ -146,8 +148,14 @@ function Run:evaluate(iter, sampler)
     -- class accuracy for conditional models; mode coverage (class histogram, KL to uniform) for all
     return evaluation.metricsOf(images, labels, self.reference, { which = { "fid", "is", "accuracy", "coverage" } })
   end)
-  self.logger:log(iter, { fid = r.fid, is = r.is, accuracy = r.accuracy, classesCovered = r.classesCovered,
-                          coverageKL = r.coverageKL, evalSamples = r.n })
+  local logged = { fid = r.fid, is = r.is, accuracy = r.accuracy, classesCovered = r.classesCovered, coverageKL = r.coverageKL,
+                   evalSamples = r.n }
+  if self.parts.probeD then      -- D on its training images against held-out ones (training.overfitProbe)
+    logged.dTrain, logged.dHeldOut = self.parts.probeD()
+    logged.dGap = logged.dTrain - logged.dHeldOut
+    r.dTrain, r.dHeldOut, r.dGap = logged.dTrain, logged.dHeldOut, logged.dGap
+  end
+  self.logger:log(iter, logged)
   if self.tb then
     self.tb:scalars(iter, { ["eval/fid"] = r.fid, ["eval/is"] = r.is, ["eval/accuracy"] = r.accuracy, ["eval/coverageKL"] = r.coverageKL })
   end

@@ -20,6 +20,8 @@ M.RunMethods = Run      -- training/report.lua adds the reporting methods
 --                 row (class names) (optional)
 -- parts.evaluate(n, i) -> images, labels: samples for FID/IS/accuracy (optional), when
 --                 parts.canEvaluate() (if given) says the model is ready
+-- parts.probeD()  -> D's mean output on training and on held-out images, logged with each
+--                 evaluation as dTrain, dHeldOut, dGap (training.overfitProbe; optional)
 -- parts.monitor   models whose singular values are logged ({G = G, D = D})
 -- parts.firstLayer  the name of G's first layer's weight, whose sigma_0 the collapse watch
 --                 follows (default: G's first parameter with 2+ dims)
