@@ -112,9 +112,7 @@ local run = training.Run(opt, {
     return sample(training.withSeed(opt.seed + 7919 + i, function() return tensor.randn(n, dimZ) end), y), y
   end,
   -- D's mean output on 500 training images against 500 it never sees, at each evaluation
-  probeD = training.overfitProbe(opt, dataset, 500, function(x, y)
-    return training.withFrozenBuffers(D, function() return D(x, y) end)
-  end),
+  probeD = training.overfitProbe(opt, dataset, 500, D),
 }, saved)
 
 local step = recipe.Step { G = G, D = D, optG = optG, optD = optD, ema = ema, opt = opt, batch = B, aids = aids,

@@ -51,9 +51,10 @@ print(("%s at iteration %d (%s generator), truncation %s:"):format(g.model, g.it
 local caveat = g.describe and g.describe()    -- e.g. a PGGAN run that has not grown to full size yet
 if caveat then print(("note: this is %s; these metrics judge it at that size"):format(caveat)) end
 print(evaluation.format(r))
--- also a line in the run's own log, beside its training records
+-- also a line in the run's own log, beside its training records (marked as eval.lua's: other
+-- noise and sample counts than the run's own evaluations)
 local logged = { evalSamples = r.n, fid = r.fid, is = r.is, kid = r.kid, swd = r.swd, msssim = r.msssim, msssimReal = r.msssimReal,
-                 accuracy = r.accuracy, classesCovered = r.classesCovered, coverageKL = r.coverageKL }
+                 accuracy = r.accuracy, classesCovered = r.classesCovered, coverageKL = r.coverageKL, source = "eval.lua" }
 for i, v in ipairs(r.swdLevels or {}) do logged[("swd%d"):format(r.swdResolutions[i])] = v end
 local okLog = pcall(function() local l = log.Logger(g.opt.out); l:log(g.iter, logged); l:close() end)
 if not okLog then io.stderr:write(("eval.lua: could not add to %s/log.jsonl\n"):format(g.opt.out)) end

@@ -349,43 +349,50 @@ for _, k in ipairs(metrics) do
       ylabel = k == "accuracy" and "class accuracy %" or k })
   end
 end
--- Curves: a metric the cells evaluated while training (--evalEvery) against the iteration, one
--- line per row, the mean over its seeds at each iteration every seed reached. Where a run went
--- back (a rollback, a resume) and evaluated an iteration again, the later value counts.
-local curves, curveKeys = {}, { "dGap" }     -- and D's gap between training and held-out images (training.overfitProbe)
-for i, k in ipairs(metrics) do table.insert(curveKeys, i, k) end
+-- Curves: what the cells evaluated while training (--evalEvery) against the iteration, one line
+-- per row, the mean over its seeds at each iteration every seed reached. An iteration evaluated
+-- again after a resume counts with its later value; a rollback drops what the abandoned branch
+-- evaluated past the checkpoint it went back to; eval.lua's own lines in the log are not the
+-- training's (other noise, other sample counts) and are left out.
+local curveKeys = { "fid", "is", "accuracy", "coverageKL", "dGap" }   -- dGap: training.overfitProbe
 local curveLabels = { accuracy = "class accuracy %", dGap = "D(training images) - D(held-out images)" }
+local evaluations = {}      -- [cell record] = { [key] = { [iteration] = value } }
+for _, r in ipairs(records) do
+  local byKey, ended = {}, nil
+  for _, k in ipairs(curveKeys) do byKey[k] = {} end
+  local ok, lines = pcall(log.read, r.dir .. "/log.jsonl")
+  for _, e in ipairs(ok and lines or {}) do
+    if type(e) == "table" and type(e.iter) == "number" then
+      if e.rollback then
+        for _, at in pairs(byKey) do for it in pairs(at) do if it > e.iter then at[it] = nil end end end
+      elseif e.iterations then
+        ended = e.iter         -- the run's end: an evaluation at this iteration after it is eval.lua's
+      elseif e.evalSamples and e.source == nil and e.iter ~= ended then
+        for k, at in pairs(byKey) do if type(e[k]) == "number" then at[e.iter] = e[k] end end
+      end
+    end
+  end
+  evaluations[r] = byKey
+end
+local curves = {}
 for _, k in ipairs(curveKeys) do
   local series = {}
   for _, row in ipairs(rows) do
     local perSeed = {}
     for _, r in ipairs(records) do
-      if r.row == row.name and r.ok then
-        local f, at = io.open(r.dir .. "/log.jsonl", "r"), {}
-        if f then
-          for line in f:lines() do
-            local ok, e = pcall(json.decode, line)
-            local evaluated = ok and type(e) == "table" and e.evalSamples and type(e.iter) == "number"
-            if evaluated and type(e[k]) == "number" then at[e.iter] = e[k] end
-          end
-          f:close()
-        end
-        perSeed[#perSeed + 1] = at
-      end
+      if r.row == row.name and r.ok then perSeed[#perSeed + 1] = evaluations[r][k] end
     end
     local xs, ys = {}, {}
-    if #perSeed > 0 then
-      for it in pairs(perSeed[1]) do
-        local everySeed = true
-        for _, at in ipairs(perSeed) do everySeed = everySeed and at[it] ~= nil end
-        if everySeed then xs[#xs + 1] = it end
-      end
-      table.sort(xs)
-      for j, it in ipairs(xs) do
-        local sum = 0
-        for _, at in ipairs(perSeed) do sum = sum + at[it] end
-        ys[j] = sum / #perSeed * (scale[k] or 1)
-      end
+    for it in pairs(perSeed[1] or {}) do
+      local everySeed = true
+      for _, at in ipairs(perSeed) do everySeed = everySeed and at[it] ~= nil end
+      if everySeed then xs[#xs + 1] = it end
+    end
+    table.sort(xs)
+    for j, it in ipairs(xs) do
+      local sum = 0
+      for _, at in ipairs(perSeed) do sum = sum + at[it] end
+      ys[j] = sum / #perSeed * (scale[k] or 1)
     end
     if #xs >= 2 then series[#series + 1] = { name = row.name, x = xs, y = ys } end
   end

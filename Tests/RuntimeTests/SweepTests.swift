@@ -55,7 +55,7 @@ final class SweepTests: XCTestCase {
       XCTAssertTrue(table.contains(words), "table.md lacks '\(words)':\n\(table)")
     }
     XCTAssertTrue(FileManager.default.fileExists(atPath: out.appendingPathComponent("table.csv").path))
-    for plot in ["fid.png", "fid_curve.png", "accuracy_curve.png"] {
+    for plot in ["fid.png", "fid_curve.png", "accuracy_curve.png", "dGap_curve.png"] {
       XCTAssertTrue(FileManager.default.fileExists(atPath: out.appendingPathComponent(plot).path), "no \(plot):\n\(r.stdout)")
     }
     // every cell is a normal run folder: sample.lua reads it

@@ -156,12 +156,12 @@ T.test("the overfitting probe: D's mean output on its training images against im
   local seen = {}
   for i = 1, ds.size do seen[fingerprint(all[i])] = true end
   local calls = {}
-  local function memorizing(x, y)
+  local memorizing = setmetatable({ namedBuffers = function() return pairs({}) end }, { __call = function(_, x, y)
     calls[#calls + 1] = { n = x:size(1), shape = table.concat(x:shape(), "x"), labels = ("%d..%d"):format(y:min():item(), y:max():item()) }
     local out = {}
     for i = 1, x:size(1) do out[i] = seen[fingerprint(x[i])] and 1 or 0 end
     return tensor.new(out)
-  end
+  end })
   local probe = training.overfitProbe(opt, ds, 150, memorizing)
   local dTrain, dHeldOut = probe()
   check(dTrain == 1, "every training image is one D has seen: " .. dTrain)
@@ -176,6 +176,19 @@ T.test("the overfitting probe: D's mean output on its training images against im
   check(calls[#calls - 1].n == 200, "n beyond the training set: all of it")
   check(training.overfitProbe({ dataset = "folder", dataRoot = "", resolution = 32 }, ds, 10, memorizing) == nil,
     "no test split, no probe")
+  -- a real D (spectral norm's u is a buffer its forward steps) and the global generator: unchanged
+  local D = biggan.Discriminator { resolution = 32, ch = 2, numClasses = 10, inChannels = 1 }
+  D:train()
+  local buffers = {}
+  for name, b in D:namedBuffers() do buffers[name] = b:clone() end
+  tensor.manualSeed(12)
+  local rng = tensor.getRNGState()
+  local real = training.overfitProbe(opt, ds, 40, D)
+  local first = { real() }
+  check(first[1] == first[1] and first[2] == first[2] and first[1] ~= first[2], "two means: " .. first[1] .. " " .. first[2])
+  check(table.concat(tensor.getRNGState(), ",") == table.concat(rng, ","), "the global generator untouched")
+  for name, b in D:namedBuffers() do check((b - buffers[name]):abs():max():item() == 0, name .. " unchanged") end
+  check(#buffers == 0 and next(buffers) ~= nil, "D has buffers to keep")
 end)
 
 T.finish("small_data")

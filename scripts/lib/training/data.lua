@@ -76,28 +76,34 @@ function M.data(opt, batchSize)
 end
 
 --- D's memory of its training set (Karras et al. 2020, Fig. 1b): a function probe() -> dTrain,
--- dHeldOut, the mean of discriminate(x, y) over n training images and over n images of the
--- data set's test split that D never sees, both as the loader gives them (no augmentation).
--- A gap that widens as training goes on is D memorizing its images, the overfitting that
--- DiffAugment, ADA and LeCam are for. nil for data sets without a test split (Fashion-MNIST
--- and MNIST have one). The images are drawn once, with a seed of their own, at the first call.
-function M.overfitProbe(opt, ds, n, discriminate)
-  local split = ({ ["fashion-mnist"] = data.fashionMNIST, mnist = data.mnist })[opt.dataset]
-  if not split then return nil end
+-- dHeldOut, D(x, y)'s mean over n training images and over n images of the data set's test
+-- split that D never sees, both as the loader gives them (no augmentation). A gap that widens
+-- as training goes on is D memorizing its images, the overfitting that DiffAugment, ADA and
+-- LeCam are for. D runs without gradients, its buffers (spectral norm's u) left as they were,
+-- and the global generator untouched, so probing never changes a run. nil for data sets
+-- without a test split (folders and zips). The images are drawn once, with a seed of their own.
+function M.overfitProbe(opt, ds, n, D)
+  local root = opt.dataRoot ~= "" and opt.dataRoot or nil
+  local testSplit = ({
+    ["fashion-mnist"] = function() return data.fashionMNIST { split = "test", root = root } end,
+    mnist = function() return data.mnist { split = "test", root = root } end,
+    cifar10 = function() return data.cifar10 { split = "test", root = root } end,
+  })[opt.dataset]
+  if not testSplit then return nil end
   local train, heldOut
+  local function draw(set)
+    local loader = data.Loader(set, { batchSize = math.min(n, set.size), seed = 20200611,
+                                      transform = transformsFor(opt, set, opt.dataset) })
+    local x, y = loader:next()
+    return { x = x, y = y }
+  end
+  local function mean(r)
+    return M.keepingRNG(function()
+      return M.withFrozenBuffers(D, function() return tensor.noGrad(function() return D(r.x, r.y):mean():item() end) end)
+    end)
+  end
   return function()
-    if not train then
-      local root = opt.dataRoot ~= "" and opt.dataRoot or nil
-      local test = split { split = "test", root = root }
-      local function draw(set)
-        local loader = data.Loader(set, { batchSize = math.min(n, set.size), seed = 20200611,
-                                          transform = transformsFor(opt, set, opt.dataset) })
-        local x, y = loader:next()
-        return { x = x, y = y }
-      end
-      train, heldOut = draw(ds), draw(test)
-    end
-    local function mean(r) return tensor.noGrad(function() return discriminate(r.x, r.y):mean():item() end) end
+    if not train then train, heldOut = draw(ds), draw(testSplit()) end
     return mean(train), mean(heldOut)
   end
 end

@@ -157,7 +157,8 @@ function Run:evaluate(iter, sampler)
   end
   self.logger:log(iter, logged)
   if self.tb then
-    self.tb:scalars(iter, { ["eval/fid"] = r.fid, ["eval/is"] = r.is, ["eval/accuracy"] = r.accuracy, ["eval/coverageKL"] = r.coverageKL })
+    self.tb:scalars(iter, { ["eval/fid"] = r.fid, ["eval/is"] = r.is, ["eval/accuracy"] = r.accuracy, ["eval/coverageKL"] = r.coverageKL,
+                            ["eval/dGap"] = r.dGap })
   end
   return r
 end
