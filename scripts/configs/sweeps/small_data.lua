@@ -12,4 +12,7 @@ return {
   { name = "DiffAugment", diffAugment = "color,translation,cutout" },
   { name = "DiffAugment + LeCam", diffAugment = "color,translation,cutout", lecam = 0.3 },
   { name = "ADA", diffAugment = "color,translation,cutout", adaTarget = 0.6 },
+  -- LeCam squeezes D's outputs together, under the 5% spread the collapse watch calls a dead D:
+  -- the same row with the watch only warning, to see what LeCam does when left to run
+  { name = "DiffAugment + LeCam, watch off", diffAugment = "color,translation,cutout", lecam = 0.3, onCollapse = "warn" },
 }
