@@ -10,6 +10,7 @@
 --   luagan scripts/sweep.lua --script=scripts/pggan.lua --rows=rows.lua --seeds=3 --iters=20000 --parallel=2
 -- rows.lua returns a list of rows: { { name = "baseline", shared = false, hier = false }, ... }.
 local options = require("options")
+local training = require("training")
 
 local opt = options.cli(arg, {
   { "script", "scripts/biggan.lua", "the training script every cell runs" },
@@ -350,29 +351,14 @@ for _, k in ipairs(metrics) do
   end
 end
 -- Curves: what the cells evaluated while training (--evalEvery) against the iteration, one line
--- per row, the mean over its seeds at each iteration every seed reached. An iteration evaluated
--- again after a resume counts with its later value; a rollback drops what the abandoned branch
--- evaluated past the checkpoint it went back to; eval.lua's own lines in the log are not the
--- training's (other noise, other sample counts) and are left out.
+-- per row, the mean over its seeds at each iteration every seed reached (the run's own
+-- evaluations: training.trainingEvaluations).
 local curveKeys = { "fid", "is", "accuracy", "coverageKL", "dGap" }   -- dGap: training.overfitProbe
 local curveLabels = { accuracy = "class accuracy %", dGap = "D(training images) - D(held-out images)" }
 local evaluations = {}      -- [cell record] = { [key] = { [iteration] = value } }
 for _, r in ipairs(records) do
-  local byKey, ended = {}, nil
-  for _, k in ipairs(curveKeys) do byKey[k] = {} end
   local ok, lines = pcall(log.read, r.dir .. "/log.jsonl")
-  for _, e in ipairs(ok and lines or {}) do
-    if type(e) == "table" and type(e.iter) == "number" then
-      if e.rollback then
-        for _, at in pairs(byKey) do for it in pairs(at) do if it > e.iter then at[it] = nil end end end
-      elseif e.iterations then
-        ended = e.iter         -- the run's end: an evaluation at this iteration after it is eval.lua's
-      elseif e.evalSamples and e.source == nil and e.iter ~= ended then
-        for k, at in pairs(byKey) do if type(e[k]) == "number" then at[e.iter] = e[k] end end
-      end
-    end
-  end
-  evaluations[r] = byKey
+  evaluations[r] = training.trainingEvaluations(ok and lines or {}, curveKeys)
 end
 local curves = {}
 for _, k in ipairs(curveKeys) do

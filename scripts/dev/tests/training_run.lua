@@ -209,4 +209,29 @@ T.test("the progress bar against a time budget", function()
 end)
 
 paths.remove(tmp)
+T.test("the run's own evaluations: a resume's later value, a rollback's abandoned branch dropped, eval.lua's lines left out", function()
+  local records = {
+    { iter = 10, lossD = 1.0 },
+    { iter = 100, evalSamples = 50, fid = 30, accuracy = 0.5 },
+    { iter = 200, evalSamples = 50, fid = 20, accuracy = 0.6, dGap = 0.1 },
+    { iter = 300, evalSamples = 50, fid = 90, accuracy = 0.1 },            -- the branch that collapsed
+    { iter = 350, evalSamples = 50, fid = 95, accuracy = 0.1 },            -- (never evaluated again)
+    { iter = 360, collapse = "D is dead", since = 250 },
+    { iter = 200, rollback = "iter-0000200", seed = 1001 },
+    { iter = 100, evalSamples = 200, fid = 33, source = "eval.lua" },        -- eval.lua on an old checkpoint
+    { iter = 300, evalSamples = 50, fid = 15, accuracy = 0.7 },
+    { iter = 400, evalSamples = 50, fid = 12, accuracy = 0.8 },
+    { iter = 400, iterations = 400, minutes = 1 },
+    { iter = 400, evalSamples = 2000, fid = 11, accuracy = 0.9 },           -- an older eval.lua line, untagged
+    { iter = 500, evalSamples = 50, fid = 10 },                              -- resumed with more iterations
+  }
+  local e = training.trainingEvaluations(records, { "fid", "accuracy", "dGap", "is" })
+  local its = {}
+  for it, v in pairs(e.fid) do its[#its + 1] = ("%d=%g"):format(it, v) end
+  table.sort(its)
+  check(table.concat(its, " ") == "100=30 200=20 300=15 400=12 500=10", "fid: " .. table.concat(its, " "))
+  check(e.accuracy[300] == 0.7 and e.accuracy[400] == 0.8 and e.accuracy[500] == nil, "accuracy where it was logged")
+  check(e.dGap[200] == 0.1 and next(e.is) == nil, "a key nobody logged is empty")
+end)
+
 T.finish("training_run")

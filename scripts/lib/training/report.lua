@@ -132,6 +132,28 @@ function Run:plots(lossNames)
 end
 
 
+--- A run's own evaluations during training, from its log records (log.read): for each of
+-- `keys`, { [iteration] = value }. An iteration evaluated again after a resume keeps its later
+-- value; a rollback drops what the abandoned branch evaluated past the checkpoint it went back
+-- to; eval.lua's lines (source = "eval.lua"; in older logs, an evaluation at the run's last
+-- iteration after its end) have other noise and sample counts and are left out.
+function M.trainingEvaluations(records, keys)
+  local byKey, ended = {}, nil
+  for _, k in ipairs(keys) do byKey[k] = {} end
+  for _, e in ipairs(records) do
+    if type(e) == "table" and type(e.iter) == "number" then
+      if e.rollback then
+        for _, at in pairs(byKey) do for it in pairs(at) do if it > e.iter then at[it] = nil end end end
+      elseif e.iterations then
+        ended = e.iter
+      elseif e.evalSamples and e.source == nil and e.iter ~= ended then
+        for k, at in pairs(byKey) do if type(e[k]) == "number" then at[e.iter] = e[k] end end
+      end
+    end
+  end
+  return byKey
+end
+
 --- Periodic evaluation on Fashion-MNIST: domain FID, IS, KID and class accuracy of
 -- `sampler(n, offset)` samples against the test split (the reference is computed once), and
 -- with parts.probeD, D's mean output on training against held-out images (dTrain, dHeldOut,
