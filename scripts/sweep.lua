@@ -3,8 +3,9 @@
 -- trained on the same budget and evaluated with eval.lua; the sweep writes results.jsonl, a
 -- table (markdown and CSV) with mean +- std over seeds per row and the best row marked, and a
 -- plot of each metric across the rows (one point per seed), and, when the cells evaluated while
--- training (--evalEvery), each metric's curve per row against the iteration. A killed sweep continues where it
--- stopped: finished cells are never rerun, a cell with a checkpoint resumes from it.
+-- training (--evalEvery), each metric's curve per row against the iteration. A killed sweep
+-- continues where it stopped: finished cells are never rerun, a cell with a checkpoint resumes
+-- from it.
 --
 --   luagan scripts/sweep.lua --grid='GOrthoBeta={0,1e-4,1e-3}' --seeds=3 --minutes=5
 --   luagan scripts/sweep.lua --script=scripts/pggan.lua --rows=rows.lua --seeds=3 --iters=20000 --parallel=2
@@ -376,9 +377,9 @@ for _, k in ipairs(curveKeys) do
     end
     table.sort(xs)
     for j, it in ipairs(xs) do
-      local sum = 0
-      for _, at in ipairs(perSeed) do sum = sum + at[it] end
-      ys[j] = sum / #perSeed * (scale[k] or 1)
+      local values = {}
+      for i, at in ipairs(perSeed) do values[i] = at[it] end
+      ys[j] = stats(values) * (scale[k] or 1)
     end
     if #xs >= 2 then series[#series + 1] = { name = row.name, x = xs, y = ys } end
   end
