@@ -19,6 +19,7 @@ local opt = options.cli(arg, {
   { "grid", "", "option={v1,v2,...}, several joined by ';': every combination is a row (no --grid or --rows: one row, "
     .. "the base config)" },
   { "rows", "", "a Lua file returning a list of rows, each a table of options (and an optional name)" },
+  { "only", "", "the rows to run and tabulate, by name, joined by ';' (default: every row); a row keeps its folder" },
   { "set", "", "options every cell takes, as --k=v words joined by spaces (e.g. '--ch=8 --batchSize=32')" },
   { "seeds", 3, "seeds per row: 1..seeds", min = 1, max = 1000 },
   { "minutes", 0.0, "each cell's wall-clock budget (or --iters)", min = 0 },
@@ -92,6 +93,23 @@ else
 end
 for i, r in ipairs(rows) do
   r.folder = ("%02d-%s"):format(i, r.name:gsub("[^%w%.%-_=,+]", "_"):sub(1, 80))
+end
+-- --only: a subset of the rows by name, each keeping the folder (and number) it has in the full list,
+-- so a subset's cells are the full sweep's cells
+if opt.only ~= "" then
+  local byName, names = {}, {}
+  for _, r in ipairs(rows) do byName[r.name] = r; names[#names + 1] = "'" .. r.name .. "'" end
+  local chosen = {}
+  for name in opt.only:gmatch("[^;]+") do
+    name = name:match("^%s*(.-)%s*$")
+    local r = byName[name]
+    if not r then usage(("--only: no row named '%s'; the rows are %s"):format(name, table.concat(names, ", "))) end
+    if r.chosen then usage(("--only: row '%s' named twice"):format(name)) end
+    r.chosen = true
+    chosen[#chosen + 1] = r
+  end
+  if #chosen == 0 then usage("--only: name at least one row") end
+  rows = chosen
 end
 
 -- The command lines. Every word is quoted for the shell.

@@ -4,7 +4,8 @@ import XCTest
 /// scripts/sweep.lua: 2 values x 2 seeds of a 20-second BigGAN run, killed (the whole process
 /// group, SIGKILL) once two cells have finished, then run again: it finishes the other two
 /// without rerunning the first two, and writes results.jsonl, a table with mean +- std per row,
-/// a plot across the rows and the curve of what the cells evaluated while training.
+/// a plot across the rows and the curve of what the cells evaluated while training; --only then
+/// tabulates one row again from its finished cells.
 final class SweepTests: XCTestCase {
   func testAKilledSweepContinuesWithoutRerunningFinishedCells() throws {
     let out = FileManager.default.temporaryDirectory.appendingPathComponent("luagan-sweep-\(UUID().uuidString)")
@@ -58,6 +59,16 @@ final class SweepTests: XCTestCase {
     for plot in ["fid.png", "fid_curve.png", "accuracy_curve.png", "dGap_curve.png"] {
       XCTAssertTrue(FileManager.default.fileExists(atPath: out.appendingPathComponent(plot).path), "no \(plot):\n\(r.stdout)")
     }
+    // --only: one row of the finished sweep is tabulated again from its cells, nothing rerun
+    let one = try Luagan.run(args + ["--only=GOrthoBeta=0.001"])
+    XCTAssertEqual(one.status, 0, one.stdout + one.stderr)
+    XCTAssertTrue(one.stdout.contains("1 rows x 2 seeds = 2 cells") && one.stdout.contains("2 finished before, 0 to run"), one.stdout)
+    let oneResults = try String(contentsOf: out.appendingPathComponent("results.jsonl"), encoding: .utf8).split(separator: "\n")
+    XCTAssertEqual(oneResults.count, 2, oneResults.joined(separator: "\n"))
+    XCTAssertTrue(oneResults.allSatisfy { $0.contains("\"row\":\"GOrthoBeta=0.001\"") }, oneResults.joined(separator: "\n"))
+    let unknown = try Luagan.run(args + ["--only=GOrthoBeta=0.5"])
+    XCTAssertEqual(unknown.status, 2, unknown.stderr)
+    XCTAssertTrue(unknown.stderr.contains("no row named 'GOrthoBeta=0.5'; the rows are 'GOrthoBeta=0', 'GOrthoBeta=0.001'"), unknown.stderr)
     // every cell is a normal run folder: sample.lua reads it
     let cell = out.appendingPathComponent(before[0])
     let s = try Luagan.run(["scripts/sample.lua", "--ckpt=\(cell.path)", "--n=0", "--truncations={0}"])
