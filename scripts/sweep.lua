@@ -270,7 +270,11 @@ end
 
 -- results.jsonl: every finished cell, in the sweep's order.
 local records = {}
-for _, c in ipairs(cells) do records[#records + 1] = readJSON(c.done) end
+for _, c in ipairs(cells) do
+  local r = readJSON(c.done)
+  -- where the cell is now: a sweep folder moved, or tabulated from another directory, still finds its logs
+  if r then r.dir = c.dir; records[#records + 1] = r end
+end
 local lines = {}
 for _, r in ipairs(records) do lines[#lines + 1] = json.encode(r) end
 writeAtomically(opt.out .. "/results.jsonl", table.concat(lines, "\n") .. "\n")

@@ -59,13 +59,21 @@ final class SweepTests: XCTestCase {
     for plot in ["fid.png", "fid_curve.png", "accuracy_curve.png", "dGap_curve.png"] {
       XCTAssertTrue(FileManager.default.fileExists(atPath: out.appendingPathComponent(plot).path), "no \(plot):\n\(r.stdout)")
     }
-    // --only: one row of the finished sweep is tabulated again from its cells, nothing rerun
-    let one = try Luagan.run(args + ["--only=GOrthoBeta=0.001"])
+    // --only: one row of the finished sweep, its folder moved, is tabulated again from its cells
+    // where they are now (curves included), nothing rerun
+    let moved = out.appendingPathExtension("moved")
+    defer { try? FileManager.default.removeItem(at: moved) }
+    try FileManager.default.moveItem(at: out, to: moved)
+    try FileManager.default.removeItem(at: moved.appendingPathComponent("fid_curve.png"))
+    let one = try Luagan.run(Array(args.dropLast()) + ["--out=\(moved.path)", "--only=GOrthoBeta=0.001"])
     XCTAssertEqual(one.status, 0, one.stdout + one.stderr)
     XCTAssertTrue(one.stdout.contains("1 rows x 2 seeds = 2 cells") && one.stdout.contains("2 finished before, 0 to run"), one.stdout)
-    let oneResults = try String(contentsOf: out.appendingPathComponent("results.jsonl"), encoding: .utf8).split(separator: "\n")
+    let oneResults = try String(contentsOf: moved.appendingPathComponent("results.jsonl"), encoding: .utf8).split(separator: "\n")
     XCTAssertEqual(oneResults.count, 2, oneResults.joined(separator: "\n"))
-    XCTAssertTrue(oneResults.allSatisfy { $0.contains("\"row\":\"GOrthoBeta=0.001\"") }, oneResults.joined(separator: "\n"))
+    XCTAssertTrue(oneResults.allSatisfy { $0.contains("\"row\":\"GOrthoBeta=0.001\"") && $0.contains(moved.lastPathComponent) },
+                  oneResults.joined(separator: "\n"))
+    XCTAssertTrue(FileManager.default.fileExists(atPath: moved.appendingPathComponent("fid_curve.png").path), one.stdout)
+    try FileManager.default.moveItem(at: moved, to: out)
     let unknown = try Luagan.run(args + ["--only=GOrthoBeta=0.5"])
     XCTAssertEqual(unknown.status, 2, unknown.stderr)
     XCTAssertTrue(unknown.stderr.contains("no row named 'GOrthoBeta=0.5'; the rows are 'GOrthoBeta=0', 'GOrthoBeta=0.001'"), unknown.stderr)

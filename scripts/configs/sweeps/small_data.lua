@@ -6,7 +6,8 @@
 -- The subset is drawn with each cell's seed, so the rows of one seed share their images.
 --   luagan scripts/sweep.lua --rows=scripts/configs/sweeps/small_data.lua --set='--perClass=60' \
 --     --seeds=3 --iters=7000 --parallel=2 --metric=fid --out=runs/small1
--- (--perClass=600 for 10%; docs/experiments.md has the tables they gave)
+-- and on 10%, the first four rows: --set='--perClass=600' --only='none;DiffAugment;DiffAugment + LeCam;ADA'
+-- (docs/experiments.md has the tables they gave)
 return {
   { name = "none" },
   { name = "DiffAugment", diffAugment = "color,translation,cutout" },
