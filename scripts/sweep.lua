@@ -403,7 +403,9 @@ for _, k in ipairs(curveKeys) do
       for i, at in ipairs(perSeed) do values[i] = at[it] end
       ys[j] = stats(values) * (scale[k] or 1)
     end
-    if #xs >= 2 then series[#series + 1] = { name = row.name, x = xs, y = ys } end
+    -- a row some of whose cells failed says over how many seeds its line is the mean
+    local name = #perSeed < opt.seeds and ("%s (%d of %d seeds)"):format(row.name, #perSeed, opt.seeds) or row.name
+    if #xs >= 2 then series[#series + 1] = { name = name, x = xs, y = ys } end
   end
   if #series > 0 then
     plot.lines(("%s/%s_curve.png"):format(opt.out, k), series, { title = ("%s during training (mean over seeds)"):format(k),
