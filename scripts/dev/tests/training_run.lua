@@ -147,6 +147,29 @@ T.test("a D forced to die is detected and the run rolls back to the last good ch
   check(alive > 0)
 end)
 
+T.test("a D that dies before the first checkpoint rolls back to the run's starting point", function()
+  local dir = tmp .. "/rollback-early"
+  local run, g = newRun(dir, { "--onCollapse=rollback", "--collapsePatience=5" })
+  check(ckpt.list(dir .. "/ckpt")[1] == "iter-0000000", "the starting point is kept")
+  local killed = false
+  while run:next() do
+    if run.iter == 3 and not killed then killD(g.D); killed = true end
+    run:afterStep(step(g))
+  end
+  run:finish()
+  local rollback, last
+  for _, r in ipairs(log.read(dir .. "/log.jsonl")) do
+    if r.rollback then rollback = r end
+    last = r
+  end
+  check(rollback and rollback.rollback == "iter-0000000" and rollback.seed == 1001, "rolled back to the start")
+  check(last.iterations == 60, "the run went on to its end: " .. tostring(last.iterations))
+  local warned = tmp .. "/warn-no-start"
+  local wrun = newRun(warned, { "--onCollapse=warn" })
+  check(not select(1, paths.exists(warned .. "/ckpt/iter-0000000")), "a run that never rolls back keeps no starting point")
+  wrun.logger:close(); wrun.svLogger:close()
+end)
+
 T.test("--onCollapse=warn says it once per episode and trains on", function()
   local dir = tmp .. "/warn"
   local run, g = newRun(dir, { "--collapsePatience=5", "--iters=30" })

@@ -81,6 +81,9 @@ function M.Run(opt, parts, saved)
   -- Ctrl-C: the first finishes the step, saves and stops (Run:next); a second stops at once
   log.catchInterrupts(true)
   if self.rank == 0 then ckpt.clean(opt.out .. "/ckpt") end    -- what an interrupted save left behind
+  -- a run that rolls back on collapse keeps its starting point too: a D that dies before the
+  -- first --saveEvery checkpoint restarts from its initialization with a fresh seed
+  if not saved and opt.onCollapse == "rollback" then self:checkpoint() end
   return self
 end
 
