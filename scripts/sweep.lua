@@ -19,7 +19,8 @@ local opt = options.cli(arg, {
   { "grid", "", "option={v1,v2,...}, several joined by ';': every combination is a row (no --grid or --rows: one row, "
     .. "the base config)" },
   { "rows", "", "a Lua file returning a list of rows, each a table of options (and an optional name)" },
-  { "only", "", "the rows to run and tabulate, by name, joined by ';' (default: every row); a row keeps its folder" },
+  { "only", "", "the rows to run and tabulate, by name, joined by ';' (default: every row); a row keeps its folder, "
+    .. "and the table and plots then hold only these rows" },
   { "set", "", "options every cell takes, as --k=v words joined by spaces (e.g. '--ch=8 --batchSize=32')" },
   { "seeds", 3, "seeds per row: 1..seeds", min = 1, max = 1000 },
   { "minutes", 0.0, "each cell's wall-clock budget (or --iters)", min = 0 },
@@ -91,7 +92,11 @@ else
     rows[#rows + 1] = { name = r.name and tostring(r.name) or (#words > 0 and table.concat(words, ",") or "defaults"), values = values }
   end
 end
+local seen = {}
 for i, r in ipairs(rows) do
+  -- the table, the plots and --only find a row's cells by its name
+  if seen[r.name] then usage(("rows %d and %d are both named '%s': give each row its own name"):format(seen[r.name], i, r.name)) end
+  seen[r.name] = i
   r.folder = ("%02d-%s"):format(i, r.name:gsub("[^%w%.%-_=,+]", "_"):sub(1, 80))
 end
 -- --only: a subset of the rows by name, each keeping the folder (and number) it has in the full list,
@@ -150,11 +155,15 @@ end
 
 local function command(c)
   local words = { quote(luagan), quote(opt.script) }
-  local resuming = exists(c.dir .. "/ckpt/latest")
+  -- a cell killed before its first checkpoint starts again in a clean folder (a run that rolls
+  -- back keeps its starting point, iter-0000000: that is no progress to resume)
+  local latest = io.open(c.dir .. "/ckpt/latest", "r")
+  local resuming = latest ~= nil and latest:read("l") ~= "iter-0000000"
+  if latest then latest:close() end
   if resuming then
     words[#words + 1] = quote("--resume=" .. c.dir)
   else
-    if exists(c.dir) then os.execute("rm -rf " .. quote(c.dir)) end     -- killed before its first checkpoint
+    if exists(c.dir) then os.execute("rm -rf " .. quote(c.dir)) end
     if opt.base ~= "" then words[#words + 1] = quote("--config=" .. opt.base) end
     for w in opt.set:gmatch("%S+") do words[#words + 1] = quote(w) end
     local keys = {}
@@ -403,7 +412,7 @@ for _, k in ipairs(curveKeys) do
       for i, at in ipairs(perSeed) do values[i] = at[it] end
       ys[j] = stats(values) * (scale[k] or 1)
     end
-    -- a row some of whose cells failed says over how many seeds its line is the mean
+    -- a row some of whose cells failed (or have not finished) says over how many seeds its line is the mean
     local name = #perSeed < opt.seeds and ("%s (%d of %d seeds)"):format(row.name, #perSeed, opt.seeds) or row.name
     if #xs >= 2 then series[#series + 1] = { name = name, x = xs, y = ys } end
   end

@@ -51,6 +51,13 @@ final class TrainingScriptsTests: FolderTestCase {
     _ = try run(["scripts/biggan.lua", "--iters=4", "--out=\(b.path)"] + Self.tinyBigGAN)
     _ = try run(["scripts/biggan.lua", "--resume=\(b.path)", "--iters=6"])
     try assertSameCheckpoint(a.appendingPathComponent("ckpt/iter-0000006"), b.appendingPathComponent("ckpt/iter-0000006"))
+    // Resumed from the starting point a rolling-back run keeps (iter-0000000): the same run.
+    let c = tmp.appendingPathComponent("c")
+    _ = try run(["scripts/biggan.lua", "--iters=2", "--out=\(c.path)"] + Self.tinyBigGAN)
+    try FileManager.default.removeItem(at: c.appendingPathComponent("ckpt/iter-0000002"))
+    try "iter-0000000\n".write(to: c.appendingPathComponent("ckpt/latest"), atomically: true, encoding: .utf8)
+    _ = try run(["scripts/biggan.lua", "--resume=\(c.path)", "--iters=6"])
+    try assertSameCheckpoint(a.appendingPathComponent("ckpt/iter-0000006"), c.appendingPathComponent("ckpt/iter-0000006"))
 
     let s = try run(["scripts/sample.lua", "--ckpt=\(a.path)", "--n=200", "--truncations={0,1}"])
     assertFiles(a.appendingPathComponent("sample"), ["classes.png", "interp_z.png", "interp_class.png", "trunc-none.png",

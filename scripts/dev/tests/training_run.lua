@@ -168,6 +168,8 @@ T.test("a D that dies before the first checkpoint rolls back to the run's starti
   local wrun = newRun(warned, { "--onCollapse=warn" })
   check(not select(1, paths.exists(warned .. "/ckpt/iter-0000000")), "a run that never rolls back keeps no starting point")
   wrun.logger:close(); wrun.svLogger:close()
+  if wrun.tb then wrun.tb:close() end
+  log.catchInterrupts(false)
 end)
 
 T.test("--onCollapse=warn says it once per episode and trains on", function()

@@ -26,7 +26,8 @@ function M.commonSpec(d)
     { "svEvery", d.svEvery or 100, "iterations between top-3 singular values of every weight (0: never)", min = 0 },
     { "keep", d.keep or 3, "checkpoints kept", min = 1 },
     { "onCollapse", d.onCollapse or "warn",
-      "when D dies or G's spectra explode: warn, stop, or rollback (to the last good checkpoint, fresh seed)",
+      "when D dies or G's spectra explode: warn, stop, or rollback (to the last good checkpoint, fresh seed; "
+        .. "the run's start, iter-0000000, is kept for it)",
       oneOf = { "warn", "stop", "rollback" } },
     { "collapsePatience", d.collapsePatience or 50, "iterations of flat D outputs (90% of them) that mean D is dead", min = 1 },
     { "collapseSpread", d.collapseSpread or 1e-6, "D's outputs are flat when their spread (std over the batch) is at most this "

@@ -21,6 +21,9 @@ function M.loadGenerator(dir, opts)
   local probe = io.open(dir .. "/ckpt/latest", "r")
   if probe then probe:close(); dir = dir .. "/ckpt" end       -- a run folder
   local state, folder = ckpt.load(dir)
+  if state.iter == 0 then       -- a rolling-back run's starting point, kept before its first save
+    io.stderr:write(("note: %s is the run's starting point (iteration 0): its generator is untrained\n"):format(folder))
+  end
   local o, meta = state.opt, state.meta or {}
   local name = state.model
   if type(o) ~= "table" or type(name) ~= "string" or not name:match("^[%w_]+$") then

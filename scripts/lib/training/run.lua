@@ -83,7 +83,7 @@ function M.Run(opt, parts, saved)
   if self.rank == 0 then ckpt.clean(opt.out .. "/ckpt") end    -- what an interrupted save left behind
   -- a run that rolls back on collapse keeps its starting point too: a D that dies before the
   -- first --saveEvery checkpoint restarts from its initialization with a fresh seed
-  if not saved and opt.onCollapse == "rollback" then self:checkpoint() end
+  if not saved and opt.onCollapse == "rollback" and opt.collapseRetries > 0 then self:checkpoint() end
   return self
 end
 
