@@ -290,7 +290,8 @@ final class TrainingScriptsTests: FolderTestCase {
 
   /// A D killed by a huge learning rate (its ReLUs die within ~25 steps, on any BLAS core and
   /// seed tried): the collapse watch stops the run with status 3 and says why, on the console
-  /// and in the log; asked to roll back with no checkpoint from before, it says that too.
+  /// and in the log; asked to roll back with no periodic checkpoint yet, it goes back to the run's
+  /// start (iter-0000000) with a fresh seed each time, and stops once --collapseRetries are spent.
   func testADyingDStopsTheRun() throws {
     let dying = ["scripts/biggan.lua", "--ch=2", "--dimZ=16", "--sharedDim=8", "--batchSize=8", "--iters=200", "--evalEvery=0",
                  "--svEvery=0", "--numDSteps=1", "--DLr=2", "--DBetas={0.9,0.999}", "--collapsePatience=20", "--quiet"]
@@ -302,7 +303,8 @@ final class TrainingScriptsTests: FolderTestCase {
     XCTAssertTrue(log.contains("\"collapse\":\"D is dead"), log)
     let rollback = try Luagan.run(dying + ["--onCollapse=rollback", "--saveEvery=1000", "--out=\(b.path)"])
     XCTAssertEqual(rollback.status, 3, rollback.stderr)
-    XCTAssertTrue(rollback.stdout.contains("no checkpoint from before iteration"), rollback.stdout)
+    XCTAssertTrue(rollback.stdout.contains("rolled back to iter-0000000, continuing with seed 1001"), rollback.stdout)
+    XCTAssertTrue(rollback.stdout.contains("3 rollback(s) already (--collapseRetries=3)"), rollback.stdout)
     // The spectra watch follows G's first layer (the linear from z, not the shared embedding
     // that comes first among G's parameters); a growth budget of 1 makes any rise a collapse.
     let c = tmp.appendingPathComponent("sigma")
