@@ -119,22 +119,29 @@ local function killD(D)
   end)
 end
 
-T.test("a D forced to die is detected and the run rolls back to the last good checkpoint with a fresh seed", function()
-  local dir = tmp .. "/rollback"
+-- A rolling-back run whose D is killed once, at iteration killAt: its models and the last
+-- collapse, rollback and record of its log.
+local function runKillingDAt(dir, killAt)
   local run, g = newRun(dir, { "--onCollapse=rollback", "--collapsePatience=5" })
+  check(ckpt.list(dir .. "/ckpt")[1] == "iter-0000000", "the starting point is kept")
   local killed = false
   while run:next() do
-    if run.iter == 26 and not killed then killD(g.D); killed = true end
+    if run.iter == killAt and not killed then killD(g.D); killed = true end
     run:afterStep(step(g))
   end
   run:finish()
-  local records = log.read(dir .. "/log.jsonl")
   local collapse, rollback, last
-  for _, r in ipairs(records) do
+  for _, r in ipairs(log.read(dir .. "/log.jsonl")) do
     if r.collapse then collapse = r end
     if r.rollback then rollback = r end
     last = r
   end
+  return g, collapse, rollback, last
+end
+
+T.test("a D forced to die is detected and the run rolls back to the last good checkpoint with a fresh seed", function()
+  local dir = tmp .. "/rollback"
+  local g, collapse, rollback, last = runKillingDAt(dir, 26)
   check(collapse and collapse.collapse:find("D is dead", 1, true), "the collapse is logged")
   check(collapse.iter == 30 and collapse.since == 26, ("detected at %s, since %s"):format(collapse.iter, collapse.since))
   check(rollback and rollback.rollback == "iter-0000020" and rollback.seed == 1001, "rolled back to the checkpoint before the death")
@@ -148,20 +155,7 @@ T.test("a D forced to die is detected and the run rolls back to the last good ch
 end)
 
 T.test("a D that dies before the first checkpoint rolls back to the run's starting point", function()
-  local dir = tmp .. "/rollback-early"
-  local run, g = newRun(dir, { "--onCollapse=rollback", "--collapsePatience=5" })
-  check(ckpt.list(dir .. "/ckpt")[1] == "iter-0000000", "the starting point is kept")
-  local killed = false
-  while run:next() do
-    if run.iter == 3 and not killed then killD(g.D); killed = true end
-    run:afterStep(step(g))
-  end
-  run:finish()
-  local rollback, last
-  for _, r in ipairs(log.read(dir .. "/log.jsonl")) do
-    if r.rollback then rollback = r end
-    last = r
-  end
+  local _, _, rollback, last = runKillingDAt(tmp .. "/rollback-early", 3)
   check(rollback and rollback.rollback == "iter-0000000" and rollback.seed == 1001, "rolled back to the start")
   check(last.iterations == 60, "the run went on to its end: " .. tostring(last.iterations))
   local warned = tmp .. "/warn-no-start"
